@@ -1,2 +1,31 @@
+// qforge: quantize, evaluate, run and benchmark language models.
 #include <cstdio>
-int main() { std::puts("qforge"); return 0; }
+#include <exception>
+
+#include "cli/commands.h"
+#include "qforge/core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"qforge — quantize, evaluate, run and benchmark language models", "qforge"};
+  app.set_version_flag("--version", QFORGE_VERSION);
+  app.require_subcommand(1);
+  qforge::cli::add_info_command(app);
+  qforge::cli::add_run_command(app);
+  qforge::cli::add_eval_command(app);
+  qforge::cli::add_bench_command(app);
+  qforge::cli::add_formats_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const qforge::Error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "qforge: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "qforge: internal error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
