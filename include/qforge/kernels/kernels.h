@@ -1,0 +1,53 @@
+// Compute kernels of the forward pass. They know matrices and vectors, not model structure.
+// Everything is fp32 arithmetic; weights may be stored as F32, BF16 or F16 and are widened on the
+// fly (exactly: both widenings are lossless).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "qforge/core/thread_pool.h"
+#include "qforge/model/weights.h"
+
+namespace qforge::kernels {
+
+// Y[t, r] = sum_c W[r, c] * X[t, c] (+ bias[r]) for t < n_tokens, r < W.rows.
+// X is [n_tokens, W.cols] with row stride W.cols; Y is [n_tokens, ldy] (ldy >= W.rows).
+// Few tokens: a SIMD GEMV per token that streams W once (decode is memory-bound).
+// Many tokens: W is widened to f32 tile by tile and multiplied with OpenBLAS sgemm (prefill is
+// compute-bound). Rows are split across the pool's threads; OpenBLAS itself runs single-threaded.
+void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
+            ThreadPool& pool, const float* bias = nullptr);
+
+// Row-major sgemm C[m,n] = alpha * A[m,k] * B^T (B is [n,k]) + beta * C, single-threaded.
+void sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+              const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// Row-major sgemm C[m,n] = A[m,k] * B[k,n], single-threaded.
+void sgemm_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+              int64_t ldb, float* c, int64_t ldc);
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], in fp32 (w already includes Gemma's +1).
+void rmsnorm(const float* x, const float* w, float eps, int64_t n, float* out);
+
+// Rotates `n_heads` heads of `head_dim` (stride head_dim) at one position with the precomputed
+// cos/sin of that position (rotary_dim / 2 entries each). Layout per RopeLayout.
+void rope(float* x, int n_heads, int head_dim, int rotary_dim, const float* cos, const float* sin,
+          bool interleaved);
+
+// In-place numerically stable softmax over n values.
+void softmax(float* x, int64_t n);
+
+// gate[i] = act(gate[i]) * up[i]
+void silu_mul(float* gate, const float* up, int64_t n);
+void gelu_tanh_mul(float* gate, const float* up, int64_t n);
+
+// Dot product of a weight row (dtype) with f32 x; the SIMD path used by matmul.
+float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n);
+
+// Widens n elements of a weight row to f32 (SIMD).
+void widen_row(DType dtype, const std::byte* row, float* out, int64_t n);
+
+// Name of the SIMD target chosen at runtime (e.g. "AVX3_ZEN4").
+std::string simd_target_name();
+
+}  // namespace qforge::kernels

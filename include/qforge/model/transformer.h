@@ -1,0 +1,71 @@
+// The decoder forward pass: one implementation for every supported family, steered by ModelConfig.
+//   x = embed(tokens) [* sqrt(hidden) for Gemma]
+//   per layer:  h = x + o_proj(attention(rope(q), rope(k), v))   with q/k/v from rmsnorm(x)
+//               x = h + down(act(gate(rmsnorm(h))) * up(rmsnorm(h)))
+//   logits = lm_head(rmsnorm(x))
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "qforge/core/thread_pool.h"
+#include "qforge/model/config.h"
+#include "qforge/model/weights.h"
+
+namespace qforge {
+
+// Keys and values of every layer for up to `capacity` positions, fp32.
+// Layout [layer][kv_head][position][head_dim], so one head's keys are contiguous for attention.
+class KVCache {
+ public:
+  KVCache(const ModelConfig& config, int capacity);
+  int capacity() const { return capacity_; }
+  float* keys(int layer, int kv_head) { return k_.data() + offset(layer, kv_head); }
+  float* values(int layer, int kv_head) { return v_.data() + offset(layer, kv_head); }
+  size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
+
+ private:
+  size_t offset(int layer, int kv_head) const;
+  int capacity_, kv_heads_, head_dim_;
+  std::vector<float> k_, v_;
+};
+
+class Transformer {
+ public:
+  // `weights` must outlive the transformer. Norm weights and biases are widened to f32 once here.
+  Transformer(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool);
+
+  // Runs `tokens` at positions [pos, pos + n), reading and extending `cache` (which must hold
+  // positions [0, pos) already). Writes logits [n, vocab] when all_logits, else only the last
+  // token's logits [vocab].
+  void forward(std::span<const int32_t> tokens, int pos, KVCache& cache, float* logits,
+               bool all_logits);
+
+  const ModelConfig& config() const { return config_; }
+  // Bytes of weights read to decode one token (all linear layers + one embedding row + norms).
+  size_t weight_bytes_per_token() const;
+  // Total parameters of the model.
+  int64_t parameter_count() const;
+
+ private:
+  struct LayerParams {  // f32 copies of the small per-layer vectors
+    std::vector<float> attn_norm, ffn_norm, q_norm, k_norm, bq, bk, bv, bo, b_gate, b_up, b_down;
+  };
+  void attention(int layer, int n, int pos, KVCache& cache);
+  void ensure_scratch(int n, int ctx);
+  void rope_tables(int pos, int n);
+
+  const ModelConfig config_;
+  const ModelWeights& w_;
+  ThreadPool& pool_;
+  std::vector<LayerParams> layer_params_;
+  std::vector<float> final_norm_;
+  // scratch, sized for the largest n seen
+  int scratch_n_ = 0;
+  std::vector<float> x_, xn_, q_, k_, v_, attn_out_, gate_, up_, scores_;
+  std::vector<float> cos_, sin_;  // [n, rotary_dim/2]
+  std::vector<double> inv_freq_;
+};
+
+}  // namespace qforge

@@ -1,0 +1,87 @@
+// Y = X · Wᵀ for weights stored row-major [out, in] in F32/BF16/F16.
+#include <cblas.h>
+
+#include <algorithm>
+#include <mutex>
+#include <vector>
+
+#include "qforge/core/error.h"
+#include "qforge/kernels/kernels.h"
+
+namespace qforge::kernels {
+namespace {
+
+// Up to this many tokens, streaming W once per token (GEMV) beats widening tiles for sgemm.
+constexpr int64_t kGemvMaxTokens = 4;
+// Rows of W widened to f32 per sgemm call: 64 rows x 1536 cols x 4 B = 384 KiB stays in L2.
+constexpr int64_t kTileRows = 64;
+// Rows per GEMV work item (4 rows share each load of x).
+constexpr size_t kGemvGrain = 16;
+
+void init_blas_once() {
+  static std::once_flag once;
+  // We parallelise across tiles ourselves; OpenBLAS threads would oversubscribe the cores.
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+}  // namespace
+
+void sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+              const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  init_blas_once();
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m),
+              static_cast<blasint>(n), static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda),
+              b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+
+void sgemm_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+              int64_t ldb, float* c, int64_t ldc) {
+  init_blas_once();
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(m),
+              static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, a, static_cast<blasint>(lda),
+              b, static_cast<blasint>(ldb), 0.0f, c, static_cast<blasint>(ldc));
+}
+
+void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
+            ThreadPool& pool, const float* bias) {
+  check(w.present(), "matmul: weight matrix '{}' is absent", w.name);
+  check(ldy >= w.rows, "matmul: output stride {} < rows {} for '{}'", ldy, w.rows, w.name);
+  const int64_t rows = w.rows, cols = w.cols;
+  if (n_tokens <= kGemvMaxTokens) {
+    pool.parallel_for(static_cast<size_t>(rows), [&](size_t r0, size_t r1, int) {
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        const float* xt = x + t * cols;
+        float* yt = y + t * ldy;
+        for (size_t r = r0; r < r1; ++r)
+          yt[r] = dot_row(w.dtype, w.row(static_cast<int64_t>(r)), xt, cols) +
+                  (bias ? bias[r] : 0.0f);
+      }
+    }, kGemvGrain);
+    return;
+  }
+  const size_t tiles = static_cast<size_t>((rows + kTileRows - 1) / kTileRows);
+  pool.parallel_for(tiles, [&](size_t t0, size_t t1, int) {
+    thread_local std::vector<float> tile;
+    for (size_t t = t0; t < t1; ++t) {
+      const int64_t r0 = static_cast<int64_t>(t) * kTileRows;
+      const int64_t nr = std::min(kTileRows, rows - r0);
+      const float* wt;
+      if (w.dtype == DType::F32) {
+        wt = reinterpret_cast<const float*>(w.row(r0));
+      } else {
+        tile.resize(static_cast<size_t>(nr * cols));
+        for (int64_t r = 0; r < nr; ++r) widen_row(w.dtype, w.row(r0 + r), tile.data() + r * cols, cols);
+        wt = tile.data();
+      }
+      float beta = 0.0f;
+      if (bias) {
+        for (int64_t i = 0; i < n_tokens; ++i)
+          std::copy(bias + r0, bias + r0 + nr, y + i * ldy + r0);
+        beta = 1.0f;
+      }
+      sgemm_nt(n_tokens, nr, cols, 1.0f, x, cols, wt, cols, beta, y + r0, ldy);
+    }
+  });
+}
+
+}  // namespace qforge::kernels

@@ -1,0 +1,233 @@
+#include "qforge/model/transformer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "qforge/core/error.h"
+#include "qforge/kernels/kernels.h"
+
+namespace qforge {
+
+namespace kn = kernels;
+
+KVCache::KVCache(const ModelConfig& c, int capacity)
+    : capacity_(capacity), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim) {
+  const size_t n = static_cast<size_t>(c.num_layers) * kv_heads_ * capacity_ * head_dim_;
+  k_.assign(n, 0.0f);
+  v_.assign(n, 0.0f);
+}
+
+size_t KVCache::offset(int layer, int kv_head) const {
+  return (static_cast<size_t>(layer) * kv_heads_ + kv_head) * capacity_ * head_dim_;
+}
+
+namespace {
+
+std::vector<float> widen(const Vector& v, float add = 0.0f) {
+  if (!v.present()) return {};
+  std::vector<float> out(static_cast<size_t>(v.size));
+  convert_to_f32(v.dtype, v.data, out.data(), out.size());
+  if (add != 0.0f)
+    for (float& f : out) f += add;
+  return out;
+}
+
+}  // namespace
+
+Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool)
+    : config_(config), w_(weights), pool_(pool) {
+  check(static_cast<int>(weights.layers.size()) == config.num_layers,
+        "model has {} layers of weights but config says {}", weights.layers.size(),
+        config.num_layers);
+  // Gemma's RMSNorm multiplies by (1 + w); folding the +1 in once is exact in fp32.
+  const float norm_add = config.norm_plus_one ? 1.0f : 0.0f;
+  for (const LayerWeights& lw : weights.layers) {
+    LayerParams p;
+    p.attn_norm = widen(lw.attn_norm, norm_add);
+    p.ffn_norm = widen(lw.ffn_norm, norm_add);
+    p.q_norm = widen(lw.q_norm, norm_add);
+    p.k_norm = widen(lw.k_norm, norm_add);
+    p.bq = widen(lw.bq);
+    p.bk = widen(lw.bk);
+    p.bv = widen(lw.bv);
+    p.bo = widen(lw.bo);
+    p.b_gate = widen(lw.b_gate);
+    p.b_up = widen(lw.b_up);
+    p.b_down = widen(lw.b_down);
+    layer_params_.push_back(std::move(p));
+  }
+  final_norm_ = widen(weights.final_norm, norm_add);
+  // inv_freq[i] = theta^(-2i/d), as Hugging Face computes it (in float32 there; double here).
+  const int rd = config.rotary_dim();
+  for (int i = 0; i < rd / 2; ++i)
+    inv_freq_.push_back(static_cast<double>(static_cast<float>(
+        1.0 / std::pow(static_cast<double>(config.rope_theta), (2.0 * i) / rd))));
+}
+
+void Transformer::ensure_scratch(int n, int ctx) {
+  (void)ctx;
+  if (n <= scratch_n_) return;
+  scratch_n_ = n;
+  const size_t d = config_.hidden_size, qd = config_.q_dim(), kvd = config_.kv_dim(),
+               ff = config_.intermediate_size;
+  x_.resize(n * d);
+  xn_.resize(n * d);
+  q_.resize(n * qd);
+  k_.resize(n * kvd);
+  v_.resize(n * kvd);
+  attn_out_.resize(n * std::max(qd, d));
+  gate_.resize(n * ff);
+  up_.resize(n * ff);
+}
+
+void Transformer::rope_tables(int pos, int n) {
+  const size_t half = inv_freq_.size();
+  cos_.resize(n * half);
+  sin_.resize(n * half);
+  for (int t = 0; t < n; ++t) {
+    for (size_t i = 0; i < half; ++i) {
+      // Position times frequency in float32 (as the reference does), then cos/sin in double.
+      const float angle = static_cast<float>(pos + t) * static_cast<float>(inv_freq_[i]);
+      cos_[t * half + i] = static_cast<float>(std::cos(static_cast<double>(angle)));
+      sin_[t * half + i] = static_cast<float>(std::sin(static_cast<double>(angle)));
+    }
+  }
+}
+
+void Transformer::attention(int layer, int n, int pos, KVCache& cache) {
+  const ModelConfig& c = config_;
+  const int hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
+  const int group = c.num_heads / c.num_kv_heads;
+  const int ctx = pos + n;
+  // Append this chunk's keys and values to the cache.
+  for (int t = 0; t < n; ++t)
+    for (int h = 0; h < c.num_kv_heads; ++h) {
+      std::copy_n(&k_[t * kvd + h * hd], hd, cache.keys(layer, h) + (pos + t) * hd);
+      std::copy_n(&v_[t * kvd + h * hd], hd, cache.values(layer, h) + (pos + t) * hd);
+    }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  pool_.parallel_for(c.num_heads, [&](size_t h0, size_t h1, int) {
+    thread_local std::vector<float> scores;
+    scores.resize(static_cast<size_t>(n) * ctx);
+    for (size_t h = h0; h < h1; ++h) {
+      const int kvh = static_cast<int>(h) / group;
+      const float* keys = cache.keys(layer, kvh);
+      const float* values = cache.values(layer, kvh);
+      // scores = scale * Q_h K_hᵀ, [n, ctx]
+      kn::sgemm_nt(n, ctx, hd, scale, &q_[h * hd], qd, keys, hd, 0.0f, scores.data(), ctx);
+      for (int t = 0; t < n; ++t) {
+        float* row = &scores[static_cast<size_t>(t) * ctx];
+        const int visible = pos + t + 1;  // causal: positions [0, pos + t]
+        kn::softmax(row, visible);
+        std::fill(row + visible, row + ctx, 0.0f);
+      }
+      // out_h = P V_h, [n, hd], written into its head's slice of attn_out
+      kn::sgemm_nn(n, hd, ctx, scores.data(), ctx, values, hd, &attn_out_[h * hd], qd);
+    }
+  });
+}
+
+void Transformer::forward(std::span<const int32_t> tokens, int pos, KVCache& cache, float* logits,
+                          bool all_logits) {
+  const ModelConfig& c = config_;
+  const int n = static_cast<int>(tokens.size());
+  check(n > 0, "forward: no tokens");
+  check(pos >= 0 && pos + n <= cache.capacity(),
+        "forward: positions [{}, {}) exceed the KV cache capacity {}", pos, pos + n,
+        cache.capacity());
+  ensure_scratch(n, pos + n);
+  rope_tables(pos, n);
+  const int d = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.intermediate_size,
+            hd = c.head_dim;
+  const float eps = c.rms_norm_eps;
+
+  // Embedding lookup (widened to f32), Gemma scales by sqrt(hidden) rounded to f32.
+  const float emb_scale = c.scale_embeddings ? std::sqrt(static_cast<float>(d)) : 1.0f;
+  for (int t = 0; t < n; ++t) {
+    const int32_t id = tokens[t];
+    check(id >= 0 && id < w_.embedding.rows, "token id {} out of range [0, {})", id,
+          w_.embedding.rows);
+    kn::widen_row(w_.embedding.dtype, w_.embedding.row(id), &x_[t * d], d);
+    if (emb_scale != 1.0f)
+      for (int i = 0; i < d; ++i) x_[t * d + i] *= emb_scale;
+  }
+
+  const size_t half = inv_freq_.size();
+  for (int l = 0; l < c.num_layers; ++l) {
+    const LayerWeights& lw = w_.layers[l];
+    const LayerParams& lp = layer_params_[l];
+    // --- attention block
+    for (int t = 0; t < n; ++t) kn::rmsnorm(&x_[t * d], lp.attn_norm.data(), eps, d, &xn_[t * d]);
+    kn::matmul(lw.wq, xn_.data(), n, q_.data(), qd, pool_, lp.bq.empty() ? nullptr : lp.bq.data());
+    kn::matmul(lw.wk, xn_.data(), n, k_.data(), kvd, pool_, lp.bk.empty() ? nullptr : lp.bk.data());
+    kn::matmul(lw.wv, xn_.data(), n, v_.data(), kvd, pool_, lp.bv.empty() ? nullptr : lp.bv.data());
+    for (int t = 0; t < n; ++t) {
+      float* qt = &q_[t * qd];
+      float* kt = &k_[t * kvd];
+      if (c.qk_norm) {  // Qwen3: RMSNorm over each head before RoPE
+        for (int h = 0; h < c.num_heads; ++h)
+          kn::rmsnorm(qt + h * hd, lp.q_norm.data(), eps, hd, qt + h * hd);
+        for (int h = 0; h < c.num_kv_heads; ++h)
+          kn::rmsnorm(kt + h * hd, lp.k_norm.data(), eps, hd, kt + h * hd);
+      }
+      const bool il = c.rope_layout == RopeLayout::Interleaved;
+      kn::rope(qt, c.num_heads, hd, c.rotary_dim(), &cos_[t * half], &sin_[t * half], il);
+      kn::rope(kt, c.num_kv_heads, hd, c.rotary_dim(), &cos_[t * half], &sin_[t * half], il);
+    }
+    attention(l, n, pos, cache);
+    kn::matmul(lw.wo, attn_out_.data(), n, xn_.data(), d, pool_,
+               lp.bo.empty() ? nullptr : lp.bo.data());
+    for (int i = 0; i < n * d; ++i) x_[i] += xn_[i];
+
+    // --- MLP block
+    for (int t = 0; t < n; ++t) kn::rmsnorm(&x_[t * d], lp.ffn_norm.data(), eps, d, &xn_[t * d]);
+    kn::matmul(lw.w_gate, xn_.data(), n, gate_.data(), ff, pool_,
+               lp.b_gate.empty() ? nullptr : lp.b_gate.data());
+    kn::matmul(lw.w_up, xn_.data(), n, up_.data(), ff, pool_,
+               lp.b_up.empty() ? nullptr : lp.b_up.data());
+    if (c.activation == Activation::GeluTanh)
+      kn::gelu_tanh_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
+    else
+      kn::silu_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
+    kn::matmul(lw.w_down, gate_.data(), n, xn_.data(), d, pool_,
+               lp.b_down.empty() ? nullptr : lp.b_down.data());
+    for (int i = 0; i < n * d; ++i) x_[i] += xn_[i];
+  }
+
+  // --- output head
+  const int first = all_logits ? 0 : n - 1;
+  const int rows = n - first;
+  for (int t = first; t < n; ++t)
+    kn::rmsnorm(&x_[t * d], final_norm_.data(), eps, d, &xn_[(t - first) * d]);
+  kn::matmul(w_.lm_head, xn_.data(), rows, logits, c.vocab_size, pool_);
+}
+
+size_t Transformer::weight_bytes_per_token() const {
+  size_t bytes = w_.embedding.row_bytes() + w_.lm_head.nbytes();
+  auto vec = [](const Vector& v) { return v.present() ? v.size * dtype_size(v.dtype) : 0; };
+  for (const LayerWeights& lw : w_.layers) {
+    for (const Matrix* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down})
+      bytes += m->nbytes();
+    for (const Vector* v : {&lw.attn_norm, &lw.ffn_norm, &lw.q_norm, &lw.k_norm, &lw.bq, &lw.bk,
+                            &lw.bv, &lw.bo, &lw.b_gate, &lw.b_up, &lw.b_down})
+      bytes += vec(*v);
+  }
+  return bytes + vec(w_.final_norm);
+}
+
+int64_t Transformer::parameter_count() const {
+  int64_t n = w_.embedding.rows * w_.embedding.cols;
+  if (w_.lm_head.data != w_.embedding.data) n += w_.lm_head.rows * w_.lm_head.cols;
+  auto vec = [](const Vector& v) { return v.present() ? v.size : 0; };
+  for (const LayerWeights& lw : w_.layers) {
+    for (const Matrix* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down})
+      n += m->rows * m->cols;
+    for (const Vector* v : {&lw.attn_norm, &lw.ffn_norm, &lw.q_norm, &lw.k_norm, &lw.bq, &lw.bk,
+                            &lw.bv, &lw.bo, &lw.b_gate, &lw.b_up, &lw.b_down})
+      n += vec(*v);
+  }
+  return n + vec(w_.final_norm);
+}
+
+}  // namespace qforge
