@@ -1,0 +1,39 @@
+// `qforge bench`: prefill and decode speed with their rooflines, measured on this machine.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "qforge/core/thread_pool.h"
+#include "qforge/model/transformer.h"
+
+namespace qforge {
+
+struct BenchOptions {
+  int prefill_tokens = 512;
+  int decode_tokens = 128;
+  int repeats = 5;  // medians are reported
+};
+
+struct BenchResult {
+  int threads = 0;
+  std::string simd_target;
+  int prefill_tokens = 0, decode_tokens = 0, repeats = 0;
+  double prefill_tok_s = 0;  // median
+  double decode_tok_s = 0;   // median
+  size_t weight_bytes_per_token = 0;
+  double read_bandwidth = 0;     // bytes/s, measured
+  double fma_peak_flops = 0;     // FLOP/s, measured
+  double decode_roofline_tok_s = 0;  // bandwidth / bytes per token
+  double decode_roofline_fraction = 0;
+  double prefill_flops_per_token = 0;  // useful FLOPs (causal attention counted once)
+  double prefill_peak_fraction = 0;
+  int64_t peak_rss_bytes = 0;
+};
+
+BenchResult run_bench(Transformer& model, ThreadPool& pool, const BenchOptions& options);
+
+// Peak resident set size of this process so far.
+int64_t peak_rss_bytes();
+
+}  // namespace qforge

@@ -1,0 +1,41 @@
+// Perplexity with the protocol of ../shared/DESIGN.md ("Quality measurement"): the text tokenized
+// whole (BOS first when the tokenizer uses one), windows of ctx+1 tokens overlapping by one (the
+// first token of each window is context only), every other token predicted exactly once with
+// window-local context, mean NLL in fp32 logits (log-softmax accumulated in double).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+
+#include "qforge/model/transformer.h"
+
+namespace qforge {
+
+struct PerplexityOptions {
+  int ctx = 512;           // predicted tokens per window
+  int64_t max_tokens = 0;  // evaluate only the first N tokens of the text (0: all)
+};
+
+struct PerplexityResult {
+  double ppl = 0;
+  double mean_nll = 0;
+  int64_t tokens = 0;  // predicted tokens
+  int64_t windows = 0;
+  double seconds = 0;
+};
+
+// Calls fn(window_tokens, logits [window_len, vocab]) for each window of the protocol. Predictions
+// for window_tokens[i + 1] are in logits row i. Shared by perplexity and model comparison.
+void for_each_window(Transformer& model, std::span<const int32_t> tokens, const PerplexityOptions& o,
+                     const std::function<void(std::span<const int32_t>, const float*)>& fn,
+                     const std::function<void(int64_t done, int64_t total)>& progress = {});
+
+PerplexityResult evaluate_perplexity(
+    Transformer& model, std::span<const int32_t> tokens, const PerplexityOptions& options,
+    const std::function<void(int64_t done, int64_t total)>& progress = {});
+
+// -log softmax(logits)[target], accumulated in double.
+double token_nll(std::span<const float> logits, int32_t target);
+
+}  // namespace qforge

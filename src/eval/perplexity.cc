@@ -1,0 +1,60 @@
+#include "qforge/eval/perplexity.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <vector>
+
+#include "qforge/core/error.h"
+
+namespace qforge {
+
+double token_nll(std::span<const float> logits, int32_t target) {
+  const float mx = *std::max_element(logits.begin(), logits.end());
+  double sum = 0.0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v) - mx);
+  return std::log(sum) + mx - static_cast<double>(logits[target]);
+}
+
+void for_each_window(Transformer& model, std::span<const int32_t> tokens, const PerplexityOptions& o,
+                     const std::function<void(std::span<const int32_t>, const float*)>& fn,
+                     const std::function<void(int64_t, int64_t)>& progress) {
+  check(o.ctx >= 1, "context length must be >= 1 (got {})", o.ctx);
+  int64_t n = static_cast<int64_t>(tokens.size());
+  if (o.max_tokens > 0) n = std::min(n, o.max_tokens);
+  check(n >= 2, "text too short: {} tokens, need at least 2 to predict anything", n);
+  const int vocab = model.config().vocab_size;
+  KVCache cache(model.config(), o.ctx + 1);
+  std::vector<float> logits(static_cast<size_t>(o.ctx + 1) * vocab);
+  const int64_t total = n - 1;
+  for (int64_t start = 0; start + 1 < n; start += o.ctx) {
+    const int64_t len = std::min<int64_t>(o.ctx + 1, n - start);
+    const auto window = tokens.subspan(static_cast<size_t>(start), static_cast<size_t>(len));
+    // Only the first len-1 positions predict something inside the window.
+    model.forward(window.first(static_cast<size_t>(len - 1)), 0, cache, logits.data(), true);
+    fn(window, logits.data());
+    if (progress) progress(start + len - 1, total);
+  }
+}
+
+PerplexityResult evaluate_perplexity(Transformer& model, std::span<const int32_t> tokens,
+                                     const PerplexityOptions& options,
+                                     const std::function<void(int64_t, int64_t)>& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int vocab = model.config().vocab_size;
+  double nll = 0.0;
+  PerplexityResult r;
+  for_each_window(model, tokens, options, [&](std::span<const int32_t> window, const float* logits) {
+    for (size_t i = 0; i + 1 < window.size(); ++i) {
+      nll += token_nll({logits + i * vocab, static_cast<size_t>(vocab)}, window[i + 1]);
+      ++r.tokens;
+    }
+    ++r.windows;
+  }, progress);
+  r.mean_nll = nll / static_cast<double>(r.tokens);
+  r.ppl = std::exp(r.mean_nll);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace qforge
