@@ -8,5 +8,5 @@ cmake --build --preset release --target qforge
 Q=build/release/qforge
 M=models/tiny-llama-bpe-7m
 $Q info "$M"
-$Q eval "$M" --text "$M/../../README.md" --ctx 128
+$Q eval "$M" --text data/sample.txt --ctx 128
 $Q run "$M" -p "Once upon a time" -n 48 --temp 0

@@ -1,7 +1,46 @@
 #!/usr/bin/env bash
-# End-to-end CLI checks: exit codes and one-line errors on bad input. $QFORGE is the binary.
+# End-to-end CLI checks on the embedded model: every subcommand works, and bad input gives a
+# one-line error naming the problem with exit code 1 (never a crash). $QFORGE is the binary.
 set -u
 ROOT=$1
-fails=0
-echo "cli_smoke: nothing yet"
-exit $fails
+M=$ROOT/models/tiny-llama-bpe-7m
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fails=0; passes=0
+
+ok() {  # ok NAME CMD... : must exit 0
+  local name=$1; shift
+  if "$@" >"$TMP/out" 2>"$TMP/err"; then passes=$((passes + 1))
+  else echo "FAIL $name: exit $? ($(head -c 300 "$TMP/err"))"; fails=$((fails + 1)); fi
+}
+bad() {  # bad NAME PATTERN CMD... : must exit 1 with a one-line error matching PATTERN
+  local name=$1 pattern=$2; shift 2
+  "$@" >"$TMP/out" 2>"$TMP/err"; local rc=$?
+  if [ "$rc" -ne 1 ]; then echo "FAIL $name: exit $rc, expected 1 ($(head -c 300 "$TMP/err"))"; fails=$((fails + 1)); return; fi
+  if ! grep -q -- "$pattern" "$TMP/err"; then echo "FAIL $name: stderr lacks '$pattern': $(cat "$TMP/err")"; fails=$((fails + 1)); return; fi
+  if [ "$(wc -l <"$TMP/err")" -ne 1 ]; then echo "FAIL $name: error is not one line: $(cat "$TMP/err")"; fails=$((fails + 1)); return; fi
+  passes=$((passes + 1))
+}
+
+for sub in info run eval bench formats; do ok "help-$sub" "$QFORGE" "$sub" --help; done
+ok info "$QFORGE" info "$M"
+grep -q "llama" "$TMP/out" || { echo "FAIL info: no architecture"; fails=$((fails + 1)); }
+ok run "$QFORGE" run "$M" -p "Once upon a time" -n 8 --temp 0
+ok run-sampled "$QFORGE" run "$M" -p "The" -n 8 --temp 0.8 --top-p 0.9 --seed 3
+printf 'It was the best of times, it was the worst of times. %.0s' {1..20} >"$TMP/text.txt"
+ok eval-json "$QFORGE" eval "$M" --text "$TMP/text.txt" --ctx 64 --json
+grep -q '"ppl"' "$TMP/out" || { echo "FAIL eval-json: no ppl key"; fails=$((fails + 1)); }
+ok bench "$QFORGE" bench "$M" --prefill 16 --decode 4 --repeats 1 --json
+
+# Bad input: one line naming the file and the problem, exit 1.
+bad missing-model "no-such-dir" "$QFORGE" info "$TMP/no-such-dir"
+mkdir -p "$TMP/trunc" && cp "$M/config.json" "$TMP/trunc/" && head -c 1000 "$M/model.safetensors" >"$TMP/trunc/model.safetensors"
+bad truncated "model.safetensors" "$QFORGE" info "$TMP/trunc"
+mkdir -p "$TMP/badjson" && cp "$M/model.safetensors" "$TMP/badjson/" && echo '{"model_type": "llama",' >"$TMP/badjson/config.json"
+bad malformed-config "config.json" "$QFORGE" info "$TMP/badjson"
+mkdir -p "$TMP/arch" && ln -s "$M/model.safetensors" "$TMP/arch/model.safetensors" && sed 's/"llama"/"mamba"/' "$M/config.json" >"$TMP/arch/config.json"
+bad unknown-arch "mamba" "$QFORGE" info "$TMP/arch"
+bad missing-text "nope.txt" "$QFORGE" eval "$M" --text "$TMP/nope.txt"
+
+echo "$passes passed, $fails failed"
+exit $((fails > 0))

@@ -1,10 +1,81 @@
+// qforge eval MODEL --text FILE [--ctx 512] [--max-tokens N] [--json]
+// Perplexity with the protocol in ../shared/DESIGN.md ("Quality measurement").
+#include <fmt/format.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
 #include "cli/commands.h"
+#include "cli/common.h"
+#include "qforge/core/error.h"
+#include "qforge/core/mapped_file.h"
+#include "qforge/core/progress.h"
+#include "qforge/eval/perplexity.h"
+#include "qforge/io/model_loader.h"
 
 namespace qforge::cli {
 
 void add_eval_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("eval", "(not implemented yet)");
-  cmd->callback([] {});
+  struct Opts {
+    std::string model, text, tokenizer;
+    int ctx = 512;
+    int64_t max_tokens = 0;
+    bool json = false;
+    int threads = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("eval", "Measure perplexity on a text file");
+  cmd->add_option("model", o->model, "Model directory or llama2.c .bin")->required();
+  cmd->add_option("--text", o->text, "UTF-8 text file to evaluate on")->required();
+  cmd->add_option("--ctx", o->ctx, "Predicted tokens per window (windows overlap by one token)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-tokens", o->max_tokens, "Evaluate only the first N tokens (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file overriding the model's own");
+  cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
+  add_threads_option(cmd, o->threads);
+  cmd->callback([o] {
+    apply_threads(o->threads);
+    LoadOptions lo;
+    if (!o->tokenizer.empty()) lo.tokenizer = o->tokenizer;
+    LoadedModel m = load_model(o->model, lo);
+    const std::string text = read_text_file(o->text);
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<int32_t> ids = m.tokenizer->encode(text, m.tokenizer->adds_bos());
+    const double tokenize_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    check(ids.size() >= 2, "{}: text too short ({} tokens); need at least 2", o->text, ids.size());
+    check(o->ctx + 1 <= m.config.max_position_embeddings || m.config.max_position_embeddings == 0,
+          "--ctx {} needs {} positions but the model has {}", o->ctx, o->ctx + 1,
+          m.config.max_position_embeddings);
+    ThreadPool& pool = ThreadPool::global();
+    Transformer model(m.config, m.weights, pool);
+    PerplexityOptions po{o->ctx, o->max_tokens};
+    Progress progress("eval", ids.size() - 1);
+    const PerplexityResult r = evaluate_perplexity(model, ids, po, [&](int64_t done, int64_t total) {
+      (void)total;
+      progress.update(static_cast<size_t>(done));
+    });
+    progress.finish();
+    if (o->json) {
+      nlohmann::json j = {{"model", m.source.string()},  {"text", o->text},
+                          {"ppl", r.ppl},                {"mean_nll", r.mean_nll},
+                          {"tokens", r.tokens},          {"windows", r.windows},
+                          {"ctx", o->ctx},               {"seconds", r.seconds},
+                          {"tokenize_seconds", tokenize_s}, {"threads", pool.size()},
+                          {"tokens_per_second", r.tokens / r.seconds}};
+      fmt::print("{}\n", j.dump());
+    } else {
+      fmt::print("model      {}\ntext       {} ({} tokens, tokenized in {:.2f} s)\n",
+                 m.source.string(), o->text, ids.size(), tokenize_s);
+      fmt::print("protocol   windows of {} + 1 tokens overlapping by one; {} windows\n", o->ctx,
+                 r.windows);
+      fmt::print("perplexity {:.4f}  (mean NLL {:.6f} over {} predicted tokens)\n", r.ppl,
+                 r.mean_nll, r.tokens);
+      fmt::print("time       {:.2f} s ({:.0f} tok/s, {} threads)\n", r.seconds,
+                 r.tokens / r.seconds, pool.size());
+    }
+  });
 }
 
 }  // namespace qforge::cli
