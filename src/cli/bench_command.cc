@@ -59,15 +59,17 @@ void add_bench_command(CLI::App& app) {
     fmt::print("model     {} ({} threads, SIMD {})\n", m.source.string(), r.threads, r.simd_target);
     fmt::print("machine   read bandwidth {:.2f} GB/s, fp32 FMA peak {:.1f} GFLOP/s (measured)\n",
                r.read_bandwidth / 1e9, r.fma_peak_flops / 1e9);
-    fmt::print("prefill   {:8.1f} tok/s  ({} tokens, median of {}; {:.2f} GFLOP/token; "
-               "{:.0f}% of FMA peak)\n",
-               r.prefill_tok_s, r.prefill_tokens, r.repeats, r.prefill_flops_per_token / 1e9,
-               100 * r.prefill_peak_fraction);
-    fmt::print("decode    {:8.1f} tok/s  ({} tokens, median of {}; {} weights/token; roofline "
-               "{:.1f} tok/s; {:.0f}% of roofline)\n",
-               r.decode_tok_s, r.decode_tokens, r.repeats,
-               human_bytes(static_cast<double>(r.weight_bytes_per_token)), r.decode_roofline_tok_s,
-               100 * r.decode_roofline_fraction);
+    fmt::print(
+        "prefill   {:8.1f} tok/s  ({} tokens, median of {}; {:.2f} GFLOP/token; "
+        "{:.0f}% of FMA peak)\n",
+        r.prefill_tok_s, r.prefill_tokens, r.repeats, r.prefill_flops_per_token / 1e9,
+        100 * r.prefill_peak_fraction);
+    fmt::print(
+        "decode    {:8.1f} tok/s  ({} tokens, median of {}; {} weights/token; roofline "
+        "{:.1f} tok/s; {:.0f}% of roofline)\n",
+        r.decode_tok_s, r.decode_tokens, r.repeats,
+        human_bytes(static_cast<double>(r.weight_bytes_per_token)), r.decode_roofline_tok_s,
+        100 * r.decode_roofline_fraction);
     fmt::print("memory    peak RSS {}\n", human_bytes(static_cast<double>(r.peak_rss_bytes)));
   });
 }

@@ -10,19 +10,59 @@
 #include "qforge/core/error.h"
 #include "qforge/core/mapped_file.h"
 #include "qforge/core/progress.h"
+#include "qforge/eval/compare.h"
 #include "qforge/eval/perplexity.h"
 #include "qforge/io/model_loader.h"
 
 namespace qforge::cli {
 
+namespace {
+
+struct EvalOpts {
+  std::string model, text, tokenizer, ref;
+  int ctx = 512;
+  int64_t max_tokens = 0;
+  bool json = false;
+  int threads = 0;
+};
+
+void print_comparison(const EvalOpts& o, const LoadedModel& m, const LoadedModel& rm,
+                      const ComparisonResult& r, int threads) {
+  if (o.json) {
+    nlohmann::json j = {{"model", m.source.string()},
+                        {"ref", rm.source.string()},
+                        {"text", o.text},
+                        {"ppl", r.ppl},
+                        {"ref_ppl", r.ref_ppl},
+                        {"delta_ppl", r.ppl - r.ref_ppl},
+                        {"kld_mean", r.kld_mean},
+                        {"kld_median", r.kld_median},
+                        {"kld_p99", r.kld_p99},
+                        {"kld_max", r.kld_max},
+                        {"top1_agreement", r.top1_agreement},
+                        {"delta_p_mean", r.delta_p_mean},
+                        {"tokens", r.tokens},
+                        {"ctx", o.ctx},
+                        {"seconds", r.seconds},
+                        {"threads", threads}};
+    fmt::print("{}\n", j.dump());
+    return;
+  }
+  fmt::print("model       {}\nreference   {}\ntext        {} ({} predicted tokens, ctx {})\n",
+             m.source.string(), rm.source.string(), o.text, r.tokens, o.ctx);
+  fmt::print("perplexity  {:.4f}  (reference {:.4f}, delta {:+.4f}, {:+.3f}%)\n", r.ppl, r.ref_ppl,
+             r.ppl - r.ref_ppl, 100 * (r.ppl / r.ref_ppl - 1));
+  fmt::print("KLD         mean {:.6f}  median {:.6f}  p99 {:.6f}  max {:.4f}\n", r.kld_mean,
+             r.kld_median, r.kld_p99, r.kld_max);
+  fmt::print("top-1       {:.3f}% same top token\n", 100 * r.top1_agreement);
+  fmt::print("delta-p     {:+.5f} mean change in p(correct token)\n", r.delta_p_mean);
+  fmt::print("time        {:.2f} s ({} threads)\n", r.seconds, threads);
+}
+
+}  // namespace
+
 void add_eval_command(CLI::App& app) {
-  struct Opts {
-    std::string model, text, tokenizer;
-    int ctx = 512;
-    int64_t max_tokens = 0;
-    bool json = false;
-    int threads = 0;
-  };
+  using Opts = EvalOpts;
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("eval", "Measure perplexity on a text file");
   cmd->add_option("model", o->model, "Model directory or llama2.c .bin")->required();
@@ -32,6 +72,10 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--max-tokens", o->max_tokens, "Evaluate only the first N tokens (0 = all)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file overriding the model's own");
+  cmd->add_option(
+      "--ref", o->ref,
+      "Reference model (e.g. the unquantized original): also report its PPL, "
+      "KL-divergence(ref||model), top-1 agreement and mean delta-p of the correct token");
   cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
   add_threads_option(cmd, o->threads);
   cmd->callback([o] {
@@ -52,17 +96,35 @@ void add_eval_command(CLI::App& app) {
     Transformer model(m.config, m.weights, pool);
     PerplexityOptions po{o->ctx, o->max_tokens};
     Progress progress("eval", ids.size() - 1);
-    const PerplexityResult r = evaluate_perplexity(model, ids, po, [&](int64_t done, int64_t total) {
-      (void)total;
-      progress.update(static_cast<size_t>(done));
-    });
+    if (!o->ref.empty()) {
+      LoadOptions rlo;
+      rlo.require_tokenizer = false;
+      LoadedModel rm = load_model(o->ref, rlo);
+      Transformer reference(rm.config, rm.weights, pool);
+      const ComparisonResult r = compare_models(
+          model, reference, ids, po,
+          [&](int64_t done, int64_t) { progress.update(static_cast<size_t>(done)); });
+      progress.finish();
+      print_comparison(*o, m, rm, r, pool.size());
+      return;
+    }
+    const PerplexityResult r =
+        evaluate_perplexity(model, ids, po, [&](int64_t done, int64_t total) {
+          (void)total;
+          progress.update(static_cast<size_t>(done));
+        });
     progress.finish();
     if (o->json) {
-      nlohmann::json j = {{"model", m.source.string()},  {"text", o->text},
-                          {"ppl", r.ppl},                {"mean_nll", r.mean_nll},
-                          {"tokens", r.tokens},          {"windows", r.windows},
-                          {"ctx", o->ctx},               {"seconds", r.seconds},
-                          {"tokenize_seconds", tokenize_s}, {"threads", pool.size()},
+      nlohmann::json j = {{"model", m.source.string()},
+                          {"text", o->text},
+                          {"ppl", r.ppl},
+                          {"mean_nll", r.mean_nll},
+                          {"tokens", r.tokens},
+                          {"windows", r.windows},
+                          {"ctx", o->ctx},
+                          {"seconds", r.seconds},
+                          {"tokenize_seconds", tokenize_s},
+                          {"threads", pool.size()},
                           {"tokens_per_second", r.tokens / r.seconds}};
       fmt::print("{}\n", j.dump());
     } else {

@@ -28,10 +28,11 @@ void add_info_command(CLI::App& app) {
     ThreadPool pool(1);
     Transformer t(c, m.weights, pool);
     fmt::print("model:        {}\n", m.source.string());
-    fmt::print("architecture: {} ({} layers, hidden {}, heads {}/{} kv, head_dim {}, ffn {}, "
-               "vocab {})\n",
-               c.model_type, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim,
-               c.intermediate_size, c.vocab_size);
+    fmt::print(
+        "architecture: {} ({} layers, hidden {}, heads {}/{} kv, head_dim {}, ffn {}, "
+        "vocab {})\n",
+        c.model_type, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim,
+        c.intermediate_size, c.vocab_size);
     fmt::print("rope:         theta {}, {} layout, rotary dim {}; norm eps {}\n", c.rope_theta,
                c.rope_layout == RopeLayout::Interleaved ? "interleaved" : "half-split",
                c.rotary_dim(), c.rms_norm_eps);
@@ -57,8 +58,8 @@ void add_info_command(CLI::App& app) {
     if (!opts->no_tensors) {
       fmt::print("\n{:<56} {:>6} {:>16} {:>12}\n", "tensor", "dtype", "shape", "bytes");
       for (const auto& tv : m.tensors)
-        fmt::print("{:<56} {:>6} {:>16} {:>12}\n", tv.name, dtype_name(tv.dtype),
-                   tv.shape_string(), tv.nbytes());
+        fmt::print("{:<56} {:>6} {:>16} {:>12}\n", tv.name, dtype_name(tv.dtype), tv.shape_string(),
+                   tv.nbytes());
     }
   });
 }

@@ -29,8 +29,10 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text (default: empty, i.e. start from BOS)");
   cmd->add_option("-n,--tokens", o->n, "Tokens to generate (stops early at EOS)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--temp", o->temp, "Sampling temperature; 0 = greedy")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--top-p", o->top_p, "Nucleus sampling mass in (0, 1]")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--temp", o->temp, "Sampling temperature; 0 = greedy")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", o->top_p, "Nucleus sampling mass in (0, 1]")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", o->seed, "Random seed for sampling");
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file overriding the model's own");
   cmd->add_flag("-q,--quiet", o->quiet, "Do not print timing to stderr");
@@ -49,8 +51,8 @@ void add_run_command(CLI::App& app) {
       ids.push_back(tok.bos_id());
     }
     const int prompt_len = static_cast<int>(ids.size());
-    const int max_pos = m.config.max_position_embeddings > 0 ? m.config.max_position_embeddings
-                                                              : prompt_len + o->n;
+    const int max_pos =
+        m.config.max_position_embeddings > 0 ? m.config.max_position_embeddings : prompt_len + o->n;
     check(prompt_len < max_pos, "prompt has {} tokens; the model's context is {} positions",
           prompt_len, max_pos);
     const int n_gen = std::min(o->n, max_pos - prompt_len);
@@ -78,16 +80,18 @@ void add_run_command(CLI::App& app) {
         std::fflush(stdout);
         shown = text;
       }
-      if (i + 1 < n_gen) model.forward({&next, 1}, static_cast<int>(ids.size()) - 1, cache,
-                                       logits.data(), false);
+      if (i + 1 < n_gen)
+        model.forward({&next, 1}, static_cast<int>(ids.size()) - 1, cache, logits.data(), false);
     }
     std::fputc('\n', stdout);
     const auto t2 = std::chrono::steady_clock::now();
     if (!o->quiet) {
       const double pf = std::chrono::duration<double>(t1 - t0).count();
       const double dc = std::chrono::duration<double>(t2 - t1).count();
-      fmt::print(stderr, "[prompt {} tokens, {:.1f} tok/s; generated {} tokens, {:.1f} tok/s; {} threads]\n",
-                 prompt_len, prompt_len / pf, generated, generated / std::max(dc, 1e-9), pool.size());
+      fmt::print(
+          stderr,
+          "[prompt {} tokens, {:.1f} tok/s; generated {} tokens, {:.1f} tok/s; {} threads]\n",
+          prompt_len, prompt_len / pf, generated, generated / std::max(dc, 1e-9), pool.size());
     }
   });
 }

@@ -16,7 +16,8 @@ double token_nll(std::span<const float> logits, int32_t target) {
   return std::log(sum) + mx - static_cast<double>(logits[target]);
 }
 
-void for_each_window(Transformer& model, std::span<const int32_t> tokens, const PerplexityOptions& o,
+void for_each_window(Transformer& model, std::span<const int32_t> tokens,
+                     const PerplexityOptions& o,
                      const std::function<void(std::span<const int32_t>, const float*)>& fn,
                      const std::function<void(int64_t, int64_t)>& progress) {
   check(o.ctx >= 1, "context length must be >= 1 (got {})", o.ctx);
@@ -44,13 +45,16 @@ PerplexityResult evaluate_perplexity(Transformer& model, std::span<const int32_t
   const int vocab = model.config().vocab_size;
   double nll = 0.0;
   PerplexityResult r;
-  for_each_window(model, tokens, options, [&](std::span<const int32_t> window, const float* logits) {
-    for (size_t i = 0; i + 1 < window.size(); ++i) {
-      nll += token_nll({logits + i * vocab, static_cast<size_t>(vocab)}, window[i + 1]);
-      ++r.tokens;
-    }
-    ++r.windows;
-  }, progress);
+  for_each_window(
+      model, tokens, options,
+      [&](std::span<const int32_t> window, const float* logits) {
+        for (size_t i = 0; i + 1 < window.size(); ++i) {
+          nll += token_nll({logits + i * vocab, static_cast<size_t>(vocab)}, window[i + 1]);
+          ++r.tokens;
+        }
+        ++r.windows;
+      },
+      progress);
   r.mean_nll = nll / static_cast<double>(r.tokens);
   r.ppl = std::exp(r.mean_nll);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

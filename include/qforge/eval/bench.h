@@ -22,8 +22,8 @@ struct BenchResult {
   double prefill_tok_s = 0;  // median
   double decode_tok_s = 0;   // median
   size_t weight_bytes_per_token = 0;
-  double read_bandwidth = 0;     // bytes/s, measured
-  double fma_peak_flops = 0;     // FLOP/s, measured
+  double read_bandwidth = 0;         // bytes/s, measured
+  double fma_peak_flops = 0;         // FLOP/s, measured
   double decode_roofline_tok_s = 0;  // bandwidth / bytes per token
   double decode_roofline_fraction = 0;
   double prefill_flops_per_token = 0;  // useful FLOPs (causal attention counted once)

@@ -27,7 +27,8 @@ struct PerplexityResult {
 
 // Calls fn(window_tokens, logits [window_len, vocab]) for each window of the protocol. Predictions
 // for window_tokens[i + 1] are in logits row i. Shared by perplexity and model comparison.
-void for_each_window(Transformer& model, std::span<const int32_t> tokens, const PerplexityOptions& o,
+void for_each_window(Transformer& model, std::span<const int32_t> tokens,
+                     const PerplexityOptions& o,
                      const std::function<void(std::span<const int32_t>, const float*)>& fn,
                      const std::function<void(int64_t done, int64_t total)>& progress = {});
 
