@@ -82,6 +82,8 @@ void Transformer::ensure_scratch(int n, int ctx) {
 }
 
 void Transformer::rope_tables(int pos, int n) {
+  rope_pos_ = pos;
+  rope_n_ = n;
   const size_t half = inv_freq_.size();
   cos_.resize(n * half);
   sin_.resize(n * half);
@@ -130,77 +132,96 @@ void Transformer::attention(int layer, int n, int pos, KVCache& cache) {
 
 void Transformer::forward(std::span<const int32_t> tokens, int pos, KVCache& cache, float* logits,
                           bool all_logits) {
-  const ModelConfig& c = config_;
   const int n = static_cast<int>(tokens.size());
   check(n > 0, "forward: no tokens");
   check(pos >= 0 && pos + n <= cache.capacity(),
         "forward: positions [{}, {}) exceed the KV cache capacity {}", pos, pos + n,
         cache.capacity());
   ensure_scratch(n, pos + n);
-  rope_tables(pos, n);
-  const int d = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.intermediate_size,
-            hd = c.head_dim;
-  const float eps = c.rms_norm_eps;
+  embed(tokens, x_.data());
+  for (int l = 0; l < config_.num_layers; ++l) run_layer(l, x_.data(), n, pos, cache);
+  const int first = all_logits ? 0 : n - 1;
+  output(x_.data() + static_cast<size_t>(first) * config_.hidden_size, n - first, logits);
+}
 
-  // Embedding lookup (widened to f32), Gemma scales by sqrt(hidden) rounded to f32.
-  const float emb_scale = c.scale_embeddings ? std::sqrt(static_cast<float>(d)) : 1.0f;
-  for (int t = 0; t < n; ++t) {
+void Transformer::embed(std::span<const int32_t> tokens, float* x) {
+  const int d = config_.hidden_size;
+  // Gemma scales embeddings by sqrt(hidden), rounded to f32 as the reference does.
+  const float scale = config_.scale_embeddings ? std::sqrt(static_cast<float>(d)) : 1.0f;
+  for (size_t t = 0; t < tokens.size(); ++t) {
     const int32_t id = tokens[t];
     check(id >= 0 && id < w_.embedding.rows, "token id {} out of range [0, {})", id,
           w_.embedding.rows);
-    kn::widen_row(w_.embedding.dtype, w_.embedding.row(id), &x_[t * d], d);
-    if (emb_scale != 1.0f)
-      for (int i = 0; i < d; ++i) x_[t * d + i] *= emb_scale;
+    float* xt = x + t * d;
+    kn::widen_row(w_.embedding.dtype, w_.embedding.row(id), xt, d);
+    if (scale != 1.0f)
+      for (int i = 0; i < d; ++i) xt[i] *= scale;
   }
+}
 
+void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
+                            const ForwardHooks* hooks) {
+  const ModelConfig& c = config_;
+  ensure_scratch(n, pos + n);
+  if (pos != rope_pos_ || n > rope_n_) rope_tables(pos, n);
+  const int d = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.intermediate_size,
+            hd = c.head_dim;
+  const float eps = c.rms_norm_eps;
   const size_t half = inv_freq_.size();
-  for (int l = 0; l < c.num_layers; ++l) {
-    const LayerWeights& lw = w_.layers[l];
-    const LayerParams& lp = layer_params_[l];
-    // --- attention block
-    for (int t = 0; t < n; ++t) kn::rmsnorm(&x_[t * d], lp.attn_norm.data(), eps, d, &xn_[t * d]);
-    kn::matmul(lw.wq, xn_.data(), n, q_.data(), qd, pool_, lp.bq.empty() ? nullptr : lp.bq.data());
-    kn::matmul(lw.wk, xn_.data(), n, k_.data(), kvd, pool_, lp.bk.empty() ? nullptr : lp.bk.data());
-    kn::matmul(lw.wv, xn_.data(), n, v_.data(), kvd, pool_, lp.bv.empty() ? nullptr : lp.bv.data());
-    for (int t = 0; t < n; ++t) {
-      float* qt = &q_[t * qd];
-      float* kt = &k_[t * kvd];
-      if (c.qk_norm) {  // Qwen3: RMSNorm over each head before RoPE
-        for (int h = 0; h < c.num_heads; ++h)
-          kn::rmsnorm(qt + h * hd, lp.q_norm.data(), eps, hd, qt + h * hd);
-        for (int h = 0; h < c.num_kv_heads; ++h)
-          kn::rmsnorm(kt + h * hd, lp.k_norm.data(), eps, hd, kt + h * hd);
-      }
-      const bool il = c.rope_layout == RopeLayout::Interleaved;
-      kn::rope(qt, c.num_heads, hd, c.rotary_dim(), &cos_[t * half], &sin_[t * half], il);
-      kn::rope(kt, c.num_kv_heads, hd, c.rotary_dim(), &cos_[t * half], &sin_[t * half], il);
+  const LayerWeights& lw = w_.layers[l];
+  const LayerParams& lp = layer_params_[l];
+  auto bias = [](const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); };
+  // Reports a group's input; returns true when the hooks ask to stop after it.
+  auto observe = [&](LinearGroup g, const float* in, int dim) {
+    if (hooks == nullptr) return false;
+    if (hooks->on_input) hooks->on_input(l, g, in, n, dim);
+    return hooks->stop_after == g;
+  };
+
+  // --- attention block
+  for (int t = 0; t < n; ++t) kn::rmsnorm(&x[t * d], lp.attn_norm.data(), eps, d, &xn_[t * d]);
+  if (observe(LinearGroup::AttnIn, xn_.data(), d)) return;
+  kn::matmul(lw.wq, xn_.data(), n, q_.data(), qd, pool_, bias(lp.bq));
+  kn::matmul(lw.wk, xn_.data(), n, k_.data(), kvd, pool_, bias(lp.bk));
+  kn::matmul(lw.wv, xn_.data(), n, v_.data(), kvd, pool_, bias(lp.bv));
+  const bool interleaved = c.rope_layout == RopeLayout::Interleaved;
+  for (int t = 0; t < n; ++t) {
+    float* qt = &q_[t * qd];
+    float* kt = &k_[t * kvd];
+    if (c.qk_norm) {  // Qwen3: RMSNorm over each head before RoPE
+      for (int h = 0; h < c.num_heads; ++h)
+        kn::rmsnorm(qt + h * hd, lp.q_norm.data(), eps, hd, qt + h * hd);
+      for (int h = 0; h < c.num_kv_heads; ++h)
+        kn::rmsnorm(kt + h * hd, lp.k_norm.data(), eps, hd, kt + h * hd);
     }
-    attention(l, n, pos, cache);
-    kn::matmul(lw.wo, attn_out_.data(), n, xn_.data(), d, pool_,
-               lp.bo.empty() ? nullptr : lp.bo.data());
-    for (int i = 0; i < n * d; ++i) x_[i] += xn_[i];
-
-    // --- MLP block
-    for (int t = 0; t < n; ++t) kn::rmsnorm(&x_[t * d], lp.ffn_norm.data(), eps, d, &xn_[t * d]);
-    kn::matmul(lw.w_gate, xn_.data(), n, gate_.data(), ff, pool_,
-               lp.b_gate.empty() ? nullptr : lp.b_gate.data());
-    kn::matmul(lw.w_up, xn_.data(), n, up_.data(), ff, pool_,
-               lp.b_up.empty() ? nullptr : lp.b_up.data());
-    if (c.activation == Activation::GeluTanh)
-      kn::gelu_tanh_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
-    else
-      kn::silu_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
-    kn::matmul(lw.w_down, gate_.data(), n, xn_.data(), d, pool_,
-               lp.b_down.empty() ? nullptr : lp.b_down.data());
-    for (int i = 0; i < n * d; ++i) x_[i] += xn_[i];
+    kn::rope(qt, c.num_heads, hd, c.rotary_dim(), &cos_[t * half], &sin_[t * half], interleaved);
+    kn::rope(kt, c.num_kv_heads, hd, c.rotary_dim(), &cos_[t * half], &sin_[t * half], interleaved);
   }
+  attention(l, n, pos, cache);
+  if (observe(LinearGroup::AttnOut, attn_out_.data(), qd)) return;
+  kn::matmul(lw.wo, attn_out_.data(), n, xn_.data(), d, pool_, bias(lp.bo));
+  for (int i = 0; i < n * d; ++i) x[i] += xn_[i];
 
-  // --- output head
-  const int first = all_logits ? 0 : n - 1;
-  const int rows = n - first;
-  for (int t = first; t < n; ++t)
-    kn::rmsnorm(&x_[t * d], final_norm_.data(), eps, d, &xn_[(t - first) * d]);
-  kn::matmul(w_.lm_head, xn_.data(), rows, logits, c.vocab_size, pool_);
+  // --- MLP block
+  for (int t = 0; t < n; ++t) kn::rmsnorm(&x[t * d], lp.ffn_norm.data(), eps, d, &xn_[t * d]);
+  if (observe(LinearGroup::MlpIn, xn_.data(), d)) return;
+  kn::matmul(lw.w_gate, xn_.data(), n, gate_.data(), ff, pool_, bias(lp.b_gate));
+  kn::matmul(lw.w_up, xn_.data(), n, up_.data(), ff, pool_, bias(lp.b_up));
+  if (c.activation == Activation::GeluTanh)
+    kn::gelu_tanh_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
+  else
+    kn::silu_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
+  if (observe(LinearGroup::MlpAct, gate_.data(), ff)) return;
+  kn::matmul(lw.w_down, gate_.data(), n, xn_.data(), d, pool_, bias(lp.b_down));
+  for (int i = 0; i < n * d; ++i) x[i] += xn_[i];
+}
+
+void Transformer::output(const float* x, int n, float* logits) {
+  const int d = config_.hidden_size;
+  ensure_scratch(n, n);
+  for (int t = 0; t < n; ++t)
+    kn::rmsnorm(&x[t * d], final_norm_.data(), config_.rms_norm_eps, d, &xn_[t * d]);
+  kn::matmul(w_.lm_head, xn_.data(), n, logits, config_.vocab_size, pool_);
 }
 
 size_t Transformer::weight_bytes_per_token() const {

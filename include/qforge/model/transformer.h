@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -31,6 +33,23 @@ class KVCache {
   std::vector<float> k_, v_;
 };
 
+// Where the inputs of each group of linear layers can be observed (for calibration statistics).
+// Linears in one group read the same input, so they share its statistics.
+enum class LinearGroup : uint8_t {
+  AttnIn,   // q_proj, k_proj, v_proj read rmsnorm(x)
+  AttnOut,  // o_proj reads the attention output
+  MlpIn,    // gate_proj, up_proj read rmsnorm(h)
+  MlpAct,   // down_proj reads act(gate) * up
+};
+constexpr int kLinearGroups = 4;
+
+// Observer of linear-layer inputs: called with the [n, dim] input of `group` in `layer`.
+struct ForwardHooks {
+  std::function<void(int layer, LinearGroup group, const float* x, int n, int dim)> on_input;
+  // Stop the layer right after reporting this group's input (skip the rest of the layer).
+  std::optional<LinearGroup> stop_after;
+};
+
 class Transformer {
  public:
   // `weights` must outlive the transformer. Norm weights and biases are widened to f32 once here.
@@ -41,6 +60,14 @@ class Transformer {
   // token's logits [vocab].
   void forward(std::span<const int32_t> tokens, int pos, KVCache& cache, float* logits,
                bool all_logits);
+
+  // The same computation in pieces, for layer-by-layer work (calibration, quantization).
+  // x is [n, hidden_size]. run_layer updates x in place (unless hooks stop it early).
+  void embed(std::span<const int32_t> tokens, float* x);
+  void run_layer(int layer, float* x, int n, int pos, KVCache& cache,
+                 const ForwardHooks* hooks = nullptr);
+  // Final norm + lm_head for n rows of x.
+  void output(const float* x, int n, float* logits);
 
   const ModelConfig& config() const { return config_; }
   // Bytes of weights read to decode one token (all linear layers + one embedding row + norms).
@@ -64,7 +91,8 @@ class Transformer {
   // scratch, sized for the largest n seen
   int scratch_n_ = 0;
   std::vector<float> x_, xn_, q_, k_, v_, attn_out_, gate_, up_, scores_;
-  std::vector<float> cos_, sin_;  // [n, rotary_dim/2]
+  std::vector<float> cos_, sin_;  // [n, rotary_dim/2] for positions [rope_pos_, rope_pos_ + rope_n_)
+  int rope_pos_ = -1, rope_n_ = 0;
   std::vector<double> inv_freq_;
 };
 
