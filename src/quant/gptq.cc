@@ -1,0 +1,158 @@
+#include "qforge/quant/gptq.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "qforge/core/error.h"
+
+namespace qforge {
+namespace {
+
+// Upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), in place on a row-major n×n matrix.
+// Returns false when H (or H⁻¹) is not numerically positive definite.
+bool inverse_cholesky_upper(std::vector<double>& a, int64_t n) {
+  const auto N = static_cast<lapack_int>(n);
+  if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', N, a.data(), N) != 0) return false;
+  if (LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'U', N, a.data(), N) != 0) return false;
+  if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', N, a.data(), N) != 0) return false;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < i; ++j) a[i * n + j] = 0.0;
+  return true;
+}
+
+void choose_group_scales(ColumnQuantizer& quantizer, int64_t group, const double* w, int64_t rows,
+                         int64_t ld, int64_t c0, int64_t width, const double* h_diag) {
+  std::vector<float> block(static_cast<size_t>(rows * width)), hd(static_cast<size_t>(width));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < width; ++c) block[r * width + c] = static_cast<float>(w[r * ld + c0 + c]);
+  for (int64_t c = 0; c < width; ++c) hd[c] = h_diag ? static_cast<float>(h_diag[c0 + c]) : 1.0f;
+  quantizer.choose_scales(group, block.data(), rows, width, width, hd.data());
+}
+
+}  // namespace
+
+double layer_objective(const float* w, const float* q, int64_t rows, int64_t cols,
+                       const std::vector<double>& h) {
+  check(static_cast<int64_t>(h.size()) == cols * cols, "layer_objective: H is not {}x{}", cols, cols);
+  std::vector<double> d(static_cast<size_t>(cols)), hd(static_cast<size_t>(cols));
+  double total = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) d[c] = static_cast<double>(w[r * cols + c]) - q[r * cols + c];
+    cblas_dsymv(CblasRowMajor, CblasUpper, static_cast<blasint>(cols), 1.0, h.data(),
+                static_cast<blasint>(cols), d.data(), 1, 0.0, hd.data(), 1);
+    total += cblas_ddot(static_cast<blasint>(cols), d.data(), 1, hd.data(), 1);
+  }
+  return total;
+}
+
+std::vector<float> rtn_quantize(const float* w, int64_t rows, int64_t cols,
+                                ColumnQuantizer& quantizer, const double* h_diag) {
+  const int64_t gs = quantizer.group_size() > 0 ? quantizer.group_size() : cols;
+  std::vector<double> wd(w, w + rows * cols);
+  std::vector<float> q(static_cast<size_t>(rows * cols));
+  for (int64_t g = 0, c0 = 0; c0 < cols; ++g, c0 += gs) {
+    const int64_t width = std::min(gs, cols - c0);
+    choose_group_scales(quantizer, g, wd.data(), rows, cols, c0, width, h_diag);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = c0; c < c0 + width; ++c) q[r * cols + c] = quantizer.round(r, c, w[r * cols + c]);
+  }
+  return q;
+}
+
+GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, const std::vector<double>& h_in,
+                         ColumnQuantizer& quantizer, const GptqOptions& o) {
+  check(static_cast<int64_t>(h_in.size()) == cols * cols, "GPTQ: Hessian is not {}x{}", cols, cols);
+  check(o.damp >= 0, "GPTQ: dampening must be >= 0 (got {})", o.damp);
+  const int64_t gs = quantizer.group_size() > 0 ? quantizer.group_size() : cols;
+  // Groups must not straddle a lazy-update block, so that a group's scales are chosen from fully
+  // updated weights: round the block size up to a multiple of the group size.
+  int64_t block = std::max<int64_t>(1, o.block_size);
+  if (gs < cols && block % gs != 0) block = (block + gs - 1) / gs * gs;
+  if (gs >= cols) block = std::max(block, int64_t{1});
+
+  GptqResult res;
+  std::vector<double> h(h_in);
+  std::vector<double> w(w_in, w_in + rows * cols);
+  // Dead inputs (always zero in calibration): nothing to preserve, quantize the weights to zero.
+  for (int64_t i = 0; i < cols; ++i) {
+    if (h[i * cols + i] == 0.0) {
+      h[i * cols + i] = 1.0;
+      for (int64_t r = 0; r < rows; ++r) w[r * cols + i] = 0.0;
+      ++res.dead_columns;
+    }
+  }
+  std::vector<double> diag(static_cast<size_t>(cols));
+  for (int64_t i = 0; i < cols; ++i) diag[i] = h[i * cols + i];
+
+  // Column order: act-order processes the most important inputs (largest H_ii) first.
+  std::vector<int64_t> perm(static_cast<size_t>(cols));
+  std::iota(perm.begin(), perm.end(), 0);
+  if (o.act_order) {
+    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return diag[a] > diag[b]; });
+    // Static groups: all scales fixed now from the cleaned weights, in the original order.
+    for (int64_t g = 0, c0 = 0; c0 < cols; ++g, c0 += gs)
+      choose_group_scales(quantizer, g, w.data(), rows, cols, c0, std::min(gs, cols - c0), diag.data());
+  }
+  std::vector<double> wp(static_cast<size_t>(rows * cols)), hp(static_cast<size_t>(cols * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) wp[r * cols + c] = w[r * cols + perm[c]];
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j) hp[i * cols + j] = h[perm[i] * cols + perm[j]];
+
+  // Dampening λ = damp · mean(diag H); raised tenfold until the factorisation succeeds.
+  const double mean_diag = std::accumulate(diag.begin(), diag.end(), 0.0) / static_cast<double>(cols);
+  double damp = o.damp * mean_diag;
+  std::vector<double> u;
+  for (int attempt = 0;; ++attempt) {
+    u = hp;
+    for (int64_t i = 0; i < cols; ++i) u[i * cols + i] += damp;
+    if (inverse_cholesky_upper(u, cols)) break;
+    check(attempt < 6, "GPTQ: Hessian is not positive definite even with dampening {}", damp);
+    damp = std::max(damp * 10, 1e-8 * std::max(mean_diag, 1.0));
+  }
+  res.damp_used = damp;
+
+  std::vector<double> q(static_cast<size_t>(rows * cols));
+  std::vector<double> err(static_cast<size_t>(rows * block));
+  for (int64_t i1 = 0; i1 < cols; i1 += block) {
+    const int64_t i2 = std::min(i1 + block, cols), count = i2 - i1;
+    for (int64_t i = i1; i < i2; ++i) {
+      const int64_t orig = perm[i];
+      if (!o.act_order && orig % gs == 0) {
+        // Without act-order perm is the identity: columns [i, i + gs) lie in this block and
+        // have received every update so far.
+        choose_group_scales(quantizer, orig / gs, wp.data(), rows, cols, i, std::min(gs, cols - i),
+                            diag.data());
+      }
+      const double d = u[i * cols + i];
+      for (int64_t r = 0; r < rows; ++r) {
+        double* wr = &wp[r * cols];
+        const double qv = quantizer.round(r, orig, static_cast<float>(wr[i]));
+        q[r * cols + i] = qv;
+        const double e = (wr[i] - qv) / d;
+        err[r * count + (i - i1)] = e;
+        // Compensate the rest of this block now (Eq. 3 restricted to the block).
+        const double* ui = &u[i * cols];
+        for (int64_t j = i + 1; j < i2; ++j) wr[j] -= e * ui[j];
+      }
+    }
+    // Lazy batch update of all later columns: W[:, i2:] -= Err · U[i1:i2, i2:].
+    if (i2 < cols)
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(rows),
+                  static_cast<blasint>(cols - i2), static_cast<blasint>(count), -1.0, err.data(),
+                  static_cast<blasint>(count), &u[i1 * cols + i2], static_cast<blasint>(cols), 1.0,
+                  &wp[i2], static_cast<blasint>(cols));
+  }
+
+  res.q.resize(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) res.q[r * cols + perm[c]] = static_cast<float>(q[r * cols + c]);
+  res.objective = layer_objective(w_in, res.q.data(), rows, cols, h_in);
+  return res;
+}
+
+}  // namespace qforge
