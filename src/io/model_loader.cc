@@ -1,0 +1,141 @@
+#include "qforge/io/model_loader.h"
+
+#include <fmt/format.h>
+
+#include "qforge/core/error.h"
+#include "qforge/io/config_json.h"
+#include "qforge/io/safetensors.h"
+
+namespace qforge {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Looks tensors up by Hugging Face name and checks their shapes against the config.
+class HfTensorMapper {
+ public:
+  HfTensorMapper(const TensorStore& store, const fs::path& dir) : store_(store), dir_(dir) {}
+
+  const TensorView& get(const std::string& name, const std::vector<int64_t>& shape) const {
+    const TensorView* tv = store_.find(name);
+    check(tv != nullptr, "{}: missing tensor '{}'", dir_.string(), name);
+    check(tv->shape == shape, "{}: tensor '{}' has shape {}, expected {}", dir_.string(), name,
+          tv->shape_string(), shape_to_string(shape));
+    check(is_float_weight_dtype(tv->dtype),
+          "{}: tensor '{}' has dtype {}; weights must be F32, F16 or BF16", dir_.string(), name,
+          dtype_name(tv->dtype));
+    return *tv;
+  }
+  Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const {
+    return matrix_from(get(name, {rows, cols}));
+  }
+  Vector vector(const std::string& name, int64_t size) const {
+    return vector_from(get(name, {size}));
+  }
+  Vector optional_vector(bool present, const std::string& name, int64_t size) const {
+    return present ? vector(name, size) : Vector{};
+  }
+
+ private:
+  const TensorStore& store_;
+  const fs::path& dir_;
+};
+
+ModelWeights map_hf_weights(const ModelConfig& c, const TensorStore& store, const fs::path& dir) {
+  const HfTensorMapper m(store, dir);
+  const int64_t d = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.intermediate_size,
+                hd = c.head_dim, v = c.vocab_size;
+  ModelWeights w;
+  w.embedding = m.matrix("model.embed_tokens.weight", v, d);
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string p = fmt::format("model.layers.{}.", l);
+    LayerWeights lw;
+    lw.attn_norm = m.vector(p + "input_layernorm.weight", d);
+    lw.ffn_norm = m.vector(p + "post_attention_layernorm.weight", d);
+    if (c.model_type == "phi3") {
+      // Fused projections: rows [q | k | v] and [gate | up], exposed as row slices.
+      const Matrix qkv = m.matrix(p + "self_attn.qkv_proj.weight", qd + 2 * kvd, d);
+      lw.wq = qkv.slice_rows(0, qd, qkv.name + "[q]");
+      lw.wk = qkv.slice_rows(qd, kvd, qkv.name + "[k]");
+      lw.wv = qkv.slice_rows(qd + kvd, kvd, qkv.name + "[v]");
+      const Matrix gate_up = m.matrix(p + "mlp.gate_up_proj.weight", 2 * ff, d);
+      lw.w_gate = gate_up.slice_rows(0, ff, gate_up.name + "[gate]");
+      lw.w_up = gate_up.slice_rows(ff, ff, gate_up.name + "[up]");
+    } else {
+      lw.wq = m.matrix(p + "self_attn.q_proj.weight", qd, d);
+      lw.wk = m.matrix(p + "self_attn.k_proj.weight", kvd, d);
+      lw.wv = m.matrix(p + "self_attn.v_proj.weight", kvd, d);
+      lw.w_gate = m.matrix(p + "mlp.gate_proj.weight", ff, d);
+      lw.w_up = m.matrix(p + "mlp.up_proj.weight", ff, d);
+    }
+    lw.wo = m.matrix(p + "self_attn.o_proj.weight", d, qd);
+    lw.w_down = m.matrix(p + "mlp.down_proj.weight", d, ff);
+    lw.bq = m.optional_vector(c.qkv_bias, p + "self_attn.q_proj.bias", qd);
+    lw.bk = m.optional_vector(c.qkv_bias, p + "self_attn.k_proj.bias", kvd);
+    lw.bv = m.optional_vector(c.qkv_bias, p + "self_attn.v_proj.bias", kvd);
+    lw.bo = m.optional_vector(c.o_bias, p + "self_attn.o_proj.bias", d);
+    lw.b_gate = m.optional_vector(c.mlp_bias, p + "mlp.gate_proj.bias", ff);
+    lw.b_up = m.optional_vector(c.mlp_bias, p + "mlp.up_proj.bias", ff);
+    lw.b_down = m.optional_vector(c.mlp_bias, p + "mlp.down_proj.bias", d);
+    lw.q_norm = m.optional_vector(c.qk_norm, p + "self_attn.q_norm.weight", hd);
+    lw.k_norm = m.optional_vector(c.qk_norm, p + "self_attn.k_norm.weight", hd);
+    w.layers.push_back(std::move(lw));
+  }
+  w.final_norm = m.vector("model.norm.weight", d);
+  // Tied embeddings reuse the embedding matrix (Hugging Face ignores a stray lm_head then).
+  w.lm_head = c.tie_word_embeddings ? w.embedding : m.matrix("lm_head.weight", v, d);
+  for (const auto& f : store.files()) w.storage.push_back(f);
+  return w;
+}
+
+std::unique_ptr<Tokenizer> find_tokenizer(const fs::path& where, const LoadOptions& o) {
+  if (o.tokenizer) return load_tokenizer(*o.tokenizer);
+  try {
+    return load_tokenizer(where);
+  } catch (const Error&) {
+    if (o.require_tokenizer) throw;
+    return nullptr;
+  }
+}
+
+LoadedModel load_hf_model(const fs::path& dir, const LoadOptions& o) {
+  LoadedModel m;
+  m.source = dir;
+  check(fs::exists(dir / "config.json"), "{}: no config.json (not a Hugging Face model directory)",
+        dir.string());
+  m.config = load_config_json(dir / "config.json");
+  const TensorStore store = TensorStore::open(dir);
+  m.weights = map_hf_weights(m.config, store, dir);
+  for (const TensorView* tv : store.all()) m.tensors.push_back(*tv);
+  m.tokenizer = find_tokenizer(dir, o);
+  return m;
+}
+
+}  // namespace
+
+LoadedModel load_model(const fs::path& path, const LoadOptions& options) {
+  check(fs::exists(path), "{}: no such file or directory", path.string());
+  if (fs::is_directory(path)) return load_hf_model(path, options);
+  check(path.extension() == ".bin",
+        "{}: not a model directory or a llama2.c .bin checkpoint", path.string());
+  LoadedModel m = load_llama2c_checkpoint(path);
+  if (options.tokenizer) {
+    m.tokenizer = load_tokenizer(*options.tokenizer);
+  } else {
+    for (const char* name : {"tokenizer.bin", "tok512.bin"})
+      if (fs::exists(path.parent_path() / name)) {
+        m.tokenizer = load_tokenizer(path.parent_path() / name);
+        break;
+      }
+    check(m.tokenizer != nullptr || !options.require_tokenizer,
+          "{}: no tokenizer.bin or tok512.bin beside the checkpoint (use --tokenizer)",
+          path.string());
+  }
+  if (m.tokenizer)
+    check(m.tokenizer->vocab_size() == m.config.vocab_size,
+          "{}: tokenizer has {} tokens but the model's vocabulary is {}", path.string(),
+          m.tokenizer->vocab_size(), m.config.vocab_size);
+  return m;
+}
+
+}  // namespace qforge
