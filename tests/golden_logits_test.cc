@@ -1,10 +1,18 @@
-// The forward pass against golden fp32 logits from the reference implementation (Hugging Face
-// transformers), for every architecture in ../shared/zoo, the trained models in ../shared/models,
-// and the embedded model (always present, so a fresh clone tests the forward pass too).
+// The forward pass against (1) an independent float64 implementation of the same mathematics
+// (tests/reference_forward.cc) and (2) the golden logits shipped with every model in ../shared
+// (computed by Hugging Face transformers), for every architecture in ../shared/zoo, the trained
+// models in ../shared/models, and the embedded model (always present, so a fresh clone tests the
+// forward pass too).
 //
-// Tolerance 2e-3 absolute: the reference and we both compute in fp32 but sum in different orders;
-// with logits of magnitude ~10 and hidden sizes <= 1536 the accumulated rounding stays near 1e-4,
-// so 2e-3 leaves headroom while catching any real bug (a wrong RoPE layout or norm is >= 1e-1).
+// (1) is the exactness check. fp32 with sums of at most a few thousand terms has relative error
+// ~1e-6; measured differences are <= 2.3e-5 on every model, so 2e-4 leaves 10x headroom and is a
+// tolerance that still catches any real bug (a wrong RoPE pair, norm or scale moves logits by >0.1).
+// (2) The golden logits were not computed in exact fp32: the float64 pass differs from them at
+// position 0 by 2.7e-3 (tiny-llama-bpe-7m) and 3.7e-3 (zoo/llama), where our fp32 agrees with
+// float64 to ~1e-5; emulating TF32 matrix products (10-bit mantissa) reproduces them to 1e-4
+// (docs/RESULTS.md). So we require: the same argmax at every listed position, a difference within
+// the reference's own TF32 noise (kGoldenTolerance), and — the meaningful part — that our fp32 is as
+// close to the golden logits as float64 is (their distances agree to within 1e-3).
 #include <cmath>
 #include <cstring>
 
@@ -12,18 +20,14 @@
 #include "qforge/io/safetensors.h"
 #include "qforge/model/sampler.h"
 #include "qforge/model/transformer.h"
+#include "reference_forward.h"
 #include "test_util.h"
 
 namespace qforge {
 namespace {
 
-constexpr float kTolerance = 2e-3f;
-
-struct GoldenStats {
-  float max_abs_diff = 0;
-  int argmax_mismatches = 0;
-  int positions = 0;
-};
+constexpr double kFloat64Tolerance = 2e-4;
+constexpr double kGoldenTolerance = 5e-2;
 
 std::vector<int32_t> read_i32(const TensorView& t) {
   EXPECT_EQ(t.dtype, DType::I32) << t.name;
@@ -32,7 +36,12 @@ std::vector<int32_t> read_i32(const TensorView& t) {
   return v;
 }
 
-GoldenStats compare_with_reference(const std::filesystem::path& dir) {
+template <typename T>
+int32_t argmax_of(const T* x, int n) {
+  return static_cast<int32_t>(std::max_element(x, x + n) - x);
+}
+
+void expect_matches_reference(const std::filesystem::path& dir) {
   LoadOptions lo;
   lo.require_tokenizer = false;
   LoadedModel m = load_model(dir, lo);
@@ -42,37 +51,35 @@ GoldenStats compare_with_reference(const std::filesystem::path& dir) {
   if (const TensorView* p = ref->find("positions")) positions = read_i32(*p);
   if (positions.empty())
     for (size_t i = 0; i < tokens.size(); ++i) positions.push_back(static_cast<int32_t>(i));
-  const TensorView& ref_logits = *ref->find("logits");
   const int vocab = m.config.vocab_size;
-  EXPECT_EQ(ref_logits.dim(1), vocab);
-  const std::vector<float> expected = ref_logits.to_f32();
+  ASSERT_EQ(ref->find("logits")->dim(1), vocab);
+  const std::vector<float> golden = ref->find("logits")->to_f32();
 
   ThreadPool pool(2);
   Transformer model(m.config, m.weights, pool);
   KVCache cache(m.config, static_cast<int>(tokens.size()));
   std::vector<float> logits(tokens.size() * vocab);
   model.forward(tokens, 0, cache, logits.data(), true);
+  const std::vector<double> f64 = testing::reference_forward_f64(m.config, m.weights, tokens);
 
-  GoldenStats s;
-  for (size_t k = 0; k < positions.size(); ++k) {
-    const float* got = &logits[static_cast<size_t>(positions[k]) * vocab];
-    const float* want = &expected[k * vocab];
+  double vs_f64 = 0, vs_golden = 0, f64_vs_golden = 0;
+  for (size_t t = 0; t < tokens.size(); ++t)
     for (int i = 0; i < vocab; ++i)
-      s.max_abs_diff = std::max(s.max_abs_diff, std::fabs(got[i] - want[i]));
-    if (argmax({got, static_cast<size_t>(vocab)}) != argmax({want, static_cast<size_t>(vocab)}))
-      ++s.argmax_mismatches;
-    ++s.positions;
+      vs_f64 = std::max(vs_f64, std::fabs(logits[t * vocab + i] - f64[t * vocab + i]));
+  for (size_t k = 0; k < positions.size(); ++k) {
+    const size_t row = static_cast<size_t>(positions[k]) * vocab;
+    for (int i = 0; i < vocab; ++i) {
+      vs_golden = std::max(vs_golden, std::fabs(double{logits[row + i]} - golden[k * vocab + i]));
+      f64_vs_golden = std::max(f64_vs_golden, std::fabs(f64[row + i] - golden[k * vocab + i]));
+    }
+    EXPECT_EQ(argmax_of(&logits[row], vocab), argmax_of(&golden[k * vocab], vocab))
+        << dir << " position " << positions[k];
   }
-  return s;
-}
-
-void expect_matches_reference(const std::filesystem::path& dir) {
-  const GoldenStats s = compare_with_reference(dir);
-  EXPECT_GT(s.positions, 0);
-  EXPECT_LE(s.max_abs_diff, kTolerance) << dir;
-  EXPECT_EQ(s.argmax_mismatches, 0) << dir;
-  std::printf("%s: %d positions, max |delta| = %.3g\n", dir.filename().c_str(), s.positions,
-              s.max_abs_diff);
+  EXPECT_LE(vs_f64, kFloat64Tolerance) << dir;
+  EXPECT_LE(vs_golden, kGoldenTolerance) << dir;
+  EXPECT_NEAR(vs_golden, f64_vs_golden, 1e-3) << dir;
+  std::printf("%s: max |fp32 - f64| %.2e; vs golden: fp32 %.2e, f64 %.2e (%zu positions)\n",
+              dir.filename().c_str(), vs_f64, vs_golden, f64_vs_golden, positions.size());
 }
 
 TEST(GoldenLogits, EmbeddedTinyLlamaMatchesReference) {
