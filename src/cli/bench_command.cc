@@ -7,6 +7,7 @@
 #include "cli/common.h"
 #include "qforge/eval/bench.h"
 #include "qforge/io/model_loader.h"
+#include "qforge/kernels/kernels.h"
 
 namespace qforge::cli {
 
@@ -40,6 +41,7 @@ void add_bench_command(CLI::App& app) {
       nlohmann::json j = {{"model", m.source.string()},
                           {"threads", r.threads},
                           {"simd_target", r.simd_target},
+                          {"blas_core", kernels::blas_core_name()},
                           {"prefill_tokens", r.prefill_tokens},
                           {"decode_tokens", r.decode_tokens},
                           {"repeats", r.repeats},
@@ -56,7 +58,8 @@ void add_bench_command(CLI::App& app) {
       fmt::print("{}\n", j.dump());
       return;
     }
-    fmt::print("model     {} ({} threads, SIMD {})\n", m.source.string(), r.threads, r.simd_target);
+    fmt::print("model     {} ({} threads, SIMD {}, BLAS {})\n", m.source.string(), r.threads,
+               r.simd_target, kernels::blas_core_name());
     fmt::print("machine   read bandwidth {:.2f} GB/s, fp32 FMA peak {:.1f} GFLOP/s (measured)\n",
                r.read_bandwidth / 1e9, r.fma_peak_flops / 1e9);
     fmt::print(

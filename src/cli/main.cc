@@ -4,8 +4,10 @@
 
 #include "cli/commands.h"
 #include "qforge/core/error.h"
+#include "qforge/kernels/kernels.h"
 
 int main(int argc, char** argv) {
+  qforge::kernels::prefer_avx512_blas(argv);
   CLI::App app{"qforge — quantize, evaluate, run and benchmark language models", "qforge"};
   app.set_version_flag("--version", QFORGE_VERSION);
   app.require_subcommand(1);

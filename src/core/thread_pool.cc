@@ -22,21 +22,45 @@ ThreadPool::~ThreadPool() {
   {
     std::lock_guard lock(mutex_);
     stop_ = true;
+    generation_.fetch_add(1);
   }
   start_cv_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
+namespace {
+// ~50 µs of spinning: long enough to bridge the gaps between the matmuls of one token.
+constexpr int kSpinIterations = 20000;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+}  // namespace
+
 void ThreadPool::worker_loop(int index) {
   unsigned long seen = 0;
   for (;;) {
+    // Spin first, then sleep until the generation changes.
+    bool started = false;
+    for (int i = 0; i < kSpinIterations; ++i) {
+      if (generation_.load(std::memory_order_acquire) != seen) {
+        started = true;
+        break;
+      }
+      cpu_relax();
+    }
+    if (!started) {
+      std::unique_lock lock(mutex_);
+      start_cv_.wait(lock, [&] { return generation_.load() != seen; });
+    }
     const std::function<void(size_t, size_t, int)>* job;
     size_t n, grain;
     {
-      std::unique_lock lock(mutex_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      std::lock_guard lock(mutex_);
       if (stop_) return;
-      seen = generation_;
+      seen = generation_.load();
       job = job_;
       n = job_n_;
       grain = job_grain_;
@@ -48,9 +72,9 @@ void ThreadPool::worker_loop(int index) {
       std::lock_guard lock(mutex_);
       if (!error_) error_ = std::current_exception();
     }
-    {
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard lock(mutex_);
-      if (--pending_ == 0) done_cv_.notify_one();
+      done_cv_.notify_one();
     }
   }
 }
@@ -68,9 +92,9 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t,
     job_ = &fn;
     job_n_ = n;
     job_grain_ = grain;
-    pending_ = static_cast<int>(workers_.size());
+    pending_.store(static_cast<int>(workers_.size()));
     error_ = nullptr;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   start_cv_.notify_all();
   std::exception_ptr mine;
@@ -80,8 +104,13 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t,
   } catch (...) {
     mine = std::current_exception();
   }
-  std::unique_lock lock(mutex_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  for (int i = 0; i < kSpinIterations && pending_.load(std::memory_order_acquire) != 0; ++i)
+    cpu_relax();
+  if (pending_.load(std::memory_order_acquire) != 0) {
+    std::unique_lock lock(mutex_);
+    done_cv_.wait(lock, [&] { return pending_.load() == 0; });
+  }
+  std::lock_guard lock(mutex_);
   job_ = nullptr;
   if (mine) std::rethrow_exception(mine);
   if (error_) std::rethrow_exception(error_);

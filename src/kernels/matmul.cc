@@ -1,5 +1,9 @@
 // Y = X · Wᵀ for weights stored row-major [out, in] in F32/BF16/F16.
 #include <cblas.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
 
 #include <algorithm>
 #include <mutex>
@@ -13,8 +17,8 @@ namespace {
 
 // Up to this many tokens, streaming W once per token (GEMV) beats widening tiles for sgemm.
 constexpr int64_t kGemvMaxTokens = 4;
-// Rows of W widened to f32 per sgemm call: 64 rows x 1536 cols x 4 B = 384 KiB stays in L2.
-constexpr int64_t kTileRows = 64;
+// Rows of W widened to f32 per sgemm call: 128 rows x 1536 cols x 4 B = 768 KiB fits in L2.
+constexpr int64_t kTileRows = 128;
 // Rows per GEMV work item (4 rows share each load of x).
 constexpr size_t kGemvGrain = 16;
 
@@ -25,6 +29,20 @@ void init_blas_once() {
 }
 
 }  // namespace
+
+std::string blas_core_name() { return openblas_get_corename(); }
+
+void prefer_avx512_blas(char** argv) {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // the user decided (or we already did)
+  const std::string core = openblas_get_corename();
+  if (core != "Haswell" && core != "Zen") return;
+  __builtin_cpu_init();
+  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
+    return;
+  setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+  execv("/proc/self/exe", argv);  // only returns on failure: carry on with the slower kernels
+}
 
 void sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {

@@ -3,6 +3,7 @@
 // thread on its own slice of a weight matrix (good for caches and NUMA-free machines alike).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -43,8 +44,10 @@ class ThreadPool {
   const std::function<void(size_t, size_t, int)>* job_ = nullptr;
   size_t job_n_ = 0;
   size_t job_grain_ = 1;
-  unsigned long generation_ = 0;
-  int pending_ = 0;
+  // Workers spin briefly on generation_ before sleeping: decode issues ~100 small jobs per token,
+  // and a futex wake-up per job would cost more than the work itself.
+  std::atomic<unsigned long> generation_{0};
+  std::atomic<int> pending_{0};
   bool stop_ = false;
   std::exception_ptr error_;
 };

@@ -47,6 +47,14 @@ float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n);
 // Widens n elements of a weight row to f32 (SIMD).
 void widen_row(DType dtype, const std::byte* row, float* out, int64_t n);
 
+// OpenBLAS (0.3.21, Debian) runs its AVX2 "Haswell" kernels on AVX-512 AMD CPUs, at half the
+// speed of its "SkylakeX" kernels. The core type is only read when the library loads, so this
+// re-executes the program with OPENBLAS_CORETYPE=SkylakeX when that would help and the user has
+// not chosen a core type. Call first thing in main(); returns only if no re-exec happened.
+void prefer_avx512_blas(char** argv);
+// OpenBLAS's kernel family in use (e.g. "SkylakeX").
+std::string blas_core_name();
+
 // Name of the SIMD target chosen at runtime (e.g. "AVX3_ZEN4").
 std::string simd_target_name();
 
