@@ -1,0 +1,63 @@
+// Layer-by-layer quantization in GPTQ's sequential fashion: calibration activations flow through
+// the model one decoder layer at a time; inside a layer the linears are quantized group by group
+// (q/k/v, then o, then gate/up, then down), each group's input statistics collected with the
+// already-quantized earlier groups in place; the layer's quantized output feeds the next layer.
+// Peak memory: the calibration activations plus one layer's weights in f32, whatever the depth.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qforge/calib/statistics.h"
+#include "qforge/model/transformer.h"
+#include "qforge/quant/gptq.h"
+
+namespace qforge {
+
+enum class QuantMethod { RTN, GPTQ };
+
+// Which linears to quantize and how: returns a quantizer for the weight, or null to keep it.
+using QuantizerFactory = std::function<std::unique_ptr<ColumnQuantizer>(const Matrix& weight)>;
+
+struct LinearResult {
+  std::string name;
+  int layer = 0;
+  LinearGroup group = LinearGroup::AttnIn;
+  int64_t rows = 0, cols = 0;
+  double objective_rtn = 0;  // tr((W−Q)H(W−Q)ᵀ) of round-to-nearest
+  double objective = 0;      // the same for the chosen method (equal to RTN's for RTN)
+  double seconds = 0;
+  int64_t dead_columns = 0;
+};
+
+// Receives each quantized linear once: the original weight, its quantized values (dequantized,
+// [rows, cols] f32) and the quantizer holding the chosen scales. Called in model order.
+using QuantizedSink = std::function<void(const Matrix& original, const std::vector<float>& values,
+                                         const ColumnQuantizer& quantizer, const LinearResult&)>;
+
+struct LayerwiseOptions {
+  QuantMethod method = QuantMethod::GPTQ;
+  GptqOptions gptq;
+  // Also compute RTN's objective for GPTQ layers (for reports; costs one more rounding pass).
+  bool measure_rtn = true;
+};
+
+// Runs the calibration sequences (each of the same length) through `weights` layer by layer,
+// quantizing every linear the factory accepts. While a layer is processed its quantized linears
+// point at f32 copies of their quantized values; afterwards `weights` is as it was (the sink has
+// the values), so only one layer's f32 copies exist at any time.
+// progress(done_linears, total_linears).
+std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWeights& weights,
+                                             const std::vector<std::vector<int32_t>>& sequences,
+                                             const QuantizerFactory& factory,
+                                             const QuantizedSink& sink,
+                                             const LayerwiseOptions& options, ThreadPool& pool,
+                                             const std::function<void(int, int)>& progress = {});
+
+// The linears of a layer that read a group's input, in a fixed order.
+std::vector<Matrix*> linears_of_group(LayerWeights& layer, LinearGroup group);
+
+}  // namespace qforge

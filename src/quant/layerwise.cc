@@ -1,0 +1,115 @@
+#include "qforge/quant/layerwise.h"
+
+#include <chrono>
+
+#include "qforge/core/error.h"
+
+namespace qforge {
+
+std::vector<Matrix*> linears_of_group(LayerWeights& lw, LinearGroup group) {
+  switch (group) {
+    case LinearGroup::AttnIn: return {&lw.wq, &lw.wk, &lw.wv};
+    case LinearGroup::AttnOut: return {&lw.wo};
+    case LinearGroup::MlpIn: return {&lw.w_gate, &lw.w_up};
+    case LinearGroup::MlpAct: return {&lw.w_down};
+  }
+  return {};
+}
+
+std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWeights& weights,
+                                             const std::vector<std::vector<int32_t>>& sequences,
+                                             const QuantizerFactory& factory,
+                                             const QuantizedSink& sink,
+                                             const LayerwiseOptions& options, ThreadPool& pool,
+                                             const std::function<void(int, int)>& progress) {
+  check(!sequences.empty(), "calibration: no sequences");
+  const int len = static_cast<int>(sequences.front().size());
+  for (const auto& s : sequences)
+    check(static_cast<int>(s.size()) == len, "calibration: sequences must have equal length");
+  const int d = config.hidden_size;
+  Transformer model(config, weights, pool);
+  KVCache cache(config, len);
+
+  // Activations entering the current layer, for every calibration sequence.
+  std::vector<std::vector<float>> x(sequences.size());
+  for (size_t s = 0; s < sequences.size(); ++s) {
+    x[s].resize(static_cast<size_t>(len) * d);
+    model.embed(sequences[s], x[s].data());
+  }
+  int total = 0, done = 0;
+  for (LayerWeights& lw : weights.layers)
+    for (int g = 0; g < kLinearGroups; ++g)
+      for (Matrix* m : linears_of_group(lw, static_cast<LinearGroup>(g)))
+        if (factory(*m)) ++total;
+
+  std::vector<LinearResult> results;
+  std::vector<float> scratch(static_cast<size_t>(len) * d);
+  for (int l = 0; l < config.num_layers; ++l) {
+    LayerWeights& lw = weights.layers[l];
+    const LayerWeights original = lw;
+    std::vector<std::shared_ptr<std::vector<float>>> layer_buffers;  // freed after the layer
+    for (int gi = 0; gi < kLinearGroups; ++gi) {
+      const auto group = static_cast<LinearGroup>(gi);
+      std::vector<Matrix*> targets;
+      std::vector<std::unique_ptr<ColumnQuantizer>> quantizers;
+      for (Matrix* m : linears_of_group(lw, group))
+        if (auto q = factory(*m)) {
+          targets.push_back(m);
+          quantizers.push_back(std::move(q));
+        }
+      if (targets.empty()) continue;
+      // Statistics of this group's input, with the earlier groups of this layer already quantized.
+      std::unique_ptr<InputStatistics> stats;
+      ForwardHooks hooks;
+      hooks.stop_after = group;
+      hooks.on_input = [&](int, LinearGroup, const float* in, int n, int dim) {
+        if (!stats) stats = std::make_unique<InputStatistics>(dim);
+        stats->add(in, n);
+      };
+      for (size_t s = 0; s < sequences.size(); ++s) {
+        std::copy(x[s].begin(), x[s].end(), scratch.begin());  // partial runs must not touch x
+        model.run_layer(l, scratch.data(), len, 0, cache, &hooks);
+      }
+      const std::vector<double> h = stats->hessian();
+      std::vector<double> h_diag(static_cast<size_t>(stats->dim()));
+      for (int i = 0; i < stats->dim(); ++i) h_diag[i] = h[static_cast<size_t>(i) * stats->dim() + i];
+
+      for (size_t t = 0; t < targets.size(); ++t) {
+        Matrix& m = *targets[t];
+        ColumnQuantizer& q = *quantizers[t];
+        const auto t0 = std::chrono::steady_clock::now();
+        const std::vector<float> w = TensorView{m.name, m.dtype, {m.rows, m.cols}, m.data}.to_f32();
+        LinearResult r{m.name, l, group, m.rows, m.cols};
+        std::vector<float> values;
+        if (options.method == QuantMethod::GPTQ) {
+          if (options.measure_rtn) {
+            const std::vector<float> rtn = rtn_quantize(w.data(), m.rows, m.cols, q, h_diag.data());
+            r.objective_rtn = layer_objective(w.data(), rtn.data(), m.rows, m.cols, h);
+          }
+          GptqResult g = gptq_quantize(w.data(), m.rows, m.cols, h, q, options.gptq);
+          r.objective = g.objective;
+          r.dead_columns = g.dead_columns;
+          values = std::move(g.q);
+        } else {
+          values = rtn_quantize(w.data(), m.rows, m.cols, q, h_diag.data());
+          r.objective = r.objective_rtn = layer_objective(w.data(), values.data(), m.rows, m.cols, h);
+        }
+        r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (sink) sink(m, values, q, r);
+        // From now on the model computes with the quantized values.
+        auto owned = std::make_shared<std::vector<float>>(std::move(values));
+        m = Matrix{m.name, DType::F32, m.rows, m.cols,
+                   reinterpret_cast<const std::byte*>(owned->data())};
+        layer_buffers.push_back(owned);
+        results.push_back(r);
+        if (progress) progress(++done, total);
+      }
+    }
+    // The quantized layer's output is the next layer's calibration input.
+    for (size_t s = 0; s < sequences.size(); ++s) model.run_layer(l, x[s].data(), len, 0, cache);
+    lw = original;  // the sink has the quantized values; keep only one layer in f32 at a time
+  }
+  return results;
+}
+
+}  // namespace qforge
