@@ -1,0 +1,24 @@
+// The pre-tokenizer regexes of byte-level BPE tokenizers, as hand-written matchers over code
+// points (no regex engine): each follows its pattern's alternation order and backtracking exactly.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qforge {
+
+enum class PreTokenizerRegex {
+  None,   // no splitting
+  Gpt2,   // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+  Qwen2,  // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+};
+
+// Recognises a pattern from tokenizer.json; None when it is not one of the above.
+PreTokenizerRegex pretokenizer_regex_from_pattern(const std::string& pattern);
+
+// Splits text into the pieces the regex matches (with Isolated behaviour every byte of the text
+// belongs to exactly one piece).
+std::vector<std::string_view> pretokenize(PreTokenizerRegex regex, std::string_view text);
+
+}  // namespace qforge
