@@ -63,9 +63,9 @@ void BM_Gemm(benchmark::State& state, DType dtype) {
     kernels::matmul(t.m, x.data(), n, y.data(), rows, pool);
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      2.0 * rows * cols * n * static_cast<double>(state.iterations()) / 1e9,
-      benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * rows * cols * n * static_cast<double>(state.iterations()) / 1e9,
+                         benchmark::Counter::kIsRate);
   state.counters["threads"] = static_cast<double>(state.range(0));
 }
 BENCHMARK_CAPTURE(BM_Gemm, bf16, DType::BF16)->Arg(1)->Arg(2)->UseRealTime();

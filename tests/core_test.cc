@@ -35,7 +35,8 @@ TEST(DType, F16RoundTripsEveryF16ValueAgainstFloat64Reference) {
     const uint32_t exp = (h >> 10) & 31, mant = h & 1023;
     double ref;
     if (exp == 31) {
-      ref = mant ? std::numeric_limits<double>::quiet_NaN() : std::numeric_limits<double>::infinity();
+      ref =
+          mant ? std::numeric_limits<double>::quiet_NaN() : std::numeric_limits<double>::infinity();
     } else if (exp == 0) {
       ref = std::ldexp(static_cast<double>(mant), -24);
     } else {
@@ -63,17 +64,22 @@ TEST(DType, F16RoundsToNearestEvenAndOverflowsToInfinity) {
 TEST(ThreadPool, CoversTheRangeExactlyOnce) {
   ThreadPool pool(3);
   std::vector<std::atomic<int>> hits(1000);
-  pool.parallel_for(hits.size(), [&](size_t b, size_t e, int) {
-    for (size_t i = b; i < e; ++i) hits[i]++;
-  }, 7);
+  pool.parallel_for(
+      hits.size(),
+      [&](size_t b, size_t e, int) {
+        for (size_t i = b; i < e; ++i) hits[i]++;
+      },
+      7);
   for (auto& h : hits) EXPECT_EQ(h.load(), 1);
 }
 
 TEST(ThreadPool, RethrowsWorkerExceptions) {
   ThreadPool pool(2);
-  EXPECT_THROW(pool.parallel_for(100, [](size_t b, size_t, int) {
-    if (b > 0) fail("boom");
-  }), Error);
+  EXPECT_THROW(pool.parallel_for(100,
+                                 [](size_t b, size_t, int) {
+                                   if (b > 0) fail("boom");
+                                 }),
+               Error);
   // The pool stays usable afterwards.
   std::atomic<int> n{0};
   pool.parallel_for(10, [&](size_t b, size_t e, int) { n += static_cast<int>(e - b); });

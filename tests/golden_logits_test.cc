@@ -6,13 +6,13 @@
 //
 // (1) is the exactness check. fp32 with sums of at most a few thousand terms has relative error
 // ~1e-6; measured differences are <= 2.3e-5 on every model, so 2e-4 leaves 10x headroom and is a
-// tolerance that still catches any real bug (a wrong RoPE pair, norm or scale moves logits by >0.1).
-// (2) The golden logits were not computed in exact fp32: the float64 pass differs from them at
-// position 0 by 2.7e-3 (tiny-llama-bpe-7m) and 3.7e-3 (zoo/llama), where our fp32 agrees with
+// tolerance that still catches any real bug (a wrong RoPE pair, norm or scale moves logits by
+// >0.1). (2) The golden logits were not computed in exact fp32: the float64 pass differs from them
+// at position 0 by 2.7e-3 (tiny-llama-bpe-7m) and 3.7e-3 (zoo/llama), where our fp32 agrees with
 // float64 to ~1e-5; emulating TF32 matrix products (10-bit mantissa) reproduces them to 1e-4
 // (docs/RESULTS.md). So we require: the same argmax at every listed position, a difference within
-// the reference's own TF32 noise (kGoldenTolerance), and — the meaningful part — that our fp32 is as
-// close to the golden logits as float64 is (their distances agree to within 1e-3).
+// the reference's own TF32 noise (kGoldenTolerance), and — the meaningful part — that our fp32 is
+// as close to the golden logits as float64 is (their distances agree to within 1e-3).
 #include <cmath>
 #include <cstring>
 

@@ -1,13 +1,13 @@
 // GPTQ against its definition: a plain float64 implementation of the same recurrence (no lazy
 // batching, no blocking) written here from the paper, on random weights and random SPD Hessians.
+#include "qforge/quant/gptq.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <random>
-
-#include "qforge/quant/gptq.h"
 
 namespace qforge {
 namespace {
@@ -16,7 +16,9 @@ namespace {
 class SymmetricIntQuantizer : public ColumnQuantizer {
  public:
   SymmetricIntQuantizer(int bits, int64_t group, int64_t rows, int64_t cols)
-      : qmax_((1 << (bits - 1)) - 1), group_(group), cols_(cols),
+      : qmax_((1 << (bits - 1)) - 1),
+        group_(group),
+        cols_(cols),
         scales_(static_cast<size_t>(rows * ((cols + group - 1) / group)), 1.0f) {}
   int64_t group_size() const override { return group_; }
   void choose_scales(int64_t g, const float* w, int64_t rows, int64_t width, int64_t ld,
@@ -84,15 +86,22 @@ std::vector<double> reference_gptq(const Problem& p, SymmetricIntQuantizer& quan
   // A = (P H Pᵀ + λI)⁻¹ by Gauss-Jordan, then its upper Cholesky factor.
   std::vector<double> a(n * n), inv(n * n, 0.0);
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < n; ++j) a[i * n + j] = h[perm[i] * n + perm[j]] + (i == j ? damp * mean : 0);
+    for (int64_t j = 0; j < n; ++j)
+      a[i * n + j] = h[perm[i] * n + perm[j]] + (i == j ? damp * mean : 0);
   for (int64_t i = 0; i < n; ++i) inv[i * n + i] = 1;
   for (int64_t c = 0; c < n; ++c) {
     const double piv = a[c * n + c];
-    for (int64_t j = 0; j < n; ++j) { a[c * n + j] /= piv; inv[c * n + j] /= piv; }
+    for (int64_t j = 0; j < n; ++j) {
+      a[c * n + j] /= piv;
+      inv[c * n + j] /= piv;
+    }
     for (int64_t r = 0; r < n; ++r) {
       if (r == c) continue;
       const double f = a[r * n + c];
-      for (int64_t j = 0; j < n; ++j) { a[r * n + j] -= f * a[c * n + j]; inv[r * n + j] -= f * inv[c * n + j]; }
+      for (int64_t j = 0; j < n; ++j) {
+        a[r * n + j] -= f * a[c * n + j];
+        inv[r * n + j] -= f * inv[c * n + j];
+      }
     }
   }
   std::vector<double> u(n * n, 0.0);  // inv = UᵀU, U upper
@@ -113,7 +122,8 @@ std::vector<double> reference_gptq(const Problem& p, SymmetricIntQuantizer& quan
     std::vector<float> blk(rows * gs);
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < gs; ++c)
-        blk[r * gs + c] = static_cast<float>(permuted_cols ? src[r * n + g * gs + c] : src[r * n + g * gs + c]);
+        blk[r * gs + c] =
+            static_cast<float>(permuted_cols ? src[r * n + g * gs + c] : src[r * n + g * gs + c]);
     quant.choose_scales(g, blk.data(), rows, gs, gs, nullptr);
   };
   if (act_order) {
@@ -150,7 +160,8 @@ TEST_P(GptqMatchesReference, OnRandomSpdHessianWithinFloat64Tolerance) {
   const auto [group, act_order] = GetParam();
   const int64_t rows = 24, cols = 256;
   const Problem p = random_problem(rows, cols, 7);
-  SymmetricIntQuantizer qa(4, group, rows, cols), qb(4, group, rows, cols), qc(4, group, rows, cols);
+  SymmetricIntQuantizer qa(4, group, rows, cols), qb(4, group, rows, cols),
+      qc(4, group, rows, cols);
   GptqOptions o;
   o.act_order = act_order;
   o.block_size = 128;
@@ -172,7 +183,10 @@ INSTANTIATE_TEST_SUITE_P(GroupsAndOrder, GptqMatchesReference,
 TEST(Gptq, DeadInputColumnsQuantizeToZero) {
   const int64_t rows = 8, cols = 64;
   Problem p = random_problem(rows, cols, 3);
-  for (int64_t j = 0; j < cols; ++j) { p.h[5 * cols + j] = 0; p.h[j * cols + 5] = 0; }
+  for (int64_t j = 0; j < cols; ++j) {
+    p.h[5 * cols + j] = 0;
+    p.h[j * cols + 5] = 0;
+  }
   SymmetricIntQuantizer q(4, 32, rows, cols);
   const GptqResult g = gptq_quantize(p.w.data(), rows, cols, p.h, q);
   EXPECT_EQ(g.dead_columns, 1);

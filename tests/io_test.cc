@@ -24,7 +24,8 @@ fs::path temp_dir(const std::string& name) {
 }
 
 // A safetensors file from a header (as JSON text) and a data buffer, written raw.
-std::string raw_file(const std::string& header, const std::string& data, uint64_t len_override = 0) {
+std::string raw_file(const std::string& header, const std::string& data,
+                     uint64_t len_override = 0) {
   std::string out(8, '\0');
   const uint64_t len = len_override ? len_override : header.size();
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((len >> (8 * i)) & 0xff);
@@ -44,10 +45,16 @@ void expect_error(F&& f, const std::vector<std::string>& needles) {
 }
 
 void expect_parse_error(const std::string& bytes, const std::vector<std::string>& needles) {
-  expect_error([&] {
-    SafetensorsFile::parse(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size(),
-                           "bad.safetensors");
-  }, [&] { auto n = needles; n.push_back("bad.safetensors"); return n; }());
+  expect_error(
+      [&] {
+        SafetensorsFile::parse(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size(),
+                               "bad.safetensors");
+      },
+      [&] {
+        auto n = needles;
+        n.push_back("bad.safetensors");
+        return n;
+      }());
 }
 
 TEST(Safetensors, RoundTripsEveryFloatDtypeAndMetadata) {
@@ -81,29 +88,35 @@ TEST(Safetensors, RejectsMalformedFilesNamingTheProblem) {
   expect_parse_error(raw_file("{}", "", 1ull << 40), {"implausibly large"});
   expect_parse_error(raw_file("{not json", ""), {"malformed JSON"});
   expect_parse_error(raw_file("[1, 2]", ""), {"not a JSON object"});
-  expect_parse_error(raw_file(R"({"t": {"dtype": "F32", "shape": [2]}})", data8), {"'t'", "data_offsets"});
-  expect_parse_error(raw_file(R"({"t": {"dtype": "Q4", "shape": [2], "data_offsets": [0, 8]}})", data8),
-                     {"'t'", "unsupported dtype 'Q4'"});
-  expect_parse_error(raw_file(R"({"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 16]}})", data8),
-                     {"'t'", "end past the data buffer"});
-  expect_parse_error(raw_file(R"({"t": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", data8),
-                     {"'t'", "needs 12"});
-  expect_parse_error(raw_file(R"({"t": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}})", data8),
-                     {"reversed"});
-  expect_parse_error(raw_file(R"({"t": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", data8),
-                     {"non-negative"});
+  expect_parse_error(raw_file(R"({"t": {"dtype": "F32", "shape": [2]}})", data8),
+                     {"'t'", "data_offsets"});
   expect_parse_error(
-      raw_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-                   "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", std::string(12, '\0')),
-      {"overlap", "'a'", "'b'"});
+      raw_file(R"({"t": {"dtype": "Q4", "shape": [2], "data_offsets": [0, 8]}})", data8),
+      {"'t'", "unsupported dtype 'Q4'"});
+  expect_parse_error(
+      raw_file(R"({"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 16]}})", data8),
+      {"'t'", "end past the data buffer"});
+  expect_parse_error(
+      raw_file(R"({"t": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", data8),
+      {"'t'", "needs 12"});
+  expect_parse_error(
+      raw_file(R"({"t": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}})", data8),
+      {"reversed"});
+  expect_parse_error(
+      raw_file(R"({"t": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", data8),
+      {"non-negative"});
+  expect_parse_error(raw_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                   "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
+                              std::string(12, '\0')),
+                     {"overlap", "'a'", "'b'"});
   expect_parse_error(raw_file(R"({"__metadata__": {"k": 1}, )" + ok_entry + "}", data8),
                      {"__metadata__"});
 }
 
 TEST(Safetensors, TruncatedFileOnDiskIsRefused) {
   const fs::path dir = temp_dir("trunc");
-  const std::string full = raw_file(R"({"t": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})",
-                                    std::string(16, '\1'));
+  const std::string full = raw_file(
+      R"({"t": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})", std::string(16, '\1'));
   std::ofstream(dir / "t.safetensors", std::ios::binary) << full.substr(0, full.size() - 5);
   expect_error([&] { SafetensorsFile::open(dir / "t.safetensors"); },
                {"t.safetensors", "end past the data buffer"});
@@ -118,9 +131,10 @@ TEST(TensorStore, ReadsShardsThroughTheIndex) {
   };
   write_safetensors(dir / "model-00001-of-00002.safetensors", {tensor("a", 1), tensor("b", 2)});
   write_safetensors(dir / "model-00002-of-00002.safetensors", {tensor("c", 3)});
-  nlohmann::json index = {{"weight_map", {{"a", "model-00001-of-00002.safetensors"},
-                                          {"b", "model-00001-of-00002.safetensors"},
-                                          {"c", "model-00002-of-00002.safetensors"}}}};
+  nlohmann::json index = {{"weight_map",
+                           {{"a", "model-00001-of-00002.safetensors"},
+                            {"b", "model-00001-of-00002.safetensors"},
+                            {"c", "model-00002-of-00002.safetensors"}}}};
   std::ofstream(dir / "model.safetensors.index.json") << index.dump();
   const TensorStore store = TensorStore::open(dir);
   EXPECT_EQ(store.files().size(), 2u);
@@ -142,7 +156,8 @@ TEST(ConfigJson, EveryZooAndModelConfigLoadsWithItsFamilyFlags) {
   EXPECT_EQ(gemma.head_dim, 32);
   EXPECT_TRUE(load_config_json(shared / "zoo/qwen2/config.json").qkv_bias);
   EXPECT_TRUE(load_config_json(shared / "zoo/qwen3/config.json").qk_norm);
-  const ModelConfig llama = load_config_json(shared / "models/llama-sp-58m/config.json");  // new style
+  const ModelConfig llama =
+      load_config_json(shared / "models/llama-sp-58m/config.json");  // new style
   EXPECT_EQ(llama.rope_theta, 10000.0f);
   EXPECT_EQ(llama.num_kv_heads, 4);
   const ModelConfig qwen = load_config_json(shared / "models/qwen-bpe-31m/config.json");  // classic
@@ -157,7 +172,8 @@ TEST(ConfigJson, ClassicAndNewRopeStylesAgree) {
          "num_attention_heads": 4, "vocab_size": 10)";
   const ModelConfig a = parse_config_json("{" + base + R"(, "rope_theta": 500000.0})", "a");
   const ModelConfig b = parse_config_json(
-      "{" + base + R"(, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}})", "b");
+      "{" + base + R"(, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}})",
+      "b");
   EXPECT_EQ(a.rope_theta, b.rope_theta);
   EXPECT_EQ(a.head_dim, 16);
   EXPECT_EQ(a.num_kv_heads, 4);
@@ -169,18 +185,30 @@ TEST(ConfigJson, RefusesUnsupportedModelsByName) {
          "num_attention_heads": 4, "vocab_size": 10)";
   expect_error([&] { parse_config_json(R"({"model_type": "mamba", )" + base + "}", "c.json"); },
                {"c.json", "unsupported model_type 'mamba'"});
-  expect_error([&] {
-    parse_config_json(R"({"model_type": "llama", "rope_scaling": {"rope_type": "yarn"}, )" + base + "}", "c.json");
-  }, {"c.json", "'yarn'"});
-  expect_error([&] {
-    parse_config_json(R"({"model_type": "llama", "rope_parameters": {"rope_type": "llama3", "rope_theta": 1.0}, )" + base + "}", "c.json");
-  }, {"'llama3'"});
+  expect_error(
+      [&] {
+        parse_config_json(
+            R"({"model_type": "llama", "rope_scaling": {"rope_type": "yarn"}, )" + base + "}",
+            "c.json");
+      },
+      {"c.json", "'yarn'"});
+  expect_error(
+      [&] {
+        parse_config_json(
+            R"({"model_type": "llama", "rope_parameters": {"rope_type": "llama3", "rope_theta": 1.0}, )" +
+                base + "}",
+            "c.json");
+      },
+      {"'llama3'"});
   expect_error([&] { parse_config_json(R"({"model_type": "llama"})", "c.json"); },
                {"c.json", "missing 'hidden_size'"});
   expect_error([&] { parse_config_json("{", "c.json"); }, {"c.json", "malformed JSON"});
-  expect_error([&] {
-    parse_config_json(R"({"model_type": "llama", "num_key_value_heads": 3, )" + base + "}", "c.json");
-  }, {"not a multiple"});
+  expect_error(
+      [&] {
+        parse_config_json(R"({"model_type": "llama", "num_key_value_heads": 3, )" + base + "}",
+                          "c.json");
+      },
+      {"not a multiple"});
 }
 
 TEST(ModelLoader, EmbeddedModelLoadsWithTiedHead) {
@@ -192,7 +220,8 @@ TEST(ModelLoader, EmbeddedModelLoadsWithTiedHead) {
 }
 
 // Copies the embedded model's config and a rewritten safetensors into a temp dir.
-fs::path model_with(const std::string& name, const std::function<void(std::vector<TensorToWrite>&)>& edit) {
+fs::path model_with(const std::string& name,
+                    const std::function<void(std::vector<TensorToWrite>&)>& edit) {
   const fs::path dir = temp_dir(name);
   const fs::path src = testing::embedded_model_dir();
   fs::copy_file(src / "config.json", dir / "config.json");
@@ -209,17 +238,19 @@ TEST(ModelLoader, RefusesMissingAndMisshapedTensors) {
   LoadOptions lo;
   lo.require_tokenizer = false;
   const fs::path missing = model_with("missing", [](auto& ts) {
-    std::erase_if(ts, [](const TensorToWrite& t) { return t.name == "model.layers.2.mlp.up_proj.weight"; });
+    std::erase_if(
+        ts, [](const TensorToWrite& t) { return t.name == "model.layers.2.mlp.up_proj.weight"; });
   });
-  expect_error([&] { load_model(missing, lo); }, {"missing tensor 'model.layers.2.mlp.up_proj.weight'"});
+  expect_error([&] { load_model(missing, lo); },
+               {"missing tensor 'model.layers.2.mlp.up_proj.weight'"});
   const fs::path misshaped = model_with("misshaped", [](auto& ts) {
     for (auto& t : ts)
       if (t.name == "model.layers.0.self_attn.k_proj.weight") {
         t.shape = {t.shape[0] / 2, t.shape[1] * 2};
       }
   });
-  expect_error([&] { load_model(misshaped, lo); },
-               {"model.layers.0.self_attn.k_proj.weight", "has shape [64, 512], expected [128, 256]"});
+  expect_error([&] { load_model(misshaped, lo); }, {"model.layers.0.self_attn.k_proj.weight",
+                                                    "has shape [64, 512], expected [128, 256]"});
   const fs::path wrong_dtype = model_with("dtype", [](auto& ts) {
     for (auto& t : ts)
       if (t.name == "model.norm.weight") {

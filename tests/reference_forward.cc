@@ -12,7 +12,9 @@ Vec to_f64(const std::byte* data, DType dtype, int64_t n) {
   convert_to_f32(dtype, data, f.data(), f.size());
   return Vec(f.begin(), f.end());
 }
-Vec vec(const Vector& v) { return v.present() ? to_f64(v.data, v.dtype, v.size) : Vec{}; }
+Vec vec(const Vector& v) {
+  return v.present() ? to_f64(v.data, v.dtype, v.size) : Vec{};
+}
 
 // y = W x (+ b) with W [rows, cols]
 Vec linear(const Matrix& w, const Vec& x, const Vec& b = {}) {
@@ -106,9 +108,10 @@ std::vector<double> reference_forward_f64(const ModelConfig& c, const ModelWeigh
       const Vec u = linear(lw.w_up, h, vec(lw.b_up));
       for (size_t i = 0; i < g.size(); ++i) {
         const double a = g[i];
-        const double act = c.activation == Activation::SiLU
-                               ? a / (1 + std::exp(-a))
-                               : 0.5 * a * (1 + std::tanh(std::sqrt(2 / M_PI) * (a + 0.044715 * a * a * a)));
+        const double act =
+            c.activation == Activation::SiLU
+                ? a / (1 + std::exp(-a))
+                : 0.5 * a * (1 + std::tanh(std::sqrt(2 / M_PI) * (a + 0.044715 * a * a * a)));
         g[i] = act * u[i];
       }
       const Vec down = linear(lw.w_down, g, vec(lw.b_down));

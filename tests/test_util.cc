@@ -19,7 +19,9 @@ std::optional<std::filesystem::path> shared_dir() {
   return std::nullopt;
 }
 
-std::filesystem::path embedded_model_dir() { return source_dir() / "models" / "tiny-llama-bpe-7m"; }
+std::filesystem::path embedded_model_dir() {
+  return source_dir() / "models" / "tiny-llama-bpe-7m";
+}
 
 bool sanitized() {
   const char* env = std::getenv("QFORGE_SANITIZED");

@@ -20,7 +20,7 @@ bool sanitized();
 }  // namespace qforge::testing
 
 // Skips the current test when ../shared is absent; otherwise binds `var` to its path.
-#define QFORGE_REQUIRE_SHARED(var)                                           \
-  const auto var##_opt = ::qforge::testing::shared_dir();                    \
-  if (!var##_opt) GTEST_SKIP() << "../shared not present; skipping";        \
+#define QFORGE_REQUIRE_SHARED(var)                                   \
+  const auto var##_opt = ::qforge::testing::shared_dir();            \
+  if (!var##_opt) GTEST_SKIP() << "../shared not present; skipping"; \
   const std::filesystem::path var = *var##_opt

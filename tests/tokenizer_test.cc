@@ -1,5 +1,7 @@
 // Tokenizers against the reference tokenizer's ids (tokenizer_reference.json beside each model:
 // the Hugging Face tokenizers library's output), round trips, and bad input.
+#include "qforge/io/tokenizer.h"
+
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -7,7 +9,6 @@
 
 #include "qforge/core/error.h"
 #include "qforge/core/mapped_file.h"
-#include "qforge/io/tokenizer.h"
 #include "test_util.h"
 
 namespace qforge {
@@ -43,9 +44,10 @@ void expect_reference_ids(const Tokenizer& tok, const fs::path& model_dir,
 // Random strings mixing ASCII words, punctuation, digits, runs of spaces, tabs, newlines,
 // accented letters, CJK and emoji.
 std::string random_text(std::mt19937& rng) {
-  static const char* pieces[] = {"the", "The", " ", "  ", "\t", "\n", "\n\n", "\r\n", "'s", "'LL",
-                                 "don't", "42", "3.14", "!", "?!", "...", "(x)", "é", "naïve",
-                                 "日本語", "🙂", "👍🏽", "Ω", "–", "\"", "#", "über", "  x", "a\tb"};
+  static const char* pieces[] = {
+      "the",   "The",      " ",    "  ", "\t", "\n",  "\n\n", "\r\n", "'s",    "'LL",
+      "don't", "42",       "3.14", "!",  "?!", "...", "(x)",  "é",    "naïve", "日本語",
+      "🙂",  "👍🏽", "Ω",    "–",  "\"", "#",   "über", "  x",  "a\tb"};
   std::uniform_int_distribution<size_t> pick(0, std::size(pieces) - 1), len(0, 12);
   std::string s;
   for (size_t n = len(rng), i = 0; i < n; ++i) s += pieces[pick(rng)];
@@ -168,12 +170,15 @@ TEST(HfTokenizer, RejectsBadInputWithClearErrors) {
   expect_error("{\"model\": ", "malformed JSON");
   expect_error("[]", "not a JSON object");
   expect_error("{}", "missing 'model'");
-  expect_error(R"({"model": {"type": "WordPiece", "vocab": {}}})", "unsupported tokenizer model type 'WordPiece'");
+  expect_error(R"({"model": {"type": "WordPiece", "vocab": {}}})",
+               "unsupported tokenizer model type 'WordPiece'");
   expect_error(R"({"model": {"type": "BPE"}})", "missing 'model.vocab'");
-  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}, "pre_tokenizer": {"type": "Metaspace"}})",
-               "missing from the vocab");
-  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0}}, "pre_tokenizer": {"type": "Whitespace"}})",
-               "unsupported pre-tokenizer 'Whitespace'");
+  expect_error(
+      R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}, "pre_tokenizer": {"type": "Metaspace"}})",
+      "missing from the vocab");
+  expect_error(
+      R"({"model": {"type": "BPE", "vocab": {"a": 0}}, "pre_tokenizer": {"type": "Whitespace"}})",
+      "unsupported pre-tokenizer 'Whitespace'");
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": "zero"}}})", "invalid id");
 }
 

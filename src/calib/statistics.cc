@@ -21,7 +21,8 @@ void InputStatistics::add(const float* x, int n) {
   cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, dim_, n, 1.0f, x, dim_, 0.0f, chunk_.data(),
               dim_);
   for (int i = 0; i < dim_; ++i)
-    for (int j = i; j < dim_; ++j) xtx_[static_cast<size_t>(i) * dim_ + j] += chunk_[static_cast<size_t>(i) * dim_ + j];
+    for (int j = i; j < dim_; ++j)
+      xtx_[static_cast<size_t>(i) * dim_ + j] += chunk_[static_cast<size_t>(i) * dim_ + j];
   for (int t = 0; t < n; ++t)
     for (int i = 0; i < dim_; ++i) {
       const float a = std::fabs(x[static_cast<size_t>(t) * dim_ + i]);

@@ -84,6 +84,7 @@ void add_run_command(CLI::App& app) {
         model.forward({&next, 1}, static_cast<int>(ids.size()) - 1, cache, logits.data(), false);
     }
     std::fputc('\n', stdout);
+    std::fflush(stdout);
     const auto t2 = std::chrono::steady_clock::now();
     if (!o->quiet) {
       const double pf = std::chrono::duration<double>(t1 - t0).count();

@@ -26,24 +26,34 @@ size_t dtype_size(DType t) {
 
 std::string_view dtype_name(DType t) {
   switch (t) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-    case DType::F64: return "F64";
-    case DType::I8: return "I8";
-    case DType::U8: return "U8";
-    case DType::I16: return "I16";
-    case DType::I32: return "I32";
-    case DType::I64: return "I64";
-    case DType::BOOL: return "BOOL";
+    case DType::F32:
+      return "F32";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
+    case DType::F64:
+      return "F64";
+    case DType::I8:
+      return "I8";
+    case DType::U8:
+      return "U8";
+    case DType::I16:
+      return "I16";
+    case DType::I32:
+      return "I32";
+    case DType::I64:
+      return "I64";
+    case DType::BOOL:
+      return "BOOL";
   }
   return "?";
 }
 
 std::optional<DType> dtype_from_name(std::string_view n) {
   static constexpr std::pair<std::string_view, DType> kNames[] = {
-      {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16}, {"F64", DType::F64},
-      {"I8", DType::I8},   {"U8", DType::U8},   {"I16", DType::I16},   {"I32", DType::I32},
+      {"F32", DType::F32}, {"F16", DType::F16},  {"BF16", DType::BF16}, {"F64", DType::F64},
+      {"I8", DType::I8},   {"U8", DType::U8},    {"I16", DType::I16},   {"I32", DType::I32},
       {"I64", DType::I64}, {"BOOL", DType::BOOL}};
   for (const auto& [name, t] : kNames)
     if (name == n) return t;
@@ -82,9 +92,9 @@ uint16_t f32_to_f16(float f) {
   const uint32_t u = std::bit_cast<uint32_t>(f);
   const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   const uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return sign | 0x7e00u;      // NaN
-  if (a >= 0x477ff000u) return sign | 0x7c00u;     // rounds to >= 65520 -> inf
-  if (a < 0x38800000u) {                           // result is subnormal (or zero)
+  if (a > 0x7f800000u) return sign | 0x7e00u;   // NaN
+  if (a >= 0x477ff000u) return sign | 0x7c00u;  // rounds to >= 65520 -> inf
+  if (a < 0x38800000u) {                        // result is subnormal (or zero)
     // value = a_float; subnormal unit is 2^-24. Use float arithmetic, which rounds to nearest even.
     const float v = std::bit_cast<float>(a);
     const float scaled = v * 16777216.0f;  // 2^24, exact

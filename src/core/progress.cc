@@ -13,7 +13,9 @@ Progress::Progress(std::string label, size_t total)
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
-Progress::~Progress() { finish(); }
+Progress::~Progress() {
+  finish();
+}
 
 void Progress::update(size_t done) {
   done_ = done;
@@ -37,7 +39,8 @@ void Progress::draw(bool final) {
   constexpr int kWidth = 30;
   const double frac = total_ ? static_cast<double>(done_) / static_cast<double>(total_) : 1.0;
   const int filled = static_cast<int>(frac * kWidth);
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double eta = frac > 0 ? secs * (1 - frac) / frac : 0;
   std::fprintf(stderr, "\r%s [", label_.c_str());
   for (int i = 0; i < kWidth; ++i) std::fputc(i < filled ? '#' : '.', stderr);

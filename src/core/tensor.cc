@@ -15,7 +15,9 @@ std::string shape_to_string(const std::vector<int64_t>& shape) {
   return fmt::format("[{}]", fmt::join(shape, ", "));
 }
 
-std::string TensorView::shape_string() const { return shape_to_string(shape); }
+std::string TensorView::shape_string() const {
+  return shape_to_string(shape);
+}
 
 std::vector<float> TensorView::to_f32() const {
   std::vector<float> out(static_cast<size_t>(numel()));

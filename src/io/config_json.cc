@@ -37,8 +37,7 @@ struct Reader {
   }
   bool optional_bool(const char* key, bool fallback) const {
     if (!has(key)) return fallback;
-    check(j[key].is_boolean(), "{}: '{}' must be true or false, got {}", label, key,
-          j[key].dump());
+    check(j[key].is_boolean(), "{}: '{}' must be true or false, got {}", label, key, j[key].dump());
     return j[key].get<bool>();
   }
   std::string optional_string(const char* key, const std::string& fallback) const {
@@ -57,8 +56,9 @@ void check_rope_type(const Json& rope, const char* where, const std::string& lab
     if (rope.contains(key) && !rope[key].is_null()) {
       check(rope[key].is_string(), "{}: '{}.{}' must be a string", label, where, key);
       const std::string t = rope[key].get<std::string>();
-      check(t == "default", "{}: unsupported RoPE scaling type '{}' in '{}' (only 'default' is supported)",
-            label, t, where);
+      check(t == "default",
+            "{}: unsupported RoPE scaling type '{}' in '{}' (only 'default' is supported)", label,
+            t, where);
     }
   }
 }
@@ -90,9 +90,9 @@ ModelConfig parse_config_json(std::string_view text, const std::string& label) {
   c.model_type = r.optional_string("model_type", "");
   check(!c.model_type.empty(), "{}: missing 'model_type' (supported: {})", label, kSupported);
   const std::string& t = c.model_type;
-  check(t == "llama" || t == "mistral" || t == "qwen2" || t == "qwen3" || t == "gemma" ||
-            t == "phi3",
-        "{}: unsupported model_type '{}' (supported: {})", label, t, kSupported);
+  check(
+      t == "llama" || t == "mistral" || t == "qwen2" || t == "qwen3" || t == "gemma" || t == "phi3",
+      "{}: unsupported model_type '{}' (supported: {})", label, t, kSupported);
 
   c.hidden_size = r.required_int("hidden_size");
   c.intermediate_size = r.required_int("intermediate_size");
@@ -148,7 +148,8 @@ ModelConfig parse_config_json(std::string_view text, const std::string& label) {
       r.optional_string("hidden_activation", r.optional_string("hidden_act", "silu"));
   if (act == "silu" || act == "swish") {
     c.activation = Activation::SiLU;
-  } else if (act == "gelu_pytorch_tanh" || (t == "gemma" && (act == "gelu" || act == "gelu_tanh"))) {
+  } else if (act == "gelu_pytorch_tanh" ||
+             (t == "gemma" && (act == "gelu" || act == "gelu_tanh"))) {
     // Gemma's checkpoints were trained with the tanh approximation even where configs say "gelu".
     c.activation = Activation::GeluTanh;
   } else {

@@ -38,12 +38,14 @@ class HfBpeTokenizer : public Tokenizer {
   int eos_id() const override { return eos_; }
   bool adds_bos() const override { return adds_bos_; }
   std::string describe() const override {
-    return std::string("tokenizer.json (BPE, ") + (byte_level_ ? "byte-level" : "sentencepiece-style") +
-           ", " + std::to_string(vocab_size()) + " tokens)";
+    return std::string("tokenizer.json (BPE, ") +
+           (byte_level_ ? "byte-level" : "sentencepiece-style") + ", " +
+           std::to_string(vocab_size()) + " tokens)";
   }
 
  private:
-  void encode_segment(std::string_view segment, bool first_segment, std::vector<int32_t>& out) const;
+  void encode_segment(std::string_view segment, bool first_segment,
+                      std::vector<int32_t>& out) const;
   void bpe(std::vector<int32_t>& symbols) const;
   int32_t token_id(const std::string& s) const {
     auto it = vocab_.find(s);
@@ -202,29 +204,31 @@ HfBpeTokenizer::HfBpeTokenizer(const Json& j, const std::string& label, const Js
       regex_ = pretokenizer_regex_from_pattern(pat["Regex"].get<std::string>());
       check(regex_ != PreTokenizerRegex::None, "{}: unsupported Split regex {}", label,
             pat["Regex"].dump());
-      check(p->value("behavior", std::string("Isolated")) == "Isolated" && !p->value("invert", false),
-            "{}: only Split with behavior Isolated is supported", label);
+      check(
+          p->value("behavior", std::string("Isolated")) == "Isolated" && !p->value("invert", false),
+          "{}: only Split with behavior Isolated is supported", label);
     } else if (t == "Metaspace") {
       metaspace = true;
       check(p->value("replacement", kMetaspace) == kMetaspace,
             "{}: Metaspace replacement other than U+2581 is not supported", label);
-      const std::string scheme = p->value("prepend_scheme", std::string(
-          p->value("add_prefix_space", true) ? "always" : "never"));
+      const std::string scheme = p->value(
+          "prepend_scheme", std::string(p->value("add_prefix_space", true) ? "always" : "never"));
       prepend_always_ = scheme == "always";
       prepend_first_ = scheme == "first";
     } else {
       fail("{}: unsupported pre-tokenizer '{}'", label, t);
     }
   }
-  check(byte_level_ != metaspace,
-        "{}: expected either a ByteLevel or a Metaspace-style tokenizer", label);
+  check(byte_level_ != metaspace, "{}: expected either a ByteLevel or a Metaspace-style tokenizer",
+        label);
   if (byte_level_) {
     const auto map = bytes_to_unicode();
     for (int b = 0; b < 256; ++b) {
       std::string s;
       unicode::append_utf8(map[b], s);
       byte_symbol_[b] = token_id(s);
-      check(byte_symbol_[b] >= 0, "{}: byte-level vocab lacks the token for byte 0x{:02X}", label, b);
+      check(byte_symbol_[b] >= 0, "{}: byte-level vocab lacks the token for byte 0x{:02X}", label,
+            b);
       unicode_to_byte_[map[b]] = static_cast<uint8_t>(b);
     }
   }
@@ -285,7 +289,8 @@ void HfBpeTokenizer::bpe(std::vector<int32_t>& sym) const {
     heap.pop();
     const int32_t right = next[c.left];
     if (sym[c.left] != c.a || right < 0 || sym[right] != c.b) continue;  // stale
-    sym[c.left] = merges_.at((static_cast<uint64_t>(c.a) << 32) | static_cast<uint32_t>(c.b)).second;
+    sym[c.left] =
+        merges_.at((static_cast<uint64_t>(c.a) << 32) | static_cast<uint32_t>(c.b)).second;
     sym[right] = -1;
     next[c.left] = next[right];
     if (next[right] >= 0) prev[next[right]] = c.left;
@@ -338,11 +343,13 @@ void HfBpeTokenizer::encode_segment(std::string_view seg, bool first_segment,
       sym.push_back(id);
       continue;
     }
-    check(byte_fallback_, "{}: character U+{:04X} is not in the vocabulary and byte_fallback is off",
-          label_, cps[i]);
+    check(byte_fallback_,
+          "{}: character U+{:04X} is not in the vocabulary and byte_fallback is off", label_,
+          cps[i]);
     for (char c : ch) {
       const int32_t b = fallback_byte_[static_cast<uint8_t>(c)];
-      check(b >= 0, "{}: byte fallback token <0x{:02X}> is missing", label_, static_cast<uint8_t>(c));
+      check(b >= 0, "{}: byte fallback token <0x{:02X}> is missing", label_,
+            static_cast<uint8_t>(c));
       sym.push_back(b);
     }
   }
@@ -380,8 +387,8 @@ std::vector<int32_t> HfBpeTokenizer::encode(std::string_view text, bool add_bos)
 std::string HfBpeTokenizer::decode(std::span<const int32_t> ids) const {
   std::string out;
   for (int32_t id : ids) {
-    check(id >= 0 && static_cast<size_t>(id) < id_to_token_.size(), "token id {} out of range [0, {})",
-          id, id_to_token_.size());
+    check(id >= 0 && static_cast<size_t>(id) < id_to_token_.size(),
+          "token id {} out of range [0, {})", id, id_to_token_.size());
     // A BOS the tokenizer adds itself is not part of the text; other special tokens (e.g. an
     // <|endoftext|> written in the text) decode to their content so decode(encode(s)) == s.
     if ((adds_bos_ && id == bos_) || (id == eos_ && is_special_[id] && adds_bos_)) continue;
@@ -423,7 +430,8 @@ std::string HfBpeTokenizer::decode(std::span<const int32_t> ids) const {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view json_text, const std::string& label) {
+std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view json_text,
+                                              const std::string& label) {
   Json j;
   try {
     j = Json::parse(json_text);

@@ -31,7 +31,8 @@ LoadedModel load_llama2c_checkpoint(const std::filesystem::path& path) {
   c.max_position_embeddings = h[6];
   for (int i = 0; i < 7; ++i)
     check(i == 5 ? h[i] != 0 && c.vocab_size < (1 << 24) : h[i] > 0 && h[i] < (1 << 20),
-          "{}: implausible header value {} at field {} (not a llama2.c checkpoint?)", label, h[i], i);
+          "{}: implausible header value {} at field {} (not a llama2.c checkpoint?)", label, h[i],
+          i);
   check(c.hidden_size % c.num_heads == 0 && c.num_heads % c.num_kv_heads == 0,
         "{}: inconsistent head counts (dim {}, heads {}, kv heads {})", label, c.hidden_size,
         c.num_heads, c.num_kv_heads);
@@ -45,8 +46,8 @@ LoadedModel load_llama2c_checkpoint(const std::filesystem::path& path) {
   c.eos_token_ids = {2};
   c.torch_dtype = "float32";
 
-  const int64_t d = c.hidden_size, kvd = c.kv_dim(), ff = c.intermediate_size,
-                L = c.num_layers, v = c.vocab_size, hd = c.head_dim;
+  const int64_t d = c.hidden_size, kvd = c.kv_dim(), ff = c.intermediate_size, L = c.num_layers,
+                v = c.vocab_size, hd = c.head_dim;
   const int64_t floats = v * d + L * d + L * d * d + 2 * L * d * kvd + L * d * d + L * d +
                          3 * L * d * ff + d + c.max_position_embeddings * hd +
                          (shared_classifier ? 0 : v * d);

@@ -54,7 +54,8 @@ class Llama2cTokenizer : public Tokenizer {
     }
     for (size_t i = 0; i < text.size();) {
       size_t n = 1;  // bytes in this UTF-8 code point (continuation bytes are 10xxxxxx)
-      while (n < 4 && i + n < text.size() && (static_cast<uint8_t>(text[i + n]) & 0xC0) == 0x80) ++n;
+      while (n < 4 && i + n < text.size() && (static_cast<uint8_t>(text[i + n]) & 0xC0) == 0x80)
+        ++n;
       auto it = index_.find(std::string(text.substr(i, n)));
       if (it != index_.end()) {
         t.push_back(it->second);

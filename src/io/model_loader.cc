@@ -116,8 +116,8 @@ LoadedModel load_hf_model(const fs::path& dir, const LoadOptions& o) {
 LoadedModel load_model(const fs::path& path, const LoadOptions& options) {
   check(fs::exists(path), "{}: no such file or directory", path.string());
   if (fs::is_directory(path)) return load_hf_model(path, options);
-  check(path.extension() == ".bin",
-        "{}: not a model directory or a llama2.c .bin checkpoint", path.string());
+  check(path.extension() == ".bin", "{}: not a model directory or a llama2.c .bin checkpoint",
+        path.string());
   LoadedModel m = load_llama2c_checkpoint(path);
   if (options.tokenizer) {
     m.tokenizer = load_tokenizer(*options.tokenizer);

@@ -14,9 +14,15 @@ using unicode::is_letter;
 using unicode::is_number;
 using unicode::is_space;
 
-bool is_newline(uint32_t c) { return c == '\r' || c == '\n'; }
-bool is_other(uint32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); }
-uint32_t lower_ascii(uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+bool is_newline(uint32_t c) {
+  return c == '\r' || c == '\n';
+}
+bool is_other(uint32_t c) {
+  return !is_space(c) && !is_letter(c) && !is_number(c);
+}
+uint32_t lower_ascii(uint32_t c) {
+  return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
 
 class Matcher {
  public:

@@ -168,7 +168,8 @@ TensorStore TensorStore::open(const std::filesystem::path& path) {
     std::map<std::string, std::shared_ptr<SafetensorsFile>> shards;
     std::vector<std::pair<std::string, std::string>> wanted;
     for (const auto& [tensor, shard] : index["weight_map"].items()) {
-      check(shard.is_string(), "{}: weight_map entry '{}' is not a file name", file.string(), tensor);
+      check(shard.is_string(), "{}: weight_map entry '{}' is not a file name", file.string(),
+            tensor);
       const std::string s = shard.get<std::string>();
       check(s.find('/') == std::string::npos && s.find("..") == std::string::npos,
             "{}: shard name '{}' must be a plain file name", file.string(), s);
@@ -196,7 +197,9 @@ TensorStore TensorStore::open(const std::filesystem::path& path) {
   return store;
 }
 
-bool TensorStore::has(const std::string& name) const { return by_name_.count(name) > 0; }
+bool TensorStore::has(const std::string& name) const {
+  return by_name_.count(name) > 0;
+}
 
 const TensorView* TensorStore::find(const std::string& name) const {
   auto it = by_name_.find(name);

@@ -11,8 +11,7 @@ class SentencePieceTokenizer : public Tokenizer {
  public:
   explicit SentencePieceTokenizer(const std::filesystem::path& path) {
     const auto status = sp_.Load(path.string());
-    check(status.ok(), "{}: cannot load SentencePiece model: {}", path.string(),
-          status.ToString());
+    check(status.ok(), "{}: cannot load SentencePiece model: {}", path.string(), status.ToString());
   }
   std::vector<int32_t> encode(std::string_view text, bool add_bos) const override {
     std::vector<int> ids;

@@ -17,9 +17,9 @@ extern const size_t kLettersCount;
 extern const CodepointRange kNumbers[];
 extern const size_t kNumbersCount;
 
-bool is_letter(uint32_t cp);   // \p{L}
-bool is_number(uint32_t cp);   // \p{N}
-bool is_space(uint32_t cp);    // \s: the Unicode White_Space property
+bool is_letter(uint32_t cp);  // \p{L}
+bool is_number(uint32_t cp);  // \p{N}
+bool is_space(uint32_t cp);   // \s: the Unicode White_Space property
 
 // Decodes UTF-8 into code points with their byte offsets (offsets.size() == cps.size() + 1).
 // Invalid bytes decode to U+FFFD one byte at a time, so every input byte is covered.

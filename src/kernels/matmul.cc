@@ -2,11 +2,10 @@
 #include <cblas.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <string>
-
 #include <algorithm>
+#include <cstdlib>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "qforge/core/error.h"
@@ -30,7 +29,9 @@ void init_blas_once() {
 
 }  // namespace
 
-std::string blas_core_name() { return openblas_get_corename(); }
+std::string blas_core_name() {
+  return openblas_get_corename();
+}
 
 void prefer_avx512_blas(char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // the user decided (or we already did)
@@ -66,15 +67,18 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t
   check(ldy >= w.rows, "matmul: output stride {} < rows {} for '{}'", ldy, w.rows, w.name);
   const int64_t rows = w.rows, cols = w.cols;
   if (n_tokens <= kGemvMaxTokens) {
-    pool.parallel_for(static_cast<size_t>(rows), [&](size_t r0, size_t r1, int) {
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        const float* xt = x + t * cols;
-        float* yt = y + t * ldy;
-        for (size_t r = r0; r < r1; ++r)
-          yt[r] = dot_row(w.dtype, w.row(static_cast<int64_t>(r)), xt, cols) +
-                  (bias ? bias[r] : 0.0f);
-      }
-    }, kGemvGrain);
+    pool.parallel_for(
+        static_cast<size_t>(rows),
+        [&](size_t r0, size_t r1, int) {
+          for (int64_t t = 0; t < n_tokens; ++t) {
+            const float* xt = x + t * cols;
+            float* yt = y + t * ldy;
+            for (size_t r = r0; r < r1; ++r)
+              yt[r] = dot_row(w.dtype, w.row(static_cast<int64_t>(r)), xt, cols) +
+                      (bias ? bias[r] : 0.0f);
+          }
+        },
+        kGemvGrain);
     return;
   }
   const size_t tiles = static_cast<size_t>((rows + kTileRows - 1) / kTileRows);
@@ -88,7 +92,8 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t
         wt = reinterpret_cast<const float*>(w.row(r0));
       } else {
         tile.resize(static_cast<size_t>(nr * cols));
-        for (int64_t r = 0; r < nr; ++r) widen_row(w.dtype, w.row(r0 + r), tile.data() + r * cols, cols);
+        for (int64_t r = 0; r < nr; ++r)
+          widen_row(w.dtype, w.row(r0 + r), tile.data() + r * cols, cols);
         wt = tile.data();
       }
       float beta = 0.0f;

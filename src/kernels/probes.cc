@@ -1,10 +1,10 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/probes.cc"
-#include "hwy/foreach_target.h"  // IWYU pragma: keep
-#include "hwy/highway.h"
-
 #include <cstddef>
 #include <cstdint>
+
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace qforge::kernels::HWY_NAMESPACE {
@@ -18,12 +18,21 @@ double FmaLoop(size_t iterations, float* sink) {
   auto v0 = hn::Set(df, 1.0f), v1 = v0, v2 = v0, v3 = v0, v4 = v0, v5 = v0, v6 = v0, v7 = v0,
        v8 = v0, v9 = v0, v10 = v0, v11 = v0;
   for (size_t i = 0; i < iterations; ++i) {
-    v0 = hn::MulAdd(v0, m, a); v1 = hn::MulAdd(v1, m, a); v2 = hn::MulAdd(v2, m, a);
-    v3 = hn::MulAdd(v3, m, a); v4 = hn::MulAdd(v4, m, a); v5 = hn::MulAdd(v5, m, a);
-    v6 = hn::MulAdd(v6, m, a); v7 = hn::MulAdd(v7, m, a); v8 = hn::MulAdd(v8, m, a);
-    v9 = hn::MulAdd(v9, m, a); v10 = hn::MulAdd(v10, m, a); v11 = hn::MulAdd(v11, m, a);
+    v0 = hn::MulAdd(v0, m, a);
+    v1 = hn::MulAdd(v1, m, a);
+    v2 = hn::MulAdd(v2, m, a);
+    v3 = hn::MulAdd(v3, m, a);
+    v4 = hn::MulAdd(v4, m, a);
+    v5 = hn::MulAdd(v5, m, a);
+    v6 = hn::MulAdd(v6, m, a);
+    v7 = hn::MulAdd(v7, m, a);
+    v8 = hn::MulAdd(v8, m, a);
+    v9 = hn::MulAdd(v9, m, a);
+    v10 = hn::MulAdd(v10, m, a);
+    v11 = hn::MulAdd(v11, m, a);
   }
-  auto s = hn::Add(hn::Add(hn::Add(v0, v1), hn::Add(v2, v3)), hn::Add(hn::Add(v4, v5), hn::Add(v6, v7)));
+  auto s =
+      hn::Add(hn::Add(hn::Add(v0, v1), hn::Add(v2, v3)), hn::Add(hn::Add(v4, v5), hn::Add(v6, v7)));
   s = hn::Add(s, hn::Add(hn::Add(v8, v9), hn::Add(v10, v11)));
   *sink = hn::GetLane(hn::SumOfLanes(df, s));
   return 2.0 * 12.0 * static_cast<double>(hn::Lanes(df)) * static_cast<double>(iterations);
@@ -95,16 +104,22 @@ double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
   const size_t n = bytes / sizeof(uint64_t);
   auto buf = hwy::AllocateAligned<uint64_t>(n);
   // First touch from the threads that will read (pages land where they are used).
-  pool.parallel_for(n, [&](size_t b, size_t e, int) {
-    for (size_t i = b; i < e; ++i) buf[i] = i;
-  }, 4096);
+  pool.parallel_for(
+      n,
+      [&](size_t b, size_t e, int) {
+        for (size_t i = b; i < e; ++i) buf[i] = i;
+      },
+      4096);
   double best = 0;
   std::atomic<uint64_t> sink{0};
   for (int rep = 0; rep < repeats; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
-    pool.parallel_for(n, [&](size_t b, size_t e, int) {
-      sink += HWY_DYNAMIC_DISPATCH(ReadSum)(buf.get() + b, e - b);
-    }, 4096);
+    pool.parallel_for(
+        n,
+        [&](size_t b, size_t e, int) {
+          sink += HWY_DYNAMIC_DISPATCH(ReadSum)(buf.get() + b, e - b);
+        },
+        4096);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, static_cast<double>(n * sizeof(uint64_t)) / dt);
   }

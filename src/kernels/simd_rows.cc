@@ -2,12 +2,11 @@
 // vector and widening of weight rows to f32, for F32, BF16 and F16 storage.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/simd_rows.cc"
-#include "hwy/foreach_target.h"  // IWYU pragma: keep
-#include "hwy/highway.h"
-
 #include <cstddef>
 #include <cstdint>
 
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
 #include "qforge/core/dtype.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -121,19 +120,30 @@ HWY_EXPORT(WidenF16);
 
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
   switch (dtype) {
-    case DType::F32: return HWY_DYNAMIC_DISPATCH(DotF32)(row, x, static_cast<size_t>(n));
-    case DType::BF16: return HWY_DYNAMIC_DISPATCH(DotBf16)(row, x, static_cast<size_t>(n));
-    case DType::F16: return HWY_DYNAMIC_DISPATCH(DotF16)(row, x, static_cast<size_t>(n));
-    default: fail("dot_row: unsupported weight dtype {}", dtype_name(dtype));
+    case DType::F32:
+      return HWY_DYNAMIC_DISPATCH(DotF32)(row, x, static_cast<size_t>(n));
+    case DType::BF16:
+      return HWY_DYNAMIC_DISPATCH(DotBf16)(row, x, static_cast<size_t>(n));
+    case DType::F16:
+      return HWY_DYNAMIC_DISPATCH(DotF16)(row, x, static_cast<size_t>(n));
+    default:
+      fail("dot_row: unsupported weight dtype {}", dtype_name(dtype));
   }
 }
 
 void widen_row(DType dtype, const std::byte* row, float* out, int64_t n) {
   switch (dtype) {
-    case DType::F32: std::memcpy(out, row, static_cast<size_t>(n) * 4); return;
-    case DType::BF16: HWY_DYNAMIC_DISPATCH(WidenBf16)(row, out, static_cast<size_t>(n)); return;
-    case DType::F16: HWY_DYNAMIC_DISPATCH(WidenF16)(row, out, static_cast<size_t>(n)); return;
-    default: fail("widen_row: unsupported weight dtype {}", dtype_name(dtype));
+    case DType::F32:
+      std::memcpy(out, row, static_cast<size_t>(n) * 4);
+      return;
+    case DType::BF16:
+      HWY_DYNAMIC_DISPATCH(WidenBf16)(row, out, static_cast<size_t>(n));
+      return;
+    case DType::F16:
+      HWY_DYNAMIC_DISPATCH(WidenF16)(row, out, static_cast<size_t>(n));
+      return;
+    default:
+      fail("widen_row: unsupported weight dtype {}", dtype_name(dtype));
   }
 }
 

@@ -28,7 +28,8 @@ void choose_group_scales(ColumnQuantizer& quantizer, int64_t group, const double
                          int64_t ld, int64_t c0, int64_t width, const double* h_diag) {
   std::vector<float> block(static_cast<size_t>(rows * width)), hd(static_cast<size_t>(width));
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < width; ++c) block[r * width + c] = static_cast<float>(w[r * ld + c0 + c]);
+    for (int64_t c = 0; c < width; ++c)
+      block[r * width + c] = static_cast<float>(w[r * ld + c0 + c]);
   for (int64_t c = 0; c < width; ++c) hd[c] = h_diag ? static_cast<float>(h_diag[c0 + c]) : 1.0f;
   quantizer.choose_scales(group, block.data(), rows, width, width, hd.data());
 }
@@ -37,11 +38,13 @@ void choose_group_scales(ColumnQuantizer& quantizer, int64_t group, const double
 
 double layer_objective(const float* w, const float* q, int64_t rows, int64_t cols,
                        const std::vector<double>& h) {
-  check(static_cast<int64_t>(h.size()) == cols * cols, "layer_objective: H is not {}x{}", cols, cols);
+  check(static_cast<int64_t>(h.size()) == cols * cols, "layer_objective: H is not {}x{}", cols,
+        cols);
   std::vector<double> d(static_cast<size_t>(cols)), hd(static_cast<size_t>(cols));
   double total = 0;
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) d[c] = static_cast<double>(w[r * cols + c]) - q[r * cols + c];
+    for (int64_t c = 0; c < cols; ++c)
+      d[c] = static_cast<double>(w[r * cols + c]) - q[r * cols + c];
     cblas_dsymv(CblasRowMajor, CblasUpper, static_cast<blasint>(cols), 1.0, h.data(),
                 static_cast<blasint>(cols), d.data(), 1, 0.0, hd.data(), 1);
     total += cblas_ddot(static_cast<blasint>(cols), d.data(), 1, hd.data(), 1);
@@ -58,13 +61,15 @@ std::vector<float> rtn_quantize(const float* w, int64_t rows, int64_t cols,
     const int64_t width = std::min(gs, cols - c0);
     choose_group_scales(quantizer, g, wd.data(), rows, cols, c0, width, h_diag);
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = c0; c < c0 + width; ++c) q[r * cols + c] = quantizer.round(r, c, w[r * cols + c]);
+      for (int64_t c = c0; c < c0 + width; ++c)
+        q[r * cols + c] = quantizer.round(r, c, w[r * cols + c]);
   }
   return q;
 }
 
-GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, const std::vector<double>& h_in,
-                         ColumnQuantizer& quantizer, const GptqOptions& o) {
+GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols,
+                         const std::vector<double>& h_in, ColumnQuantizer& quantizer,
+                         const GptqOptions& o) {
   check(static_cast<int64_t>(h_in.size()) == cols * cols, "GPTQ: Hessian is not {}x{}", cols, cols);
   check(o.damp >= 0, "GPTQ: dampening must be >= 0 (got {})", o.damp);
   const int64_t gs = quantizer.group_size() > 0 ? quantizer.group_size() : cols;
@@ -92,10 +97,12 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, const st
   std::vector<int64_t> perm(static_cast<size_t>(cols));
   std::iota(perm.begin(), perm.end(), 0);
   if (o.act_order) {
-    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return diag[a] > diag[b]; });
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](int64_t a, int64_t b) { return diag[a] > diag[b]; });
     // Static groups: all scales fixed now from the cleaned weights, in the original order.
     for (int64_t g = 0, c0 = 0; c0 < cols; ++g, c0 += gs)
-      choose_group_scales(quantizer, g, w.data(), rows, cols, c0, std::min(gs, cols - c0), diag.data());
+      choose_group_scales(quantizer, g, w.data(), rows, cols, c0, std::min(gs, cols - c0),
+                          diag.data());
   }
   std::vector<double> wp(static_cast<size_t>(rows * cols)), hp(static_cast<size_t>(cols * cols));
   for (int64_t r = 0; r < rows; ++r)
@@ -104,7 +111,8 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, const st
     for (int64_t j = 0; j < cols; ++j) hp[i * cols + j] = h[perm[i] * cols + perm[j]];
 
   // Dampening λ = damp · mean(diag H); raised tenfold until the factorisation succeeds.
-  const double mean_diag = std::accumulate(diag.begin(), diag.end(), 0.0) / static_cast<double>(cols);
+  const double mean_diag =
+      std::accumulate(diag.begin(), diag.end(), 0.0) / static_cast<double>(cols);
   double damp = o.damp * mean_diag;
   std::vector<double> u;
   for (int attempt = 0;; ++attempt) {
@@ -150,7 +158,8 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, const st
 
   res.q.resize(static_cast<size_t>(rows * cols));
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) res.q[r * cols + perm[c]] = static_cast<float>(q[r * cols + c]);
+    for (int64_t c = 0; c < cols; ++c)
+      res.q[r * cols + perm[c]] = static_cast<float>(q[r * cols + c]);
   res.objective = layer_objective(w_in, res.q.data(), rows, cols, h_in);
   return res;
 }

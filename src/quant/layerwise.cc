@@ -8,10 +8,14 @@ namespace qforge {
 
 std::vector<Matrix*> linears_of_group(LayerWeights& lw, LinearGroup group) {
   switch (group) {
-    case LinearGroup::AttnIn: return {&lw.wq, &lw.wk, &lw.wv};
-    case LinearGroup::AttnOut: return {&lw.wo};
-    case LinearGroup::MlpIn: return {&lw.w_gate, &lw.w_up};
-    case LinearGroup::MlpAct: return {&lw.w_down};
+    case LinearGroup::AttnIn:
+      return {&lw.wq, &lw.wk, &lw.wv};
+    case LinearGroup::AttnOut:
+      return {&lw.wo};
+    case LinearGroup::MlpIn:
+      return {&lw.w_gate, &lw.w_up};
+    case LinearGroup::MlpAct:
+      return {&lw.w_down};
   }
   return {};
 }
@@ -72,7 +76,8 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
       }
       const std::vector<double> h = stats->hessian();
       std::vector<double> h_diag(static_cast<size_t>(stats->dim()));
-      for (int i = 0; i < stats->dim(); ++i) h_diag[i] = h[static_cast<size_t>(i) * stats->dim() + i];
+      for (int i = 0; i < stats->dim(); ++i)
+        h_diag[i] = h[static_cast<size_t>(i) * stats->dim() + i];
 
       for (size_t t = 0; t < targets.size(); ++t) {
         Matrix& m = *targets[t];
@@ -92,7 +97,8 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
           values = std::move(g.q);
         } else {
           values = rtn_quantize(w.data(), m.rows, m.cols, q, h_diag.data());
-          r.objective = r.objective_rtn = layer_objective(w.data(), values.data(), m.rows, m.cols, h);
+          r.objective = r.objective_rtn =
+              layer_objective(w.data(), values.data(), m.rows, m.cols, h);
         }
         r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (sink) sink(m, values, q, r);

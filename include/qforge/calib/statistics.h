@@ -26,7 +26,7 @@ class InputStatistics {
  private:
   int dim_;
   int64_t tokens_ = 0;
-  std::vector<double> xtx_;  // upper triangle accumulated
+  std::vector<double> xtx_;   // upper triangle accumulated
   std::vector<float> chunk_;  // per-call fp32 Gram, added to xtx_ in double
   std::vector<double> sum_abs_;
   std::vector<float> max_abs_;

@@ -22,7 +22,9 @@ std::optional<DType> dtype_from_name(std::string_view name);
 // True for dtypes the forward pass can read as weights (F32, F16, BF16).
 bool is_float_weight_dtype(DType t);
 
-inline float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
+inline float bf16_to_f32(uint16_t h) {
+  return std::bit_cast<float>(static_cast<uint32_t>(h) << 16);
+}
 
 // Round-to-nearest-even; NaN stays (quiet) NaN.
 inline uint16_t f32_to_bf16(float f) {

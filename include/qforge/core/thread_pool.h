@@ -26,8 +26,7 @@ class ThreadPool {
   // Calls fn(begin, end, thread_index) on disjoint ranges covering [0, n), ranges aligned to
   // `grain` (the last may be short). Blocks until all are done. Exceptions from fn are rethrown
   // on the calling thread (the first one wins). Not re-entrant: do not call from inside fn.
-  void parallel_for(size_t n, const std::function<void(size_t, size_t, int)>& fn,
-                    size_t grain = 1);
+  void parallel_for(size_t n, const std::function<void(size_t, size_t, int)>& fn, size_t grain = 1);
 
   // The process-wide pool used by the CLI and the forward pass unless told otherwise.
   static ThreadPool& global();

@@ -33,11 +33,11 @@ struct ModelConfig {
   Activation activation = Activation::SiLU;
 
   bool tie_word_embeddings = false;
-  bool qkv_bias = false;       // Qwen2: q/k/v projections have biases
-  bool o_bias = false;         // attention output bias
-  bool mlp_bias = false;       // gate/up/down biases
-  bool qk_norm = false;        // Qwen3: per-head RMSNorm on q and k before RoPE
-  bool norm_plus_one = false;  // Gemma: RMSNorm multiplies by (1 + w)
+  bool qkv_bias = false;          // Qwen2: q/k/v projections have biases
+  bool o_bias = false;            // attention output bias
+  bool mlp_bias = false;          // gate/up/down biases
+  bool qk_norm = false;           // Qwen3: per-head RMSNorm on q and k before RoPE
+  bool norm_plus_one = false;     // Gemma: RMSNorm multiplies by (1 + w)
   bool scale_embeddings = false;  // Gemma: embeddings scaled by sqrt(hidden_size)
 
   int bos_token_id = -1;  // -1: none

@@ -92,7 +92,8 @@ class Transformer {
   // scratch, sized for the largest n seen
   int scratch_n_ = 0;
   std::vector<float> x_, xn_, q_, k_, v_, attn_out_, gate_, up_, scores_;
-  std::vector<float> cos_, sin_;  // [n, rotary_dim/2] for positions [rope_pos_, rope_pos_ + rope_n_)
+  std::vector<float> cos_,
+      sin_;  // [n, rotary_dim/2] for positions [rope_pos_, rope_pos_ + rope_n_)
   int rope_pos_ = -1, rope_n_ = 0;
   std::vector<double> inv_freq_;
 };

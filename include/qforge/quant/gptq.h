@@ -21,8 +21,8 @@ class ColumnQuantizer {
   // Chooses the scales of group `group` for every row from w (row-major [rows, width], stride ld;
   // width = group_size except for a short last group). `h_diag` (width entries, may be null) is the
   // diagonal of H for these columns: per-column importance for weighted scale searches.
-  virtual void choose_scales(int64_t group, const float* w, int64_t rows, int64_t width,
-                             int64_t ld, const float* h_diag) = 0;
+  virtual void choose_scales(int64_t group, const float* w, int64_t rows, int64_t width, int64_t ld,
+                             const float* h_diag) = 0;
   // Nearest representable value of `value` at (row, col) under the scales of col's group.
   virtual float round(int64_t row, int64_t col, float value) const = 0;
 };
@@ -34,10 +34,10 @@ struct GptqOptions {
 };
 
 struct GptqResult {
-  std::vector<float> q;         // quantized values (dequantized), [rows, cols], original order
-  double objective = 0;         // tr((W−Q) H (W−Q)ᵀ) with the undamped H
-  double damp_used = 0;         // λ actually used (raised if H was not positive definite)
-  int64_t dead_columns = 0;     // columns with H_ii = 0 (input always zero): weights set to 0
+  std::vector<float> q;      // quantized values (dequantized), [rows, cols], original order
+  double objective = 0;      // tr((W−Q) H (W−Q)ᵀ) with the undamped H
+  double damp_used = 0;      // λ actually used (raised if H was not positive definite)
+  int64_t dead_columns = 0;  // columns with H_ii = 0 (input always zero): weights set to 0
 };
 
 // Quantizes w ([rows, cols], row-major) with Hessian h ([cols, cols], symmetric PSD).
