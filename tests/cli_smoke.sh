@@ -23,6 +23,9 @@ bad() {  # bad NAME PATTERN CMD... : must exit 1 with a one-line error matching 
 }
 
 for sub in info run eval bench formats; do ok "help-$sub" "$QFORGE" "$sub" --help; done
+ok formats-json "$QFORGE" formats --json
+grep -q '"mxfp4"' "$TMP/out" || { echo "FAIL formats-json: no mxfp4"; fails=$((fails + 1)); }
+bad unknown-format "known:" "$QFORGE" formats --format no-such-format
 ok info "$QFORGE" info "$M"
 grep -q "llama" "$TMP/out" || { echo "FAIL info: no architecture"; fails=$((fails + 1)); }
 ok run "$QFORGE" run "$M" -p "Once upon a time" -n 8 --temp 0

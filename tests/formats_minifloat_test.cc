@@ -15,8 +15,11 @@ struct Named {
   const char* file_name;
   const MiniFloat* type;
 };
-const Named kTypes[] = {{"fp8_e4m3fn", &kE4M3}, {"fp8_e5m2", &kE5M2}, {"fp6_e2m3fn", &kE2M3},
-                        {"fp6_e3m2fn", &kE3M2}, {"fp4_e2m1fn", &kE2M1}};
+const Named kTypes[] = {{"fp8_e4m3fn", &kE4M3},
+                        {"fp8_e5m2", &kE5M2},
+                        {"fp6_e2m3fn", &kE2M3},
+                        {"fp6_e3m2fn", &kE3M2},
+                        {"fp4_e2m1fn", &kE2M1}};
 
 bool same_float(float a, float b) {
   if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
@@ -37,8 +40,8 @@ TEST(MiniFloat, EveryCodeDecodesToTheReferenceValueAndEveryRneCaseConverts) {
     int wrong = 0;
     for (size_t i = 0; i < in.size(); ++i)
       if (!same_float(n.type->decode(n.type->encode(in[i], false)), out[i]) && ++wrong < 5)
-        ADD_FAILURE() << p << ": " << in[i] << " -> " << n.type->decode(n.type->encode(in[i], false))
-                      << ", expected " << out[i];
+        ADD_FAILURE() << p << ": " << in[i] << " -> "
+                      << n.type->decode(n.type->encode(in[i], false)) << ", expected " << out[i];
     EXPECT_EQ(wrong, 0) << p;
   }
   const auto e8 = f->find("e8m0fnu.decode")->to_f32();
@@ -48,7 +51,8 @@ TEST(MiniFloat, EveryCodeDecodesToTheReferenceValueAndEveryRneCaseConverts) {
   int wrong = 0;
   for (size_t i = 0; i < in.size(); ++i)
     if (!same_float(e8m0_decode(e8m0_encode(in[i])), out[i]) && ++wrong < 5)
-      ADD_FAILURE() << "e8m0: " << in[i] << " -> " << e8m0_decode(e8m0_encode(in[i])) << ", expected " << out[i];
+      ADD_FAILURE() << "e8m0: " << in[i] << " -> " << e8m0_decode(e8m0_encode(in[i]))
+                    << ", expected " << out[i];
   EXPECT_EQ(wrong, 0);
 }
 
@@ -69,7 +73,8 @@ TEST(MiniFloat, E4M3SaturatesTo448AndKeepsNaN) {
   EXPECT_EQ(kE4M3.decode(kE4M3.encode(449.0f, true)), 448.0f);
   EXPECT_EQ(kE4M3.decode(kE4M3.encode(1e9f, true)), 448.0f);
   EXPECT_EQ(kE4M3.decode(kE4M3.encode(-1e9f, true)), -448.0f);
-  EXPECT_EQ(kE4M3.decode(kE4M3.encode(464.0f, false)), 448.0f);  // rounds down to 448 (tie? no: 464 is the midpoint 448..480 -> even)
+  EXPECT_EQ(kE4M3.decode(kE4M3.encode(464.0f, false)),
+            448.0f);  // rounds down to 448 (tie? no: 464 is the midpoint 448..480 -> even)
   EXPECT_TRUE(std::isnan(kE4M3.decode(kE4M3.encode(NAN, true))));
   EXPECT_EQ(kE4M3.encode(NAN, true) & 0x7F, 0x7Fu);  // S.1111.111
 }
@@ -87,7 +92,7 @@ TEST(MiniFloat, SignedZeroAndSubnormals) {
     EXPECT_TRUE(std::signbit(n.type->decode(n.type->encode(-0.0f, true)))) << n.type->name;
     const float smallest = n.type->decode(1);  // smallest subnormal
     EXPECT_EQ(smallest, std::ldexp(1.0f, 1 - n.type->bias - n.type->man_bits)) << n.type->name;
-    EXPECT_EQ(n.type->encode(smallest * 0.5f, true), 0u) << n.type->name;          // tie -> even (0)
+    EXPECT_EQ(n.type->encode(smallest * 0.5f, true), 0u) << n.type->name;  // tie -> even (0)
     EXPECT_EQ(n.type->encode(smallest * 0.51f, true), 1u) << n.type->name;
   }
   EXPECT_EQ(kE2M1.max_finite(), 6.0f);

@@ -50,12 +50,14 @@ uint32_t MiniFloat::encode(float x, bool saturate) const {
   const float a = std::fabs(x);
   const float maxf = max_finite();
   // Largest finite code's magnitude bits.
-  const uint32_t max_code = special == Special::Ieee ? ((top - 1) << man_bits) | ((1u << man_bits) - 1)
+  const uint32_t max_code = special == Special::Ieee
+                                ? ((top - 1) << man_bits) | ((1u << man_bits) - 1)
                             : special == Special::Fn ? (top << man_bits) | ((1u << man_bits) - 2)
                                                      : (top << man_bits) | ((1u << man_bits) - 1);
   if (std::isinf(a)) {
     if (!saturate && special == Special::Ieee) return sign | (top << man_bits);
-    if (!saturate && special == Special::Fn) return sign | (top << man_bits) | ((1u << man_bits) - 1);
+    if (!saturate && special == Special::Fn)
+      return sign | (top << man_bits) | ((1u << man_bits) - 1);
     return sign | max_code;
   }
   // Work on the exact binary value: a = M * 2^E with M in [2^23, 2^24) (or subnormal f32).

@@ -1,0 +1,73 @@
+// Numeric formats: an element grid (int4, e2m1, an NF4 codebook, ...), a scale policy (per tensor,
+// row or block; scale dtype fp16/bf16/fp32/e8m0/e4m3; how scales are chosen) and a storage layout
+// (how codes and scales are packed). Algorithms talk to GroupQuantizer (grid + scales); kernels and
+// files talk to the bytes. Every format is found by name in one registry.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qforge::formats {
+
+struct FormatInfo {
+  std::string name;     // registry name, e.g. "int4-g128", "mxfp4", "q4_k"
+  std::string element;  // element grid, e.g. "int4 [-8, 7]", "e2m1", "nf4 codebook"
+  int element_bits = 0;
+  int64_t block = 0;  // weights sharing a scale along a row; 0 = the whole row, -1 = tensor
+  std::string scale;  // scale type and rule, e.g. "fp16 absmax/7.5", "e8m0 (MX)"
+  double bits_per_weight = 0;    // exact, every per-block scale/zero included
+  int tensor_overhead_bits = 0;  // per-tensor extras (e.g. NVFP4's fp32 global scale), not in bpw
+  int64_t row_multiple = 1;      // a row length must be a multiple of this
+  std::string family;            // "int", "minifloat", "mx", "nvfp4", "nf4", "gguf"
+};
+
+// The scale state of one tensor being quantized, as the algorithms drive it: scales of a group
+// of columns are chosen (default rule, optionally weighted by per-column importance), then values
+// are rounded one at a time to the grid under those scales (GPTQ rounds column by column with
+// error feedback in between), then everything is packed.
+class GroupQuantizer {
+ public:
+  virtual ~GroupQuantizer() = default;
+  // Columns sharing scales along a row (the format's block; whole row for per-row/tensor scales).
+  virtual int64_t group_size() const = 0;
+  // Chooses group `group`'s scales for every row from w [rows, width] (row stride ld).
+  // importance: per-column weights for a weighted-error search (may be null).
+  virtual void choose_scales(int64_t group, const float* w, int64_t rows, int64_t width, int64_t ld,
+                             const float* importance) = 0;
+  // Nearest representable value of v at (row, col) under the chosen scales of col's group.
+  virtual float round(int64_t row, int64_t col, float v) const = 0;
+  // Packs values (rows x cols, on the grid under the chosen scales) into the format's bytes.
+  virtual std::vector<std::byte> pack(const float* values) const = 0;
+};
+
+class Format {
+ public:
+  virtual ~Format() = default;
+  virtual const FormatInfo& info() const = 0;
+  const std::string& name() const { return info().name; }
+  // Bytes of an encoded [rows, cols] tensor.
+  virtual size_t encoded_bytes(int64_t rows, int64_t cols) const = 0;
+  // Scale state for tensor w [rows, cols] (the whole original tensor: per-tensor scales come
+  // from it). Call check_shape first.
+  virtual std::unique_ptr<GroupQuantizer> make_quantizer(const float* w, int64_t rows,
+                                                         int64_t cols) const = 0;
+  // bytes -> f32 [rows, cols].
+  virtual void decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const = 0;
+
+  // Round-to-nearest with the default scale rule (optionally importance-weighted).
+  std::vector<std::byte> encode(const float* w, int64_t rows, int64_t cols,
+                                const float* importance = nullptr) const;
+  // Refuses a row length the format cannot take, naming the tensor and the rule.
+  void check_shape(const std::string& tensor, int64_t rows, int64_t cols) const;
+};
+
+// Finds a format by name; an unknown name throws Error listing the known ones.
+const Format& find_format(std::string_view name);
+// Every registered format, in a stable order (the `qforge formats` table).
+std::vector<const Format*> all_formats();
+
+}  // namespace qforge::formats

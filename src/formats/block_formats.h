@@ -1,0 +1,32 @@
+// Formats built from one element type and one level of scales (plus NVFP4's per-tensor scale):
+// integers, scaled minifloats, OCP MX, NVFP4 and NF4. One class, parameterised by a Spec.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "qforge/formats/format.h"
+#include "qforge/formats/minifloat.h"
+
+namespace qforge::formats {
+
+enum class Element : uint8_t { IntSym, IntAsym, Mini, NF4, MxInt8 };
+enum class ScaleType : uint8_t { F16, BF16, F32, E8M0, NvFp4 };
+enum class Granularity : uint8_t { Tensor, Row, Block };
+
+struct BlockSpec {
+  std::string name;
+  Element element = Element::IntSym;
+  int bits = 4;
+  const MiniFloat* mini = nullptr;  // Element::Mini
+  Granularity granularity = Granularity::Block;
+  int64_t block = 32;  // Granularity::Block
+  ScaleType scale = ScaleType::F16;
+};
+
+std::unique_ptr<Format> make_block_format(const BlockSpec& spec);
+
+// The 16 NormalFloat-4 levels of QLoRA (Dettmers et al. 2023, Appendix E), ascending.
+extern const float kNf4Levels[16];
+
+}  // namespace qforge::formats
