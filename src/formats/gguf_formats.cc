@@ -1,12 +1,125 @@
 #include "formats/gguf_formats.h"
 
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "formats/gguf_codec.h"
+#include "qforge/core/error.h"
+
 namespace qforge::formats {
+namespace {
+
+using gguf::TypeCodec;
+
+class GgufQuantizer final : public GroupQuantizer {
+ public:
+  GgufQuantizer(const TypeCodec& c, int64_t rows, int64_t cols)
+      : c_(c),
+        rows_(rows),
+        cols_(cols),
+        groups_(cols / c.block_weights),
+        blocks_(static_cast<size_t>(rows * groups_ * c.block_bytes)) {}
+
+  int64_t group_size() const override { return c_.block_weights; }
+
+  void choose_scales(int64_t group, const float* w, int64_t rows, int64_t width, int64_t ld,
+                     const float* importance) override {
+    (void)importance;  // llama.cpp's importance-weighted searches are not implemented yet
+    std::vector<float> x(static_cast<size_t>(c_.block_weights), 0.0f);
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy(w + r * ld, w + r * ld + width, x.begin());
+      c_.quantize(x.data(), block(r, group));
+    }
+  }
+
+  // Nearest value under the block's scales: requantize the block with v in place of col.
+  float round(int64_t row, int64_t col, float v) const override {
+    const int64_t g = col / c_.block_weights, i = col % c_.block_weights;
+    std::vector<uint8_t> tmp(block(row, g), block(row, g) + c_.block_bytes);
+    std::vector<float> x(static_cast<size_t>(c_.block_weights));
+    c_.dequantize(tmp.data(), x.data());
+    x[i] = v;
+    c_.requantize(x.data(), tmp.data());
+    c_.dequantize(tmp.data(), x.data());
+    return x[i];
+  }
+
+  std::vector<std::byte> pack(const float* values) const override {
+    std::vector<std::byte> out(static_cast<size_t>(rows_ * groups_ * c_.block_bytes));
+    for (int64_t r = 0; r < rows_; ++r)
+      for (int64_t g = 0; g < groups_; ++g) {
+        auto* dst = reinterpret_cast<uint8_t*>(out.data()) + (r * groups_ + g) * c_.block_bytes;
+        std::memcpy(dst, block(r, g), c_.block_bytes);
+        c_.requantize(values + r * cols_ + g * c_.block_weights, dst);
+      }
+    return out;
+  }
+
+ private:
+  uint8_t* block(int64_t r, int64_t g) {
+    return blocks_.data() + (r * groups_ + g) * c_.block_bytes;
+  }
+  const uint8_t* block(int64_t r, int64_t g) const {
+    return blocks_.data() + (r * groups_ + g) * c_.block_bytes;
+  }
+  const TypeCodec& c_;
+  int64_t rows_, cols_, groups_;
+  std::vector<uint8_t> blocks_;
+};
+
+class GgufFormat final : public Format {
+ public:
+  explicit GgufFormat(const TypeCodec& c) : c_(c) {
+    info_.name = c.name;
+    info_.family = "gguf";
+    info_.block = c.block_weights;
+    info_.row_multiple = c.block_weights;
+    info_.bits_per_weight = 8.0 * c.block_bytes / c.block_weights;
+    info_.element_bits = static_cast<int>(info_.bits_per_weight);
+    const std::string n = c.name;
+    info_.element = n.rfind("iq4", 0) == 0 ? "iq4_nl codebook x int8 levels"
+                                           : fmt::format("ggml {} block ({} bytes / {} weights)", n,
+                                                         c.block_bytes, c.block_weights);
+    info_.scale = n.find("_k") != std::string::npos || n == "iq4_xs"
+                      ? "fp16 super-block + packed sub-block scales"
+                  : (n == "q4_1" || n == "q5_1") ? "fp16 scale + fp16 min"
+                                                 : "fp16";
+  }
+  const FormatInfo& info() const override { return info_; }
+  size_t encoded_bytes(int64_t rows, int64_t cols) const override {
+    return static_cast<size_t>(rows * (cols / c_.block_weights) * c_.block_bytes);
+  }
+  std::unique_ptr<GroupQuantizer> make_quantizer(const float*, int64_t rows,
+                                                 int64_t cols) const override {
+    check_shape("(tensor)", rows, cols);
+    return std::make_unique<GgufQuantizer>(c_, rows, cols);
+  }
+  void decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const override {
+    const auto* p = reinterpret_cast<const uint8_t*>(data);
+    const int64_t blocks = rows * (cols / c_.block_weights);
+    for (int64_t b = 0; b < blocks; ++b)
+      c_.dequantize(p + b * c_.block_bytes, out + b * c_.block_weights);
+  }
+
+ private:
+  const TypeCodec& c_;
+  FormatInfo info_;
+};
+
+}  // namespace
 
 std::vector<std::string> gguf_format_names() {
-  return {};
+  int n = 0;
+  const TypeCodec* const* all = gguf::all_codecs(&n);
+  std::vector<std::string> names;
+  for (int i = 0; i < n; ++i) names.push_back(all[i]->name);
+  return names;
 }
-std::unique_ptr<Format> make_gguf_format(const std::string&) {
-  return nullptr;
+
+std::unique_ptr<Format> make_gguf_format(const std::string& name) {
+  const TypeCodec* c = gguf::find_codec(name);
+  return c ? std::make_unique<GgufFormat>(*c) : nullptr;
 }
 
 }  // namespace qforge::formats

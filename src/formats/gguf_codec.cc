@@ -1,0 +1,950 @@
+// GGUF block codecs. Dequantization follows llama.cpp's ggml-quants.c operation for operation
+// (float arithmetic in the same order) so that results match bit for bit; quantization implements
+// the reference quantizers' algorithms (make_qkx2_quants, make_q3_quants, make_qx_quants, the
+// IQ4 scale search) from their descriptions.
+#include "formats/gguf_codec.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "qforge/core/dtype.h"
+#include "qforge/formats/gguf_blocks.h"
+
+namespace qforge::formats::gguf {
+namespace {
+
+constexpr float kGroupMaxEps = 1e-15f;
+
+float h2f(uint16_t h) {
+  return f16_to_f32(h);
+}
+uint16_t f2h(float f) {
+  return f32_to_f16(f);
+}
+
+// Round to nearest, ties to even (llama.cpp's nearest_int, valid for |x| < 2^22).
+int nearest_int(float x) {
+  return static_cast<int>(std::nearbyint(x));
+}
+
+template <typename B>
+B* as(uint8_t* p) {
+  return reinterpret_cast<B*>(p);
+}
+template <typename B>
+const B* as(const uint8_t* p) {
+  return reinterpret_cast<const B*>(p);
+}
+
+// ---------------------------------------------------------------- Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
+
+void deq_q4_0(const uint8_t* p, float* y) {
+  const auto* b = as<BlockQ4_0>(p);
+  const float d = h2f(b->d);
+  for (int j = 0; j < kQK / 2; ++j) {
+    const int x0 = (b->qs[j] & 0x0F) - 8, x1 = (b->qs[j] >> 4) - 8;
+    y[j] = x0 * d;
+    y[j + kQK / 2] = x1 * d;
+  }
+}
+void q_q4_0(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ4_0>(p);
+  float amax = 0, max = 0;
+  for (int j = 0; j < kQK; ++j)
+    if (std::fabs(x[j]) > amax) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  const float d = max / -8;
+  b->d = f2h(d);
+  const float id = d ? 1.0f / d : 0.0f;
+  for (int j = 0; j < kQK / 2; ++j) {
+    const auto x0 =
+        static_cast<uint8_t>(std::min(15, static_cast<int>(static_cast<int8_t>(x[j] * id + 8.5f))));
+    const auto x1 = static_cast<uint8_t>(
+        std::min(15, static_cast<int>(static_cast<int8_t>(x[j + 16] * id + 8.5f))));
+    b->qs[j] = x0 | (x1 << 4);
+  }
+}
+void rq_q4_0(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ4_0>(p);
+  const float d = h2f(b->d);
+  auto code = [&](float v) { return d ? std::clamp(nearest_int(v / d) + 8, 0, 15) : 8; };
+  for (int j = 0; j < kQK / 2; ++j)
+    b->qs[j] = static_cast<uint8_t>(code(x[j]) | (code(x[j + 16]) << 4));
+}
+
+void deq_q4_1(const uint8_t* p, float* y) {
+  const auto* b = as<BlockQ4_1>(p);
+  const float d = h2f(b->d), m = h2f(b->m);
+  for (int j = 0; j < kQK / 2; ++j) {
+    const int x0 = b->qs[j] & 0x0F, x1 = b->qs[j] >> 4;
+    y[j] = x0 * d + m;
+    y[j + kQK / 2] = x1 * d + m;
+  }
+}
+void q_q4_1(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ4_1>(p);
+  float mn = x[0], mx = x[0];
+  for (int j = 1; j < kQK; ++j) {
+    mn = std::min(mn, x[j]);
+    mx = std::max(mx, x[j]);
+  }
+  const float d = (mx - mn) / 15;
+  const float id = d ? 1.0f / d : 0.0f;
+  b->d = f2h(d);
+  b->m = f2h(mn);
+  for (int j = 0; j < kQK / 2; ++j) {
+    const auto x0 = static_cast<uint8_t>(
+        std::min(15, static_cast<int>(static_cast<int8_t>((x[j] - mn) * id + 0.5f))));
+    const auto x1 = static_cast<uint8_t>(
+        std::min(15, static_cast<int>(static_cast<int8_t>((x[j + 16] - mn) * id + 0.5f))));
+    b->qs[j] = x0 | (x1 << 4);
+  }
+}
+void rq_q4_1(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ4_1>(p);
+  const float d = h2f(b->d), m = h2f(b->m);
+  auto code = [&](float v) { return d ? std::clamp(nearest_int((v - m) / d), 0, 15) : 0; };
+  for (int j = 0; j < kQK / 2; ++j)
+    b->qs[j] = static_cast<uint8_t>(code(x[j]) | (code(x[j + 16]) << 4));
+}
+
+void deq_q5_0(const uint8_t* p, float* y) {
+  const auto* b = as<BlockQ5_0>(p);
+  const float d = h2f(b->d);
+  uint32_t qh;
+  std::memcpy(&qh, b->qh, 4);
+  for (int j = 0; j < kQK / 2; ++j) {
+    const uint8_t xh0 = ((qh >> j) << 4) & 0x10, xh1 = ((qh >> (j + 12))) & 0x10;
+    const int x0 = ((b->qs[j] & 0x0F) | xh0) - 16, x1 = ((b->qs[j] >> 4) | xh1) - 16;
+    y[j] = x0 * d;
+    y[j + kQK / 2] = x1 * d;
+  }
+}
+void pack_q5(const int* q, uint8_t* qs, uint8_t* qh_bytes) {
+  uint32_t qh = 0;
+  for (int j = 0; j < kQK / 2; ++j) {
+    qs[j] = static_cast<uint8_t>((q[j] & 0x0F) | ((q[j + 16] & 0x0F) << 4));
+    qh |= ((q[j] & 0x10u) >> 4) << j;
+    qh |= ((q[j + 16] & 0x10u) >> 4) << (j + kQK / 2);
+  }
+  std::memcpy(qh_bytes, &qh, 4);
+}
+void q_q5_0(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ5_0>(p);
+  float amax = 0, max = 0;
+  for (int j = 0; j < kQK; ++j)
+    if (std::fabs(x[j]) > amax) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  const float d = max / -16;
+  const float id = d ? 1.0f / d : 0.0f;
+  b->d = f2h(d);
+  int q[kQK];
+  for (int j = 0; j < kQK; ++j)
+    q[j] = std::min(31, static_cast<int>(static_cast<int8_t>(x[j] * id + 16.5f)));
+  pack_q5(q, b->qs, b->qh);
+}
+void rq_q5_0(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ5_0>(p);
+  const float d = h2f(b->d);
+  int q[kQK];
+  for (int j = 0; j < kQK; ++j) q[j] = d ? std::clamp(nearest_int(x[j] / d) + 16, 0, 31) : 16;
+  pack_q5(q, b->qs, b->qh);
+}
+
+void deq_q5_1(const uint8_t* p, float* y) {
+  const auto* b = as<BlockQ5_1>(p);
+  const float d = h2f(b->d), m = h2f(b->m);
+  uint32_t qh;
+  std::memcpy(&qh, b->qh, 4);
+  for (int j = 0; j < kQK / 2; ++j) {
+    const uint8_t xh0 = ((qh >> j) << 4) & 0x10, xh1 = ((qh >> (j + 12))) & 0x10;
+    const int x0 = (b->qs[j] & 0x0F) | xh0, x1 = (b->qs[j] >> 4) | xh1;
+    y[j] = x0 * d + m;
+    y[j + kQK / 2] = x1 * d + m;
+  }
+}
+void q_q5_1(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ5_1>(p);
+  float mn = x[0], mx = x[0];
+  for (int j = 1; j < kQK; ++j) {
+    mn = std::min(mn, x[j]);
+    mx = std::max(mx, x[j]);
+  }
+  const float d = (mx - mn) / 31;
+  const float id = d ? 1.0f / d : 0.0f;
+  b->d = f2h(d);
+  b->m = f2h(mn);
+  int q[kQK];
+  for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>((x[j] - mn) * id + 0.5f);
+  pack_q5(q, b->qs, b->qh);
+}
+void rq_q5_1(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ5_1>(p);
+  const float d = h2f(b->d), m = h2f(b->m);
+  int q[kQK];
+  for (int j = 0; j < kQK; ++j) q[j] = d ? std::clamp(nearest_int((x[j] - m) / d), 0, 31) : 0;
+  pack_q5(q, b->qs, b->qh);
+}
+
+void deq_q8_0(const uint8_t* p, float* y) {
+  const auto* b = as<BlockQ8_0>(p);
+  const float d = h2f(b->d);
+  for (int j = 0; j < kQK; ++j) y[j] = b->qs[j] * d;
+}
+void q_q8_0(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ8_0>(p);
+  float amax = 0;
+  for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float d = amax / 127;
+  const float id = d ? 1.0f / d : 0.0f;
+  b->d = f2h(d);
+  for (int j = 0; j < kQK; ++j) b->qs[j] = static_cast<int8_t>(std::round(x[j] * id));
+}
+void rq_q8_0(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ8_0>(p);
+  const float d = h2f(b->d);
+  for (int j = 0; j < kQK; ++j)
+    b->qs[j] = static_cast<int8_t>(d ? std::clamp(nearest_int(x[j] / d), -128, 127) : 0);
+}
+
+// ---------------------------------------------------------------- scale searches
+
+// Fits x ≈ scale * L + min with L in [0, nmax], min <= 0, minimising the weighted error
+// (absolute with use_mad, else squared) over a few candidate scales (llama.cpp make_qkx2_quants).
+float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
+                       float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
+                       bool use_mad) {
+  float mn = x[0], mx = x[0], sum_w = weights[0], sum_x = sum_w * x[0];
+  for (int i = 1; i < n; ++i) {
+    mn = std::min(mn, x[i]);
+    mx = std::max(mx, x[i]);
+    sum_w += weights[i];
+    sum_x += weights[i] * x[i];
+  }
+  if (mn > 0) mn = 0;
+  if (mx == mn) {
+    std::fill(L, L + n, 0);
+    *the_min = -mn;
+    return 0.0f;
+  }
+  float iscale = nmax / (mx - mn);
+  float scale = 1 / iscale;
+  float best_mad = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::clamp(nearest_int(iscale * (x[i] - mn)), 0, nmax);
+    L[i] = static_cast<uint8_t>(l);
+    float diff = scale * L[i] + mn - x[i];
+    diff = use_mad ? std::fabs(diff) : diff * diff;
+    best_mad += weights[i] * diff;
+  }
+  if (nstep < 1) {
+    *the_min = -mn;
+    return scale;
+  }
+  for (int is = 0; is <= nstep; ++is) {
+    iscale = (rmin + rdelta * is + nmax) / (mx - mn);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::clamp(nearest_int(iscale * (x[i] - mn)), 0, nmax);
+      Laux[i] = static_cast<uint8_t>(l);
+      const float w = weights[i];
+      sum_l += w * l;
+      sum_l2 += w * l * l;
+      sum_xl += w * l * x[i];
+    }
+    const float D = sum_w * sum_l2 - sum_l * sum_l;
+    if (D > 0) {
+      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+      if (this_min > 0) {
+        this_min = 0;
+        this_scale = sum_xl / sum_l2;
+      }
+      float mad = 0;
+      for (int i = 0; i < n; ++i) {
+        float diff = this_scale * Laux[i] + this_min - x[i];
+        diff = use_mad ? std::fabs(diff) : diff * diff;
+        mad += weights[i] * diff;
+      }
+      if (mad < best_mad) {
+        std::copy(Laux, Laux + n, L);
+        best_mad = mad;
+        scale = this_scale;
+        mn = this_min;
+      }
+    }
+  }
+  *the_min = -mn;
+  return scale;
+}
+
+// Symmetric scale for L in [-nmax, nmax - 1] with x²-weighted refinement (make_q3_quants).
+float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
+  float max = 0, amax = 0;
+  for (int i = 0; i < n; ++i)
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  if (amax < kGroupMaxEps) {
+    std::fill(L, L + n, 0);
+    return 0;
+  }
+  const float iscale = -nmax / max;
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    L[i] = static_cast<int8_t>(l);
+    const float w = x[i] * x[i];
+    sumlx += w * x[i] * l;
+    suml2 += w * l * l;
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      const float w = x[i] * x[i];
+      float slx = sumlx - w * x[i] * L[i];
+      if (slx > 0) {
+        float sl2 = suml2 - w * L[i] * L[i];
+        const int new_l = std::clamp(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+        if (new_l != L[i]) {
+          slx += w * x[i] * new_l;
+          sl2 += w * new_l * new_l;
+          if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+            L[i] = static_cast<int8_t>(new_l);
+            sumlx = slx;
+            suml2 = sl2;
+            ++changed;
+          }
+        }
+      }
+    }
+    if (!changed) break;
+  }
+  for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(L[i] + nmax);
+  return sumlx / suml2;
+}
+
+// Symmetric scale for L in [-nmax, nmax - 1], x²-weighted, trying 18 nearby scales (make_qx_quants
+// with rmse_type 1).
+float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
+  float max = 0, amax = 0;
+  for (int i = 0; i < n; ++i)
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  if (amax < kGroupMaxEps) {
+    std::fill(L, L + n, 0);
+    return 0;
+  }
+  float iscale = -nmax / max;
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    L[i] = static_cast<int8_t>(nmax + l);
+    const float w = x[i] * x[i];
+    sumlx += w * x[i] * l;
+    suml2 += w * l * l;
+  }
+  float scale = suml2 ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = -(nmax + 0.1f * is) / max;
+    sumlx = suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+      const float w = x[i] * x[i];
+      sumlx += w * x[i] * l;
+      suml2 += w * l * l;
+    }
+    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+      for (int i = 0; i < n; ++i)
+        L[i] = static_cast<int8_t>(nmax + std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1));
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+// ---------------------------------------------------------------- Q2_K
+
+void deq_q2_k(const uint8_t* p, float* y) {
+  const auto* b = as<BlockQ2_K>(p);
+  const float d = h2f(b->d), mn = h2f(b->dmin);
+  const uint8_t* q = b->qs;
+  int is = 0;
+  for (int n = 0; n < kQKK; n += 128) {
+    int shift = 0;
+    for (int j = 0; j < 4; ++j) {
+      uint8_t sc = b->scales[is++];
+      float dl = d * (sc & 0xF), ml = mn * (sc >> 4);
+      for (int l = 0; l < 16; ++l) *y++ = dl * static_cast<int8_t>((q[l] >> shift) & 3) - ml;
+      sc = b->scales[is++];
+      dl = d * (sc & 0xF);
+      ml = mn * (sc >> 4);
+      for (int l = 0; l < 16; ++l) *y++ = dl * static_cast<int8_t>((q[l + 16] >> shift) & 3) - ml;
+      shift += 2;
+    }
+    q += 32;
+  }
+}
+void pack_2bit(const uint8_t* L, uint8_t* qs) {
+  for (int j = 0; j < kQKK; j += 128)
+    for (int l = 0; l < 32; ++l)
+      qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) |
+                                           (L[j + l + 96] << 6));
+}
+void rq_q2_k(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ2_K>(p);
+  uint8_t L[kQKK] = {};
+  const float d0 = h2f(b->d), dmin = h2f(b->dmin);
+  for (int j = 0; j < kQKK / 16; ++j) {
+    const float d = d0 * (b->scales[j] & 0xF);
+    if (!d) continue;
+    const float dm = dmin * (b->scales[j] >> 4);
+    for (int ii = 0; ii < 16; ++ii)
+      L[16 * j + ii] =
+          static_cast<uint8_t>(std::clamp(nearest_int((x[16 * j + ii] + dm) / d), 0, 3));
+  }
+  pack_2bit(L, b->qs);
+}
+void q_q2_k(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ2_K>(p);
+  uint8_t L[kQKK], Laux[16];
+  float weights[16], mins[kQKK / 16], scales[kQKK / 16];
+  const float q4scale = 15.f;
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < kQKK / 16; ++j) {
+    for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
+    scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f,
+                                 0.1f, 15, true);
+    max_scale = std::max(max_scale, scales[j]);
+    max_min = std::max(max_min, mins[j]);
+  }
+  if (max_scale > 0) {
+    const float iscale = q4scale / max_scale;
+    for (int j = 0; j < kQKK / 16; ++j)
+      b->scales[j] = static_cast<uint8_t>(nearest_int(iscale * scales[j]));
+    b->d = f2h(max_scale / q4scale);
+  } else {
+    std::fill(b->scales, b->scales + 16, 0);
+    b->d = f2h(0.f);
+  }
+  if (max_min > 0) {
+    const float iscale = q4scale / max_min;
+    for (int j = 0; j < kQKK / 16; ++j)
+      b->scales[j] |= static_cast<uint8_t>(nearest_int(iscale * mins[j]) << 4);
+    b->dmin = f2h(max_min / q4scale);
+  } else {
+    b->dmin = f2h(0.f);
+  }
+  rq_q2_k(x, p);
+}
+
+// ---------------------------------------------------------------- Q3_K
+
+void q3_scales(const uint8_t* packed, int8_t* scales) {
+  constexpr uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+  uint32_t aux[4];
+  std::memcpy(aux, packed, 12);
+  const uint32_t tmp = aux[2];
+  aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+  aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+  aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+  aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+  std::memcpy(scales, aux, 16);
+}
+void deq_q3_k(const uint8_t* p, float* y) {
+  const auto* b = as<BlockQ3_K>(p);
+  const float d_all = h2f(b->d);
+  int8_t scales[16];
+  q3_scales(b->scales, scales);
+  const uint8_t* q = b->qs;
+  const uint8_t* hm = b->hmask;
+  uint8_t m = 1;
+  int is = 0;
+  for (int n = 0; n < kQKK; n += 128) {
+    int shift = 0;
+    for (int j = 0; j < 4; ++j) {
+      float dl = d_all * (scales[is++] - 32);
+      for (int l = 0; l < 16; ++l)
+        *y++ = dl * (static_cast<int8_t>((q[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4));
+      dl = d_all * (scales[is++] - 32);
+      for (int l = 0; l < 16; ++l)
+        *y++ = dl * (static_cast<int8_t>((q[l + 16] >> shift) & 3) - ((hm[l + 16] & m) ? 0 : 4));
+      shift += 2;
+      m <<= 1;
+    }
+    q += 32;
+  }
+}
+void rq_q3_k(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ3_K>(p);
+  int8_t sc[16];
+  q3_scales(b->scales, sc);
+  uint8_t L[kQKK];
+  for (int j = 0; j < kQKK / 16; ++j) {
+    const float d = h2f(b->d) * (sc[j] - 32);
+    for (int ii = 0; ii < 16; ++ii)
+      L[16 * j + ii] =
+          static_cast<uint8_t>(d ? std::clamp(nearest_int(x[16 * j + ii] / d), -4, 3) + 4 : 4);
+  }
+  std::memset(b->hmask, 0, sizeof b->hmask);
+  int m = 0;
+  uint8_t hm = 1;
+  for (int j = 0; j < kQKK; ++j) {
+    if (L[j] > 3) {
+      b->hmask[m] |= hm;
+      L[j] -= 4;
+    }
+    if (++m == kQKK / 8) {
+      m = 0;
+      hm <<= 1;
+    }
+  }
+  pack_2bit(L, b->qs);
+}
+void q_q3_k(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ3_K>(p);
+  int8_t L[kQKK];
+  float scales[kQKK / 16];
+  float max_scale = 0, amax = 0;
+  for (int j = 0; j < kQKK / 16; ++j) {
+    scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+    if (std::fabs(scales[j]) > amax) {
+      amax = std::fabs(scales[j]);
+      max_scale = scales[j];
+    }
+  }
+  std::memset(b->scales, 0, 12);
+  if (max_scale) {
+    const float iscale = -32.f / max_scale;
+    for (int j = 0; j < 16; ++j) {
+      int l = std::clamp(nearest_int(iscale * scales[j]), -32, 31) + 32;
+      if (j < 8)
+        b->scales[j] = static_cast<uint8_t>(l & 0xF);
+      else
+        b->scales[j - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
+      l >>= 4;
+      b->scales[j % 4 + 8] |= static_cast<uint8_t>(l << (2 * (j / 4)));
+    }
+    b->d = f2h(1 / iscale);
+  } else {
+    b->d = f2h(0.f);
+  }
+  rq_q3_k(x, p);
+}
+
+// ---------------------------------------------------------------- Q4_K, Q5_K
+
+void scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
+  if (j < 4) {
+    *d = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    *m = (q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4);
+  }
+}
+void pack_scales_k4(const float* scales, const float* mins, uint8_t* out, uint16_t* d,
+                    uint16_t* dmin) {
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 8; ++j) {
+    max_scale = std::max(max_scale, scales[j]);
+    max_min = std::max(max_min, mins[j]);
+  }
+  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  for (int j = 0; j < 8; ++j) {
+    const uint8_t ls = static_cast<uint8_t>(std::min(63, nearest_int(inv_scale * scales[j])));
+    const uint8_t lm = static_cast<uint8_t>(std::min(63, nearest_int(inv_min * mins[j])));
+    if (j < 4) {
+      out[j] = ls;
+      out[j + 4] = lm;
+    } else {
+      out[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
+      out[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
+      out[j - 0] |= static_cast<uint8_t>((lm >> 4) << 6);
+    }
+  }
+  *d = f2h(max_scale / 63.f);
+  *dmin = f2h(max_min / 63.f);
+}
+
+void deq_q4_k(const uint8_t* p, float* y) {
+  const auto* b = as<BlockQ4_K>(p);
+  const uint8_t* q = b->qs;
+  const float d = h2f(b->d), mn = h2f(b->dmin);
+  int is = 0;
+  uint8_t sc, m;
+  for (int j = 0; j < kQKK; j += 64) {
+    scale_min_k4(is + 0, b->scales, &sc, &m);
+    const float d1 = d * sc, m1 = mn * m;
+    scale_min_k4(is + 1, b->scales, &sc, &m);
+    const float d2 = d * sc, m2 = mn * m;
+    for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
+    for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
+    q += 32;
+    is += 2;
+  }
+}
+void requant_k(const float* x, const uint8_t* scales, float d0, float dmin0, int nmax, uint8_t* L) {
+  for (int j = 0; j < kQKK / 32; ++j) {
+    uint8_t sc, m;
+    scale_min_k4(j, scales, &sc, &m);
+    const float d = d0 * sc;
+    const float dm = dmin0 * m;
+    for (int ii = 0; ii < 32; ++ii)
+      L[32 * j + ii] =
+          static_cast<uint8_t>(d ? std::clamp(nearest_int((x[32 * j + ii] + dm) / d), 0, nmax) : 0);
+  }
+}
+void rq_q4_k(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ4_K>(p);
+  uint8_t L[kQKK];
+  requant_k(x, b->scales, h2f(b->d), h2f(b->dmin), 15, L);
+  uint8_t* q = b->qs;
+  for (int j = 0; j < kQKK; j += 64) {
+    for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+    q += 32;
+  }
+}
+void q_k_scales(const float* x, int nmax, float rmin, float rdelta, int nstep, float* scales,
+                float* mins) {
+  uint8_t L[32], Laux[32];
+  float weights[32];
+  float sum_x2 = 0;
+  for (int l = 0; l < kQKK; ++l) sum_x2 += x[l] * x[l];
+  const float av_x = std::sqrt(sum_x2 / kQKK);
+  for (int j = 0; j < kQKK / 32; ++j) {
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+    scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L, &mins[j], Laux, rmin, rdelta,
+                                 nstep, false);
+  }
+}
+void q_q4_k(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ4_K>(p);
+  float scales[8], mins[8];
+  q_k_scales(x, 15, -1.f, 0.1f, 20, scales, mins);
+  std::memset(b->scales, 0, 12);
+  pack_scales_k4(scales, mins, b->scales, &b->d, &b->dmin);
+  rq_q4_k(x, p);
+}
+
+void deq_q5_k(const uint8_t* p, float* y) {
+  const auto* b = as<BlockQ5_K>(p);
+  const uint8_t* ql = b->qs;
+  const uint8_t* qh = b->qh;
+  const float d = h2f(b->d), mn = h2f(b->dmin);
+  int is = 0;
+  uint8_t sc, m, u1 = 1, u2 = 2;
+  for (int j = 0; j < kQKK; j += 64) {
+    scale_min_k4(is + 0, b->scales, &sc, &m);
+    const float d1 = d * sc, m1 = mn * m;
+    scale_min_k4(is + 1, b->scales, &sc, &m);
+    const float d2 = d * sc, m2 = mn * m;
+    for (int l = 0; l < 32; ++l) *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+    for (int l = 0; l < 32; ++l) *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+    ql += 32;
+    is += 2;
+    u1 <<= 2;
+    u2 <<= 2;
+  }
+}
+void rq_q5_k(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ5_K>(p);
+  uint8_t L[kQKK];
+  requant_k(x, b->scales, h2f(b->d), h2f(b->dmin), 31, L);
+  uint8_t* qh = b->qh;
+  uint8_t* ql = b->qs;
+  std::memset(qh, 0, kQKK / 8);
+  uint8_t m1 = 1, m2 = 2;
+  for (int n = 0; n < kQKK; n += 64) {
+    for (int j = 0; j < 32; ++j) {
+      int l1 = L[n + j];
+      if (l1 > 15) {
+        l1 -= 16;
+        qh[j] |= m1;
+      }
+      int l2 = L[n + j + 32];
+      if (l2 > 15) {
+        l2 -= 16;
+        qh[j] |= m2;
+      }
+      ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
+    }
+    m1 <<= 2;
+    m2 <<= 2;
+    ql += 32;
+  }
+}
+void q_q5_k(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ5_K>(p);
+  float scales[8], mins[8];
+  q_k_scales(x, 31, -0.5f, 0.1f, 15, scales, mins);
+  std::memset(b->scales, 0, 12);
+  pack_scales_k4(scales, mins, b->scales, &b->d, &b->dmin);
+  rq_q5_k(x, p);
+}
+
+// ---------------------------------------------------------------- Q6_K
+
+void deq_q6_k(const uint8_t* p, float* y) {
+  const auto* b = as<BlockQ6_K>(p);
+  const float d = h2f(b->d);
+  const uint8_t* ql = b->ql;
+  const uint8_t* qh = b->qh;
+  const int8_t* sc = b->scales;
+  for (int n = 0; n < kQKK; n += 128) {
+    for (int l = 0; l < 32; ++l) {
+      const int is = l / 16;
+      const int8_t q1 = static_cast<int8_t>((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+      const int8_t q2 = static_cast<int8_t>((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+      const int8_t q3 = static_cast<int8_t>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+      const int8_t q4 = static_cast<int8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+      y[l + 0] = d * sc[is + 0] * q1;
+      y[l + 32] = d * sc[is + 2] * q2;
+      y[l + 64] = d * sc[is + 4] * q3;
+      y[l + 96] = d * sc[is + 6] * q4;
+    }
+    y += 128;
+    ql += 64;
+    qh += 32;
+    sc += 8;
+  }
+}
+void rq_q6_k(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ6_K>(p);
+  uint8_t L[kQKK];
+  for (int j = 0; j < kQKK / 16; ++j) {
+    const float d = h2f(b->d) * b->scales[j];
+    for (int ii = 0; ii < 16; ++ii)
+      L[16 * j + ii] =
+          static_cast<uint8_t>(d ? std::clamp(nearest_int(x[16 * j + ii] / d), -32, 31) + 32 : 32);
+  }
+  uint8_t* ql = b->ql;
+  uint8_t* qh = b->qh;
+  for (int j = 0; j < kQKK; j += 128) {
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF, q3 = L[j + l + 64] & 0xF,
+                    q4 = L[j + l + 96] & 0xF;
+      ql[l] = static_cast<uint8_t>(q1 | (q3 << 4));
+      ql[l + 32] = static_cast<uint8_t>(q2 | (q4 << 4));
+      qh[l] = static_cast<uint8_t>((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) |
+                                   ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+    }
+    ql += 64;
+    qh += 32;
+  }
+}
+void q_q6_k(const float* x, uint8_t* p) {
+  auto* b = as<BlockQ6_K>(p);
+  int8_t L[kQKK];
+  float scales[kQKK / 16];
+  float max_scale = 0, max_abs = 0;
+  for (int ib = 0; ib < kQKK / 16; ++ib) {
+    scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
+    if (std::fabs(scales[ib]) > max_abs) {
+      max_abs = std::fabs(scales[ib]);
+      max_scale = scales[ib];
+    }
+  }
+  if (max_abs < kGroupMaxEps) {
+    std::memset(p, 0, sizeof(BlockQ6_K));
+    return;
+  }
+  const float iscale = -128.f / max_scale;
+  b->d = f2h(1 / iscale);
+  for (int ib = 0; ib < kQKK / 16; ++ib)
+    b->scales[ib] = static_cast<int8_t>(std::min(127, nearest_int(iscale * scales[ib])));
+  rq_q6_k(x, p);
+}
+
+// ---------------------------------------------------------------- IQ4_NL, IQ4_XS
+
+int best_index_iq4(float x) {
+  const int8_t* v = kIq4nlValues;
+  if (x <= v[0]) return 0;
+  if (x >= v[15]) return 15;
+  int ml = 0, mu = 15;
+  while (mu - ml > 1) {
+    const int mav = (ml + mu) / 2;
+    if (x < v[mav])
+      mu = mav;
+    else
+      ml = mav;
+  }
+  return x - v[mu - 1] < v[mu] - x ? mu - 1 : mu;
+}
+
+// Best scale of one block of 32 for the IQ4 grid: start from max/values[0] and try 2*ntry+1
+// neighbours, keeping the x²-weighted least-squares optimum (quantize_row_iq4_nl_impl).
+float iq4_block_scale(const float* xb, int ntry) {
+  float amax = 0, max = 0;
+  for (int j = 0; j < 32; ++j)
+    if (std::fabs(xb[j]) > amax) {
+      amax = std::fabs(xb[j]);
+      max = xb[j];
+    }
+  if (amax < kGroupMaxEps) return 0;
+  const int8_t* v = kIq4nlValues;
+  float d = ntry > 0 ? -max / v[0] : max / v[0];
+  float id = 1 / d, sumqx = 0, sumq2 = 0;
+  for (int j = 0; j < 32; ++j) {
+    const float q = v[best_index_iq4(id * xb[j])], w = xb[j] * xb[j];
+    sumqx += w * q * xb[j];
+    sumq2 += w * q * q;
+  }
+  d = sumqx / sumq2;
+  float best = d * sumqx;
+  for (int itry = -ntry; itry <= ntry; ++itry) {
+    id = (itry + v[0]) / max;
+    sumqx = sumq2 = 0;
+    for (int j = 0; j < 32; ++j) {
+      const float q = v[best_index_iq4(id * xb[j])], w = xb[j] * xb[j];
+      sumqx += w * q * xb[j];
+      sumq2 += w * q * q;
+    }
+    if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+      d = sumqx / sumq2;
+      best = d * sumqx;
+    }
+  }
+  return d;
+}
+
+void pack_iq4(const uint8_t* L, uint8_t* qs, int n) {
+  for (int i = 0; i < n / 32; ++i)
+    for (int j = 0; j < 16; ++j)
+      qs[16 * i + j] = static_cast<uint8_t>(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+void deq_iq4_nl(const uint8_t* p, float* y) {
+  const auto* b = as<BlockIQ4_NL>(p);
+  const float d = h2f(b->d);
+  for (int j = 0; j < kQK / 2; ++j) {
+    y[j] = d * kIq4nlValues[b->qs[j] & 0xf];
+    y[j + kQK / 2] = d * kIq4nlValues[b->qs[j] >> 4];
+  }
+}
+void rq_iq4_nl(const float* x, uint8_t* p) {
+  auto* b = as<BlockIQ4_NL>(p);
+  const float d = h2f(b->d), id = d ? 1 / d : 0;
+  uint8_t L[kQK];
+  for (int j = 0; j < kQK; ++j) L[j] = static_cast<uint8_t>(best_index_iq4(id * x[j]));
+  pack_iq4(L, b->qs, kQK);
+}
+void q_iq4_nl(const float* x, uint8_t* p) {
+  auto* b = as<BlockIQ4_NL>(p);
+  const float d = iq4_block_scale(x, 7);
+  b->d = f2h(d);
+  // llama.cpp assigns the codes with the unrounded scale.
+  const float id = d ? 1 / d : 0;
+  uint8_t L[kQK];
+  for (int j = 0; j < kQK; ++j) L[j] = static_cast<uint8_t>(d ? best_index_iq4(id * x[j]) : 0);
+  pack_iq4(L, b->qs, kQK);
+}
+
+int iq4_xs_scale(const BlockIQ4_XS* b, int ib) {
+  return (((b->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((b->scales_h >> 2 * ib) & 3) << 4)) -
+         32;
+}
+void deq_iq4_xs(const uint8_t* p, float* y) {
+  const auto* b = as<BlockIQ4_XS>(p);
+  const float d = h2f(b->d);
+  const uint8_t* qs = b->qs;
+  for (int ib = 0; ib < kQKK / 32; ++ib) {
+    const float dl = d * iq4_xs_scale(b, ib);
+    for (int j = 0; j < 16; ++j) {
+      y[j + 0] = dl * kIq4nlValues[qs[j] & 0xf];
+      y[j + 16] = dl * kIq4nlValues[qs[j] >> 4];
+    }
+    y += 32;
+    qs += 16;
+  }
+}
+void rq_iq4_xs(const float* x, uint8_t* p) {
+  auto* b = as<BlockIQ4_XS>(p);
+  const float d = h2f(b->d);
+  uint8_t L[kQKK];
+  for (int ib = 0; ib < kQKK / 32; ++ib) {
+    const float dl = d * iq4_xs_scale(b, ib), idl = dl ? 1 / dl : 0;
+    for (int j = 0; j < 32; ++j)
+      L[32 * ib + j] = static_cast<uint8_t>(best_index_iq4(idl * x[32 * ib + j]));
+  }
+  pack_iq4(L, b->qs, kQKK);
+}
+void q_iq4_xs(const float* x, uint8_t* p) {
+  auto* b = as<BlockIQ4_XS>(p);
+  float scales[kQKK / 32];
+  float max_scale = 0, amax_scale = 0;
+  for (int ib = 0; ib < kQKK / 32; ++ib) {
+    scales[ib] = iq4_block_scale(x + 32 * ib, 7);
+    if (std::fabs(scales[ib]) > amax_scale) {
+      amax_scale = std::fabs(scales[ib]);
+      max_scale = scales[ib];
+    }
+  }
+  const float d = -max_scale / 32;
+  b->d = f2h(d);
+  b->scales_h = 0;
+  std::memset(b->scales_l, 0, sizeof b->scales_l);
+  const float id = d ? 1 / d : 0;
+  for (int ib = 0; ib < kQKK / 32; ++ib) {
+    const int l = std::clamp(nearest_int(id * scales[ib]), -32, 31) + 32;
+    if (ib % 2 == 0)
+      b->scales_l[ib / 2] = static_cast<uint8_t>(l & 0xf);
+    else
+      b->scales_l[ib / 2] |= static_cast<uint8_t>((l & 0xf) << 4);
+    b->scales_h |= static_cast<uint16_t>((l >> 4) << 2 * (ib % 8));
+  }
+  // llama.cpp assigns the codes with the unrounded super-block scale d.
+  uint8_t L[kQKK];
+  for (int ib = 0; ib < kQKK / 32; ++ib) {
+    const float dl = d * iq4_xs_scale(b, ib), idl = dl ? 1 / dl : 0;
+    for (int j = 0; j < 32; ++j)
+      L[32 * ib + j] = static_cast<uint8_t>(best_index_iq4(idl * x[32 * ib + j]));
+  }
+  pack_iq4(L, b->qs, kQKK);
+}
+
+const TypeCodec kCodecs[] = {
+    {"q4_0", kQK, sizeof(BlockQ4_0), deq_q4_0, q_q4_0, rq_q4_0},
+    {"q4_1", kQK, sizeof(BlockQ4_1), deq_q4_1, q_q4_1, rq_q4_1},
+    {"q5_0", kQK, sizeof(BlockQ5_0), deq_q5_0, q_q5_0, rq_q5_0},
+    {"q5_1", kQK, sizeof(BlockQ5_1), deq_q5_1, q_q5_1, rq_q5_1},
+    {"q8_0", kQK, sizeof(BlockQ8_0), deq_q8_0, q_q8_0, rq_q8_0},
+    {"q2_k", kQKK, sizeof(BlockQ2_K), deq_q2_k, q_q2_k, rq_q2_k},
+    {"q3_k", kQKK, sizeof(BlockQ3_K), deq_q3_k, q_q3_k, rq_q3_k},
+    {"q4_k", kQKK, sizeof(BlockQ4_K), deq_q4_k, q_q4_k, rq_q4_k},
+    {"q5_k", kQKK, sizeof(BlockQ5_K), deq_q5_k, q_q5_k, rq_q5_k},
+    {"q6_k", kQKK, sizeof(BlockQ6_K), deq_q6_k, q_q6_k, rq_q6_k},
+    {"iq4_nl", kQK, sizeof(BlockIQ4_NL), deq_iq4_nl, q_iq4_nl, rq_iq4_nl},
+    {"iq4_xs", kQKK, sizeof(BlockIQ4_XS), deq_iq4_xs, q_iq4_xs, rq_iq4_xs},
+};
+const TypeCodec* const kCodecPtrs[] = {&kCodecs[0], &kCodecs[1], &kCodecs[2],  &kCodecs[3],
+                                       &kCodecs[4], &kCodecs[5], &kCodecs[6],  &kCodecs[7],
+                                       &kCodecs[8], &kCodecs[9], &kCodecs[10], &kCodecs[11]};
+
+}  // namespace
+
+const TypeCodec* find_codec(const std::string& name) {
+  for (const TypeCodec& c : kCodecs)
+    if (name == c.name) return &c;
+  return nullptr;
+}
+
+const TypeCodec* const* all_codecs(int* count) {
+  *count = static_cast<int>(std::size(kCodecPtrs));
+  return kCodecPtrs;
+}
+
+}  // namespace qforge::formats::gguf
