@@ -95,6 +95,16 @@ class GgufFormat final : public Format {
     check_shape("(tensor)", rows, cols);
     return std::make_unique<GgufQuantizer>(c_, rows, cols);
   }
+  // Block by block with llama.cpp's scale search (no per-element requantization).
+  std::vector<std::byte> encode(const float* w, int64_t rows, int64_t cols,
+                                const float*) const override {
+    check_shape("(tensor)", rows, cols);
+    std::vector<std::byte> out(encoded_bytes(rows, cols));
+    auto* p = reinterpret_cast<uint8_t*>(out.data());
+    const int64_t blocks = rows * (cols / c_.block_weights);
+    for (int64_t b = 0; b < blocks; ++b) c_.quantize(w + b * c_.block_weights, p + b * c_.block_bytes);
+    return out;
+  }
   void decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const override {
     const auto* p = reinterpret_cast<const uint8_t*>(data);
     const int64_t blocks = rows * (cols / c_.block_weights);

@@ -59,8 +59,8 @@ class Format {
   virtual void decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const = 0;
 
   // Round-to-nearest with the default scale rule (optionally importance-weighted).
-  std::vector<std::byte> encode(const float* w, int64_t rows, int64_t cols,
-                                const float* importance = nullptr) const;
+  virtual std::vector<std::byte> encode(const float* w, int64_t rows, int64_t cols,
+                                        const float* importance = nullptr) const;
   // Refuses a row length the format cannot take, naming the tensor and the rule.
   void check_shape(const std::string& tensor, int64_t rows, int64_t cols) const;
 };
