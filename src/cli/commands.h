@@ -12,5 +12,6 @@ void add_run_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_formats_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
 
 }  // namespace qforge::cli

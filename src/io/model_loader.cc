@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
 #include "qforge/core/error.h"
+#include "qforge/formats/format.h"
 #include "qforge/io/config_json.h"
 #include "qforge/io/safetensors.h"
 
@@ -12,12 +15,26 @@ namespace {
 namespace fs = std::filesystem;
 
 // Looks tensors up by Hugging Face name and checks their shapes against the config.
+// Quantized linears of a qforge-native directory are stored as "<name>.packed" (U8) with their
+// format in the "qforge.quantization" metadata; they are dequantized to f32 at load time.
 class HfTensorMapper {
  public:
-  HfTensorMapper(const TensorStore& store, const fs::path& dir) : store_(store), dir_(dir) {}
+  HfTensorMapper(const TensorStore& store, const fs::path& dir) : store_(store), dir_(dir) {
+    for (const auto& f : store.files()) {
+      auto it = f->metadata().find("qforge.quantization");
+      if (it == f->metadata().end()) continue;
+      try {
+        quantization_ = nlohmann::json::parse(it->second);
+      } catch (const nlohmann::json::exception& e) {
+        fail("{}: malformed qforge.quantization metadata: {}", f->path().string(), e.what());
+      }
+    }
+  }
+  std::vector<std::shared_ptr<const void>> take_buffers() { return std::move(buffers_); }
 
   const TensorView& get(const std::string& name, const std::vector<int64_t>& shape) const {
     const TensorView* tv = store_.find(name);
+    if (tv == nullptr && store_.has(name + ".packed")) tv = &dequantized(name, shape);
     check(tv != nullptr, "{}: missing tensor '{}'", dir_.string(), name);
     check(tv->shape == shape, "{}: tensor '{}' has shape {}, expected {}", dir_.string(), name,
           tv->shape_string(), shape_to_string(shape));
@@ -37,12 +54,36 @@ class HfTensorMapper {
   }
 
  private:
+  const TensorView& dequantized(const std::string& name, const std::vector<int64_t>& shape) const {
+    const TensorView& packed = store_.get(name + ".packed");
+    check(quantization_.is_object() && quantization_.contains("tensors") &&
+              quantization_["tensors"].contains(name),
+          "{}: tensor '{}.packed' has no format in the qforge.quantization metadata", dir_.string(),
+          name);
+    const auto& entry = quantization_["tensors"][name];
+    const std::string format = entry.value("format", std::string());
+    const auto& f = formats::find_format(format);
+    check(shape.size() == 2, "{}: quantized tensor '{}' must be a matrix", dir_.string(), name);
+    check(packed.nbytes() == f.encoded_bytes(shape[0], shape[1]),
+          "{}: tensor '{}' holds {} bytes but {} {} needs {}", dir_.string(), name, packed.nbytes(),
+          format, shape_to_string(shape), f.encoded_bytes(shape[0], shape[1]));
+    auto buf = std::make_shared<std::vector<float>>(static_cast<size_t>(shape[0] * shape[1]));
+    f.decode(packed.data, shape[0], shape[1], buf->data());
+    buffers_.push_back(buf);
+    views_.push_back(std::make_unique<TensorView>(
+        TensorView{name, DType::F32, shape, reinterpret_cast<const std::byte*>(buf->data())}));
+    return *views_.back();
+  }
+
   const TensorStore& store_;
   const fs::path& dir_;
+  nlohmann::json quantization_;
+  mutable std::vector<std::shared_ptr<const void>> buffers_;
+  mutable std::vector<std::unique_ptr<TensorView>> views_;
 };
 
 ModelWeights map_hf_weights(const ModelConfig& c, const TensorStore& store, const fs::path& dir) {
-  const HfTensorMapper m(store, dir);
+  HfTensorMapper m(store, dir);
   const int64_t d = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.intermediate_size,
                 hd = c.head_dim, v = c.vocab_size;
   ModelWeights w;
@@ -85,6 +126,7 @@ ModelWeights map_hf_weights(const ModelConfig& c, const TensorStore& store, cons
   // Tied embeddings reuse the embedding matrix (Hugging Face ignores a stray lm_head then).
   w.lm_head = c.tie_word_embeddings ? w.embedding : m.matrix("lm_head.weight", v, d);
   for (const auto& f : store.files()) w.storage.push_back(f);
+  for (auto& b : m.take_buffers()) w.storage.push_back(std::move(b));
   return w;
 }
 

@@ -66,7 +66,8 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
       std::unique_ptr<InputStatistics> stats;
       ForwardHooks hooks;
       hooks.stop_after = group;
-      hooks.on_input = [&](int, LinearGroup, const float* in, int n, int dim) {
+      hooks.on_input = [&](int, LinearGroup seen, const float* in, int n, int dim) {
+        if (seen != group) return;  // earlier groups of the layer are reported too
         if (!stats) stats = std::make_unique<InputStatistics>(dim);
         stats->add(in, n);
       };

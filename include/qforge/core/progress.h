@@ -17,6 +17,7 @@ class Progress {
 
   // Sets the amount of work done so far (redraws at most ~10 times a second).
   void update(size_t done);
+  void set_total(size_t total) { total_ = total; }
   // Appends free text after the bar (e.g. "ppl 35.6").
   void set_note(std::string note) { note_ = std::move(note); }
   void finish();
