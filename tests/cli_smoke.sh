@@ -22,7 +22,7 @@ bad() {  # bad NAME PATTERN CMD... : must exit 1 with a one-line error matching 
   passes=$((passes + 1))
 }
 
-for sub in info run eval bench formats; do ok "help-$sub" "$QFORGE" "$sub" --help; done
+for sub in info run eval bench formats quantize; do ok "help-$sub" "$QFORGE" "$sub" --help; done
 ok formats-json "$QFORGE" formats --json
 grep -q '"mxfp4"' "$TMP/out" || { echo "FAIL formats-json: no mxfp4"; fails=$((fails + 1)); }
 bad unknown-format "known:" "$QFORGE" formats --format no-such-format
@@ -34,6 +34,15 @@ printf 'It was the best of times, it was the worst of times. %.0s' {1..20} >"$TM
 ok eval-json "$QFORGE" eval "$M" --text "$TMP/text.txt" --ctx 64 --json
 grep -q '"ppl"' "$TMP/out" || { echo "FAIL eval-json: no ppl key"; fails=$((fails + 1)); }
 ok bench "$QFORGE" bench "$M" --prefill 16 --decode 4 --repeats 1 --json
+
+ok quantize-rtn "$QFORGE" quantize "$M" -o "$TMP/q8" --format int8-channel --method rtn
+ok eval-ref "$QFORGE" eval "$TMP/q8" --ref "$M" --text "$TMP/text.txt" --ctx 64 --json
+grep -q '"kld_mean"' "$TMP/out" || { echo "FAIL eval-ref: no kld_mean"; fails=$((fails + 1)); }
+ok run-quantized "$QFORGE" run "$TMP/q8" -p "Once" -n 4 --temp 0
+bad quantize-exists "exists" "$QFORGE" quantize "$M" -o "$TMP/q8" --format int8-channel --method rtn
+bad quantize-format "unknown format" "$QFORGE" quantize "$M" -o "$TMP/qx" --format int4-g100x --method rtn
+bad quantize-calib "calibration" "$QFORGE" quantize "$M" -o "$TMP/qx" --format int4-g64
+[ ! -e "$TMP/qx" ] || { echo "FAIL quantize left output behind"; fails=$((fails + 1)); }
 
 # Bad input: one line naming the file and the problem, exit 1.
 bad missing-model "no-such-dir" "$QFORGE" info "$TMP/no-such-dir"
