@@ -28,6 +28,18 @@ int nearest_int(float x) {
   return static_cast<int>(std::nearbyint(x));
 }
 
+// The value of largest magnitude (with its sign), and optionally that magnitude.
+float signed_absmax(const float* x, int n, float* amax_out = nullptr) {
+  float amax = 0, max = 0;
+  for (int i = 0; i < n; ++i)
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  if (amax_out) *amax_out = amax;
+  return max;
+}
+
 template <typename B>
 B* as(uint8_t* p) {
   return reinterpret_cast<B*>(p);
@@ -50,12 +62,7 @@ void deq_q4_0(const uint8_t* p, float* y) {
 }
 void q_q4_0(const float* x, uint8_t* p) {
   auto* b = as<BlockQ4_0>(p);
-  float amax = 0, max = 0;
-  for (int j = 0; j < kQK; ++j)
-    if (std::fabs(x[j]) > amax) {
-      amax = std::fabs(x[j]);
-      max = x[j];
-    }
+  const float max = signed_absmax(x, kQK);
   const float d = max / -8;
   b->d = f2h(d);
   const float id = d ? 1.0f / d : 0.0f;
@@ -134,12 +141,7 @@ void pack_q5(const int* q, uint8_t* qs, uint8_t* qh_bytes) {
 }
 void q_q5_0(const float* x, uint8_t* p) {
   auto* b = as<BlockQ5_0>(p);
-  float amax = 0, max = 0;
-  for (int j = 0; j < kQK; ++j)
-    if (std::fabs(x[j]) > amax) {
-      amax = std::fabs(x[j]);
-      max = x[j];
-    }
+  const float max = signed_absmax(x, kQK);
   const float d = max / -16;
   const float id = d ? 1.0f / d : 0.0f;
   b->d = f2h(d);
@@ -285,12 +287,8 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, ui
 
 // Symmetric scale for L in [-nmax, nmax - 1] with x²-weighted refinement (make_q3_quants).
 float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i)
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
-      max = x[i];
-    }
+  float amax;
+  const float max = signed_absmax(x, n, &amax);
   if (amax < kGroupMaxEps) {
     std::fill(L, L + n, 0);
     return 0;
@@ -333,12 +331,8 @@ float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
 // Symmetric scale for L in [-nmax, nmax - 1], x²-weighted, trying 18 nearby scales (make_qx_quants
 // with rmse_type 1).
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i)
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
-      max = x[i];
-    }
+  float amax;
+  const float max = signed_absmax(x, n, &amax);
   if (amax < kGroupMaxEps) {
     std::fill(L, L + n, 0);
     return 0;
@@ -788,12 +782,8 @@ int best_index_iq4(float x) {
 // Best scale of one block of 32 for the IQ4 grid: start from max/values[0] and try 2*ntry+1
 // neighbours, keeping the x²-weighted least-squares optimum (quantize_row_iq4_nl_impl).
 float iq4_block_scale(const float* xb, int ntry) {
-  float amax = 0, max = 0;
-  for (int j = 0; j < 32; ++j)
-    if (std::fabs(xb[j]) > amax) {
-      amax = std::fabs(xb[j]);
-      max = xb[j];
-    }
+  float amax;
+  const float max = signed_absmax(xb, 32, &amax);
   if (amax < kGroupMaxEps) return 0;
   const int8_t* v = kIq4nlValues;
   float d = ntry > 0 ? -max / v[0] : max / v[0];

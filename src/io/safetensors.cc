@@ -238,10 +238,7 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
   }
   std::string h = header.dump();
   h.append((8 - h.size() % 8) % 8, ' ');  // data buffer starts 8-byte aligned
-  const std::filesystem::path tmp = path.string() + ".tmp-qforge";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    check(static_cast<bool>(out), "{}: cannot create: {}", tmp.string(), std::strerror(errno));
+  write_file_atomic(path, [&](std::ostream& out) {
     char len[8];
     for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
     out.write(len, 8);
@@ -249,19 +246,7 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
     for (const auto& t : tensors)
       out.write(reinterpret_cast<const char*>(t.bytes.data()),
                 static_cast<std::streamsize>(t.bytes.size()));
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      fail("{}: write failed (disk full?)", tmp.string());
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    fail("{}: cannot rename into place: {}", path.string(), ec.message());
-  }
+  });
 }
 
 }  // namespace qforge

@@ -4,6 +4,8 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <functional>
+#include <ostream>
 #include <span>
 #include <string>
 
@@ -38,5 +40,8 @@ std::string read_text_file(const std::filesystem::path& path);
 // Writes `contents` to `path` atomically: to a temporary sibling, then rename. No half-written file
 // is ever visible under `path`.
 void write_file_atomic(const std::filesystem::path& path, std::string_view contents);
+// The same, streaming: `write` fills the temporary file.
+void write_file_atomic(const std::filesystem::path& path,
+                       const std::function<void(std::ostream&)>& write);
 
 }  // namespace qforge
