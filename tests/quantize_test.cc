@@ -24,7 +24,8 @@ ComparisonResult compare_to_original(const fs::path& quantized) {
   LoadedModel q = load_model(quantized), ref = load_model(testing::embedded_model_dir());
   ThreadPool pool(2);
   Transformer tq(q.config, q.weights, pool), tr(ref.config, ref.weights, pool);
-  const auto ids = ref.tokenizer->encode(read_text_file(testing::source_dir() / "data/sample.txt"), false);
+  const auto ids =
+      ref.tokenizer->encode(read_text_file(testing::source_dir() / "data/sample.txt"), false);
   return compare_models(tq, tr, ids, {128, 0});
 }
 
@@ -56,7 +57,8 @@ TEST(Quantize, GptqBeatsRtnOnEveryLayerObjectiveAndOnKld) {
     QuantizeOptions g = base(std::string("gptq_") + format, format, QuantMethod::GPTQ);
     const QuantizeReport rep = quantize_model(g);
     ASSERT_EQ(rep.linears.size(), 28u);  // 4 layers x 7 linears
-    for (const auto& l : rep.linears) EXPECT_LT(l.objective, l.objective_rtn) << format << " " << l.name;
+    for (const auto& l : rep.linears)
+      EXPECT_LT(l.objective, l.objective_rtn) << format << " " << l.name;
     QuantizeOptions r = base(std::string("rtn_") + format, format, QuantMethod::RTN);
     quantize_model(r);
     const double kld_gptq = compare_to_original(g.output).kld_mean;

@@ -102,7 +102,8 @@ class GgufFormat final : public Format {
     std::vector<std::byte> out(encoded_bytes(rows, cols));
     auto* p = reinterpret_cast<uint8_t*>(out.data());
     const int64_t blocks = rows * (cols / c_.block_weights);
-    for (int64_t b = 0; b < blocks; ++b) c_.quantize(w + b * c_.block_weights, p + b * c_.block_bytes);
+    for (int64_t b = 0; b < blocks; ++b)
+      c_.quantize(w + b * c_.block_weights, p + b * c_.block_bytes);
     return out;
   }
   void decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const override {

@@ -47,7 +47,9 @@ struct ModelConfig {
   int q_dim() const { return num_heads * head_dim; }
   int kv_dim() const { return num_kv_heads * head_dim; }
   int rotary_dim() const { return static_cast<int>(head_dim * partial_rotary_factor); }
-  bool seq_len_ok(int n) const { return max_position_embeddings <= 0 || n <= max_position_embeddings; }
+  bool seq_len_ok(int n) const {
+    return max_position_embeddings <= 0 || n <= max_position_embeddings;
+  }
 };
 
 }  // namespace qforge
