@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "formats/simd_decode.h"
 #include "qforge/core/dtype.h"
 #include "qforge/core/error.h"
 
@@ -127,6 +128,28 @@ uint32_t get_bits(const std::byte* base, int64_t index, int bits) {
   return v;
 }
 
+uint16_t load_u16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return h;
+}
+
+// Decoded values of every E8M0 and E4M3 scale code (what load_scale computes, as lookups).
+struct ScaleTable {
+  float e8m0[256], e4m3[256];
+  static const ScaleTable& get() {
+    static const ScaleTable t = [] {
+      ScaleTable s;
+      for (int c = 0; c < 256; ++c) {
+        s.e8m0[c] = e8m0_decode(static_cast<uint8_t>(c));
+        s.e4m3[c] = kE4M3.decode(static_cast<uint32_t>(c));
+      }
+      return s;
+    }();
+    return t;
+  }
+};
+
 class BlockFormat;
 
 // Scales of one (row, group): the effective multiplier, its stored code (E8M0/E4M3), the zero.
@@ -195,6 +218,8 @@ class BlockFormat final : public Format {
   std::unique_ptr<GroupQuantizer> make_quantizer(const float* w, int64_t rows,
                                                  int64_t cols) const override;
   void decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const override;
+  void decode_reference(const std::byte* data, int64_t rows, int64_t cols,
+                        float* out) const override;
 
   // --- element grid
   int qmin() const { return -(1 << (s_.bits - 1)); }
@@ -316,6 +341,9 @@ class BlockFormat final : public Format {
   const BlockSpec& spec() const { return s_; }
 
  private:
+  const std::byte* read_header(const std::byte* p, GroupScale* tensor, float* global) const;
+  GroupScale read_group_scale(const std::byte* p, float global) const;
+
   BlockSpec s_;
   FormatInfo info_;
 };
@@ -435,20 +463,37 @@ std::unique_ptr<GroupQuantizer> BlockFormat::make_quantizer(const float* w, int6
   return std::make_unique<BlockQuantizer>(*this, w, rows, cols);
 }
 
-void BlockFormat::decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const {
-  const std::byte* p = data;
+// The header before the rows: the per-tensor scale (and zero), or NVFP4's global scale.
+const std::byte* BlockFormat::read_header(const std::byte* p, GroupScale* tensor,
+                                          float* global) const {
+  if (s_.scale == ScaleType::NvFp4) {
+    std::memcpy(global, p, 4);
+    return p + 4;
+  }
+  if (per_tensor()) {
+    tensor->scale = load_scale(p, s_.scale);
+    if (s_.element == Element::IntAsym)
+      tensor->zero = static_cast<uint8_t>(p[scale_bytes(s_.scale)]);
+    return p + header_bytes();
+  }
+  return p;
+}
+
+GroupScale BlockFormat::read_group_scale(const std::byte* p, float global) const {
+  GroupScale gs;
   const ScaleType st = s_.scale;
-  const bool asym = s_.element == Element::IntAsym;
+  gs.scale = load_scale(p, st) * (st == ScaleType::NvFp4 ? global : 1.0f);
+  if (st == ScaleType::NvFp4 && gs.scale == 0.0f) gs.scale = global;
+  if (s_.element == Element::IntAsym) gs.zero = static_cast<uint8_t>(p[scale_bytes(st)]);
+  return gs;
+}
+
+void BlockFormat::decode_reference(const std::byte* data, int64_t rows, int64_t cols,
+                                   float* out) const {
   GroupScale tensor;
   float global = 1.0f;
-  if (st == ScaleType::NvFp4) {
-    std::memcpy(&global, p, 4);
-    p += 4;
-  } else if (per_tensor()) {
-    tensor.scale = load_scale(p, st);
-    if (asym) tensor.zero = static_cast<uint8_t>(p[scale_bytes(st)]);
-    p += header_bytes();
-  }
+  const std::byte* p = read_header(data, &tensor, &global);
+  const bool asym = s_.element == Element::IntAsym;
   const int64_t width = group_width(cols), groups = cols / width;
   // Unit values of every code, so the inner loop is a lookup and a multiply.
   const int ncodes = 1 << s_.bits;
@@ -459,29 +504,83 @@ void BlockFormat::decode(const std::byte* data, int64_t rows, int64_t cols, floa
     for (int64_t g = 0; g < groups; ++g) {
       GroupScale gs = tensor;
       if (!per_tensor()) {
-        gs.scale = load_scale(p, st) * (st == ScaleType::NvFp4 ? global : 1.0f);
-        if (st == ScaleType::NvFp4 && gs.scale == 0.0f) gs.scale = global;
-        if (asym) gs.zero = static_cast<uint8_t>(p[scale_bytes(st)]);
+        gs = read_group_scale(p, global);
         p += scale_zero_bytes();
       }
       float* og = o + g * width;
-      if (asym) {
-        for (int64_t c = 0; c < width; ++c)
-          og[c] =
-              static_cast<float>(static_cast<int>(get_bits(p, c, s_.bits)) - gs.zero) * gs.scale;
-      } else if (s_.bits == 4) {
-        for (int64_t c = 0; c < width; c += 2) {
-          const auto b = static_cast<uint8_t>(p[c >> 1]);
-          og[c] = lut[b & 15] * gs.scale;
-          og[c + 1] = lut[b >> 4] * gs.scale;
-        }
-      } else if (s_.bits == 8) {
-        for (int64_t c = 0; c < width; ++c) og[c] = lut[static_cast<uint8_t>(p[c])] * gs.scale;
-      } else {
-        for (int64_t c = 0; c < width; ++c) og[c] = lut[get_bits(p, c, s_.bits)] * gs.scale;
+      for (int64_t c = 0; c < width; ++c) {
+        const uint32_t code = get_bits(p, c, s_.bits);
+        og[c] = asym ? static_cast<float>(static_cast<int>(code) - gs.zero) * gs.scale
+                     : lut[code] * gs.scale;
       }
       p += (width * s_.bits + 7) / 8;
     }
+  }
+}
+
+void BlockFormat::decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const {
+  if (s_.bits != 4 && s_.bits != 8) return decode_reference(data, rows, cols, out);
+  GroupScale tensor;
+  float global = 1.0f;
+  const std::byte* p = read_header(data, &tensor, &global);
+  const bool asym = s_.element == Element::IntAsym;
+  const int64_t width = group_width(cols), groups = cols / width;
+  const size_t prefix = per_tensor() ? 0 : scale_zero_bytes();
+  std::vector<float> scales(static_cast<size_t>(groups), tensor.scale);
+  std::vector<int32_t> zeros(static_cast<size_t>(groups), tensor.zero);
+  simd::RowGroups row{.codes = nullptr,
+                      .stride = group_bytes(width),
+                      .groups = groups,
+                      .width = width,
+                      .scales = scales.data(),
+                      .zeros = zeros.data()};
+  float unit[16] = {};
+  simd::ByteCode byte_code = simd::ByteCode::MinusZero;
+  if (s_.bits == 4) {
+    for (int c = 0; c < 16; ++c) unit[c] = unit_value(static_cast<uint32_t>(c), 0);
+    if (!asym) row.zeros = nullptr;
+  } else if (s_.element == Element::IntSym) {
+    std::fill(zeros.begin(), zeros.end(), -qmin());  // code = q - qmin
+  } else if (s_.element == Element::MxInt8) {
+    byte_code = simd::ByteCode::MxInt8;
+  } else if (s_.element == Element::Mini) {
+    byte_code = s_.mini->exp_bits == 4 ? simd::ByteCode::E4M3 : simd::ByteCode::E5M2;
+  }
+  const ScaleTable& scale_table = ScaleTable::get();
+  for (int64_t r = 0; r < rows; ++r) {
+    row.codes = reinterpret_cast<const uint8_t*>(p + prefix);
+    if (!per_tensor()) {
+      // The row's group scales, one loop per scale type (this runs once per 16-128 weights).
+      const auto* b = reinterpret_cast<const uint8_t*>(p);
+      const size_t stride = row.stride;
+      switch (s_.scale) {
+        case ScaleType::F16:
+          for (int64_t g = 0; g < groups; ++g) scales[g] = f16_to_f32(load_u16(b + g * stride));
+          break;
+        case ScaleType::BF16:
+          for (int64_t g = 0; g < groups; ++g) scales[g] = bf16_to_f32(load_u16(b + g * stride));
+          break;
+        case ScaleType::F32:
+          for (int64_t g = 0; g < groups; ++g) std::memcpy(&scales[g], b + g * stride, 4);
+          break;
+        case ScaleType::E8M0:
+          for (int64_t g = 0; g < groups; ++g) scales[g] = scale_table.e8m0[b[g * stride]];
+          break;
+        case ScaleType::NvFp4:
+          for (int64_t g = 0; g < groups; ++g) {
+            const float s = scale_table.e4m3[b[g * stride]] * global;
+            scales[g] = s == 0.0f ? global : s;
+          }
+          break;
+      }
+      if (asym)
+        for (int64_t g = 0; g < groups; ++g) zeros[g] = b[g * stride + scale_bytes(s_.scale)];
+    }
+    if (s_.bits == 4)
+      simd::decode_row_nibbles(row, unit, out + r * cols);
+    else
+      simd::decode_row_bytes(row, byte_code, out + r * cols);
+    p += groups * row.stride;
   }
 }
 

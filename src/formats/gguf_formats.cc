@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <optional>
 
 #include "formats/gguf_codec.h"
+#include "formats/simd_decode.h"
 #include "qforge/core/error.h"
 
 namespace qforge::formats {
@@ -107,6 +109,12 @@ class GgufFormat final : public Format {
     return out;
   }
   void decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const override {
+    if (!simd_) return decode_reference(data, rows, cols, out);
+    simd::decode_gguf(*simd_, reinterpret_cast<const uint8_t*>(data),
+                      rows * (cols / c_.block_weights), out);
+  }
+  void decode_reference(const std::byte* data, int64_t rows, int64_t cols,
+                        float* out) const override {
     const auto* p = reinterpret_cast<const uint8_t*>(data);
     const int64_t blocks = rows * (cols / c_.block_weights);
     for (int64_t b = 0; b < blocks; ++b)
@@ -115,6 +123,7 @@ class GgufFormat final : public Format {
 
  private:
   const TypeCodec& c_;
+  std::optional<simd::GgufType> simd_ = simd::gguf_type(c_.name);
   FormatInfo info_;
 };
 

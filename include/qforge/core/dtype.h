@@ -35,7 +35,22 @@ inline uint16_t f32_to_bf16(float f) {
 }
 
 // IEEE binary16 <-> binary32, exact (f16 -> f32) and round-to-nearest-even (f32 -> f16).
-float f16_to_f32(uint16_t h);
+// Exact, and cheap enough to call once per block in decoders: normal values rebias the exponent
+// with an integer add; subnormals are mant * 2^-24 (exact in float, with no subnormal float
+// operands, which are slow on some CPUs); the top binade is Inf or quiet NaN.
+inline float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = h & 0x7c00u;
+  const uint32_t mag = static_cast<uint32_t>(h & 0x7fffu) << 13;
+  uint32_t bits;
+  if (exp == 0)
+    bits = std::bit_cast<uint32_t>(static_cast<float>(h & 0x3ffu) * 0x1p-24f);
+  else if (exp == 0x7c00u)
+    bits = mag | 0x7f800000u | ((h & 0x3ffu) != 0 ? 0x400000u : 0u);
+  else
+    bits = mag + ((127u - 15u) << 23);
+  return std::bit_cast<float>(bits | sign);
+}
 uint16_t f32_to_f16(float f);
 
 // Converts `n` elements of `src` (dtype `t`, possibly unaligned) to f32.

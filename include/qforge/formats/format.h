@@ -55,8 +55,13 @@ class Format {
   // from it). Call check_shape first.
   virtual std::unique_ptr<GroupQuantizer> make_quantizer(const float* w, int64_t rows,
                                                          int64_t cols) const = 0;
-  // bytes -> f32 [rows, cols].
+  // bytes -> f32 [rows, cols]; SIMD where the format has a fast path.
   virtual void decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const = 0;
+  // The scalar decoder, one element at a time: the definition decode() equals bit for bit.
+  virtual void decode_reference(const std::byte* data, int64_t rows, int64_t cols,
+                                float* out) const {
+    decode(data, rows, cols, out);
+  }
 
   // Round-to-nearest with the default scale rule (optionally importance-weighted).
   virtual std::vector<std::byte> encode(const float* w, int64_t rows, int64_t cols,
