@@ -1,4 +1,6 @@
 // qforge: quantize, evaluate, run and benchmark language models.
+#include <malloc.h>
+
 #include <cstdio>
 #include <exception>
 
@@ -7,6 +9,10 @@
 #include "qforge/kernels/kernels.h"
 
 int main(int argc, char** argv) {
+  // Buffers of 1 MiB and more are mapped and unmapped directly: glibc's default adaptive threshold
+  // would keep freed multi-megabyte buffers (GPTQ's Hessians, activations) in the heap, so peak
+  // memory of layer-by-layer work would grow with the largest buffer ever freed.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   qforge::kernels::prefer_avx512_blas(argv);
   CLI::App app{"qforge — quantize, evaluate, run and benchmark language models", "qforge"};
   app.set_version_flag("--version", QFORGE_VERSION);

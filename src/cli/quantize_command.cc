@@ -50,6 +50,9 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--tensor-format", o->tensor_formats,
                   "REGEX=FMT: a different format for linears whose name matches (repeatable)");
   cmd->add_option("--keep", o->q.keep, "REGEX: leave matching linears unquantized (repeatable)");
+  cmd->add_option("--fallback", o->q.fallback,
+                  "FMT or 'keep': for a linear whose row length the format cannot take, use FMT "
+                  "(or leave it unquantized) instead of refusing; each fallback is reported");
   cmd->add_flag("--force", o->q.overwrite, "Replace an existing output directory");
   add_threads_option(cmd, o->threads);
   cmd->callback([o] {
@@ -86,9 +89,13 @@ void add_quantize_command(CLI::App& app) {
       rtn += l.objective_rtn;
       got += l.objective;
     }
-    fmt::print("wrote {} ({}) in {:.1f} s: format {}, method {}, {} calibration tokens\n",
+    for (const auto& fb : r.fallbacks)
+      fmt::print(stderr, "fallback: {} cannot be stored as {} (row length); {}\n", fb.tensor,
+                 fb.format, fb.fallback == "keep" ? "kept unquantized" : "stored as " + fb.fallback);
+    fmt::print("wrote {} ({}) in {:.1f} s: format {}, method {}, {} calibration tokens, {} layout\n",
                q.output.string(), human_bytes(static_cast<double>(r.output_bytes)), r.seconds,
-               q.format, o->method, r.calib_tokens);
+               q.format, o->method, r.calib_tokens,
+               r.compressed_tensors ? "compressed-tensors" : "qforge");
     if (!r.linears.empty())
       fmt::print(
           "layer objective tr((W-Q)H(W-Q)^T) summed over {} linears: {:.4g} (RTN {:.4g}, "

@@ -19,6 +19,7 @@ size_t dtype_size(DType t) {
     case DType::I8:
     case DType::U8:
     case DType::BOOL:
+    case DType::F8_E4M3:
       return 1;
   }
   return 0;
@@ -46,6 +47,8 @@ std::string_view dtype_name(DType t) {
       return "I64";
     case DType::BOOL:
       return "BOOL";
+    case DType::F8_E4M3:
+      return "F8_E4M3";
   }
   return "?";
 }
@@ -54,7 +57,7 @@ std::optional<DType> dtype_from_name(std::string_view n) {
   static constexpr std::pair<std::string_view, DType> kNames[] = {
       {"F32", DType::F32}, {"F16", DType::F16},  {"BF16", DType::BF16}, {"F64", DType::F64},
       {"I8", DType::I8},   {"U8", DType::U8},    {"I16", DType::I16},   {"I32", DType::I32},
-      {"I64", DType::I64}, {"BOOL", DType::BOOL}};
+      {"I64", DType::I64}, {"BOOL", DType::BOOL}, {"F8_E4M3", DType::F8_E4M3}};
   for (const auto& [name, t] : kNames)
     if (name == n) return t;
   return std::nullopt;

@@ -366,6 +366,9 @@ class BlockQuantizer final : public GroupQuantizer {
       if (f.spec().scale == ScaleType::NvFp4) {
         const float amax = std::max(-lo, hi);
         global_ = amax > 0 ? amax / (448.0f * 6.0f) : 1.0f;
+        // compressed-tensors stores the reciprocal (weight_global_scale); nudge by an ulp or two
+        // until the reciprocal round-trips, so both files decode to the same values.
+        while (1.0f / (1.0f / global_) != global_) global_ = std::nextafter(global_, 1e30f);
       } else {
         tensor_ = f.choose(lo, hi, 1.0f);
         std::fill(scales_.begin(), scales_.end(), tensor_);
@@ -588,6 +591,11 @@ void BlockFormat::decode(const std::byte* data, int64_t rows, int64_t cols, floa
 
 std::unique_ptr<Format> make_block_format(const BlockSpec& spec) {
   return std::make_unique<BlockFormat>(spec);
+}
+
+const BlockSpec* block_spec(const Format& f) {
+  const auto* b = dynamic_cast<const BlockFormat*>(&f);
+  return b ? &b->spec() : nullptr;
 }
 
 std::vector<std::byte> Format::encode(const float* w, int64_t rows, int64_t cols,

@@ -25,6 +25,8 @@ struct BlockSpec {
 };
 
 std::unique_ptr<Format> make_block_format(const BlockSpec& spec);
+// The spec of a format made by make_block_format; null for any other format.
+const BlockSpec* block_spec(const Format& f);
 
 // The 16 NormalFloat-4 levels of QLoRA (Dettmers et al. 2023, Appendix E), ascending.
 extern const float kNf4Levels[16];

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qforge/core/error.h"
+#include "qforge/formats/compressed_tensors.h"
 #include "qforge/formats/format.h"
 #include "qforge/io/config_json.h"
 #include "qforge/io/safetensors.h"
@@ -34,7 +35,8 @@ class HfTensorMapper {
 
   const TensorView& get(const std::string& name, const std::vector<int64_t>& shape) const {
     const TensorView* tv = store_.find(name);
-    if (tv == nullptr && store_.has(name + ".packed")) tv = &dequantized(name, shape);
+    if ((tv == nullptr || tv->dtype == DType::F8_E4M3) && is_quantized(name))
+      tv = &dequantized(name, shape);
     check(tv != nullptr, "{}: missing tensor '{}'", dir_.string(), name);
     check(tv->shape == shape, "{}: tensor '{}' has shape {}, expected {}", dir_.string(), name,
           tv->shape_string(), shape_to_string(shape));
@@ -54,21 +56,41 @@ class HfTensorMapper {
   }
 
  private:
+  bool is_quantized(const std::string& name) const {
+    return quantization_.is_object() && quantization_.contains("tensors") &&
+           quantization_["tensors"].contains(name);
+  }
+
+  // A quantized linear, in qforge's layout ("<name>.packed") or compressed-tensors'
+  // ("<module>.weight_packed", ...), dequantized to f32.
   const TensorView& dequantized(const std::string& name, const std::vector<int64_t>& shape) const {
-    const TensorView& packed = store_.get(name + ".packed");
-    check(quantization_.is_object() && quantization_.contains("tensors") &&
-              quantization_["tensors"].contains(name),
-          "{}: tensor '{}.packed' has no format in the qforge.quantization metadata", dir_.string(),
-          name);
     const auto& entry = quantization_["tensors"][name];
     const std::string format = entry.value("format", std::string());
+    const std::string layout = entry.value("layout", std::string("qforge"));
     const auto& f = formats::find_format(format);
     check(shape.size() == 2, "{}: quantized tensor '{}' must be a matrix", dir_.string(), name);
-    check(packed.nbytes() == f.encoded_bytes(shape[0], shape[1]),
-          "{}: tensor '{}' holds {} bytes but {} {} needs {}", dir_.string(), name, packed.nbytes(),
-          format, shape_to_string(shape), f.encoded_bytes(shape[0], shape[1]));
+    std::vector<std::byte> repacked;
+    const std::byte* bytes = nullptr;
+    if (layout == "compressed-tensors") {
+      const std::string module = name.ends_with(".weight") ? name.substr(0, name.size() - 7) : name;
+      repacked = formats::from_compressed_tensors(
+          f, shape[0], shape[1], [&](const std::string& suffix) {
+            const TensorView* t = store_.find(module + "." + suffix);
+            check(t != nullptr, "{}: missing tensor '{}.{}' of the compressed-tensors weight '{}'",
+                  dir_.string(), module, suffix, name);
+            return std::span<const std::byte>(t->data, t->nbytes());
+          });
+      bytes = repacked.data();
+    } else {
+      const TensorView* packed = store_.find(name + ".packed");
+      check(packed != nullptr, "{}: missing tensor '{}.packed'", dir_.string(), name);
+      check(packed->nbytes() == f.encoded_bytes(shape[0], shape[1]),
+            "{}: tensor '{}' holds {} bytes but {} {} needs {}", dir_.string(), name,
+            packed->nbytes(), format, shape_to_string(shape), f.encoded_bytes(shape[0], shape[1]));
+      bytes = packed->data;
+    }
     auto buf = std::make_shared<std::vector<float>>(static_cast<size_t>(shape[0] * shape[1]));
-    f.decode(packed.data, shape[0], shape[1], buf->data());
+    f.decode(bytes, shape[0], shape[1], buf->data());
     buffers_.push_back(buf);
     views_.push_back(std::make_unique<TensorView>(
         TensorView{name, DType::F32, shape, reinterpret_cast<const std::byte*>(buf->data())}));
@@ -126,6 +148,10 @@ ModelWeights map_hf_weights(const ModelConfig& c, const TensorStore& store, cons
   // Tied embeddings reuse the embedding matrix (Hugging Face ignores a stray lm_head then).
   w.lm_head = c.tie_word_embeddings ? w.embedding : m.matrix("lm_head.weight", v, d);
   for (const auto& f : store.files()) w.storage.push_back(f);
+  w.release_pages = [files = store.files()](const std::byte* p, size_t n) {
+    for (const auto& f : files)
+      if (f->release(p, n)) return;
+  };
   for (auto& b : m.take_buffers()) w.storage.push_back(std::move(b));
   return w;
 }

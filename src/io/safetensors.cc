@@ -1,6 +1,10 @@
 #include "qforge/io/safetensors.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -219,11 +223,92 @@ std::vector<const TensorView*> TensorStore::all() const {
   return out;
 }
 
-void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+SafetensorsWriter::SafetensorsWriter(std::filesystem::path path, const std::vector<Entry>& entries,
+                                     const std::map<std::string, std::string>& metadata)
+    : path_(std::move(path)), tmp_(path_.string() + ".tmp-qforge") {
   nlohmann::ordered_json header;
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
+  for (const Entry& e : entries) {
+    check(!slots_.contains(e.name), "{}: tensor '{}' listed twice", path_.string(), e.name);
+    uint64_t numel = 1;
+    for (int64_t d : e.shape) {
+      check(d >= 0, "{}: tensor '{}': negative dimension", path_.string(), e.name);
+      numel *= static_cast<uint64_t>(d);
+    }
+    const uint64_t size = numel * dtype_size(e.dtype);
+    header[e.name] = {{"dtype", dtype_name(e.dtype)},
+                      {"shape", e.shape},
+                      {"data_offsets", {offset, offset + size}}};
+    slots_[e.name] = Slot{offset, size, 0};
+    offset += size;
+  }
+  std::string h = header.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');  // data buffer starts 8-byte aligned
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("{}: cannot create: {}", tmp_.string(), std::strerror(errno));
+  char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
+  data_start_ = 8 + h.size();
+  std::string prefix(len, 8);
+  prefix += h;
+  write_at(prefix.data(), prefix.size(), 0);
+  // The file's final size up front: a full disk fails here, before any work is spent.
+  if (::ftruncate(fd_, static_cast<off_t>(data_start_ + offset)) != 0)
+    fail("{}: cannot size to {} bytes: {}", tmp_.string(), data_start_ + offset,
+         std::strerror(errno));
+}
+
+void SafetensorsWriter::write_at(const void* data, size_t bytes, uint64_t pos) {
+  const char* p = static_cast<const char*>(data);
+  while (bytes > 0) {
+    const ssize_t n = ::pwrite(fd_, p, std::min<size_t>(bytes, 1u << 30), static_cast<off_t>(pos));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("{}: write failed: {}", tmp_.string(), std::strerror(errno));
+    p += n;
+    pos += static_cast<uint64_t>(n);
+    bytes -= static_cast<size_t>(n);
+  }
+}
+
+SafetensorsWriter::~SafetensorsWriter() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    std::error_code ec;
+    std::filesystem::remove(tmp_, ec);
+  }
+}
+
+void SafetensorsWriter::write(const std::string& name, const void* data, size_t bytes,
+                              size_t offset) {
+  auto it = slots_.find(name);
+  check(it != slots_.end(), "{}: tensor '{}' is not in the header", path_.string(), name);
+  Slot& s = it->second;
+  check(offset + bytes <= s.size, "{}: tensor '{}': writing {} bytes at {} overflows its {} bytes",
+        path_.string(), name, bytes, offset, s.size);
+  write_at(data, bytes, data_start_ + s.begin + offset);
+  s.written += bytes;
+}
+
+void SafetensorsWriter::commit() {
+  check(fd_ >= 0, "{}: already committed", path_.string());
+  for (const auto& [name, s] : slots_)
+    check(s.written == s.size, "{}: tensor '{}': {} of {} bytes written", path_.string(), name,
+          s.written, s.size);
+  if (::fsync(fd_) != 0) fail("{}: cannot flush: {}", tmp_.string(), std::strerror(errno));
+  ::close(fd_);
+  fd_ = -1;
+  std::error_code ec;
+  std::filesystem::rename(tmp_, path_, ec);
+  if (ec) {
+    std::filesystem::remove(tmp_, ec);
+    fail("{}: cannot rename into place: {}", path_.string(), ec.message());
+  }
+}
+
+void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<SafetensorsWriter::Entry> entries;
   for (const auto& t : tensors) {
     int64_t numel = 1;
     for (int64_t d : t.shape) numel *= d;
@@ -231,22 +316,11 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
           "{}: tensor '{}': {} bytes given but shape {} of {} needs {}", path.string(), t.name,
           t.bytes.size(), shape_to_string(t.shape), dtype_name(t.dtype),
           static_cast<size_t>(numel) * dtype_size(t.dtype));
-    header[t.name] = {{"dtype", dtype_name(t.dtype)},
-                      {"shape", t.shape},
-                      {"data_offsets", {offset, offset + t.bytes.size()}}};
-    offset += t.bytes.size();
+    entries.push_back({t.name, t.dtype, t.shape});
   }
-  std::string h = header.dump();
-  h.append((8 - h.size() % 8) % 8, ' ');  // data buffer starts 8-byte aligned
-  write_file_atomic(path, [&](std::ostream& out) {
-    char len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
-    out.write(len, 8);
-    out.write(h.data(), static_cast<std::streamsize>(h.size()));
-    for (const auto& t : tensors)
-      out.write(reinterpret_cast<const char*>(t.bytes.data()),
-                static_cast<std::streamsize>(t.bytes.size()));
-  });
+  SafetensorsWriter w(path, entries, metadata);
+  for (const auto& t : tensors) w.write(t.name, t.bytes.data(), t.bytes.size());
+  w.commit();
 }
 
 }  // namespace qforge

@@ -104,11 +104,22 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols,
       choose_group_scales(quantizer, g, w.data(), rows, cols, c0, std::min(gs, cols - c0),
                           diag.data());
   }
-  std::vector<double> wp(static_cast<size_t>(rows * cols)), hp(static_cast<size_t>(cols * cols));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) wp[r * cols + c] = w[r * cols + perm[c]];
-  for (int64_t i = 0; i < cols; ++i)
-    for (int64_t j = 0; j < cols; ++j) hp[i * cols + j] = h[perm[i] * cols + perm[j]];
+  // Permuted copies (moves without act-order: perm is the identity). Peak memory matters here:
+  // H is cols^2 doubles (19 MB for a 1536-wide input), so no more than two copies live at once.
+  std::vector<double> wp, hp;
+  if (o.act_order) {
+    wp.resize(static_cast<size_t>(rows * cols));
+    hp.resize(static_cast<size_t>(cols * cols));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) wp[r * cols + c] = w[r * cols + perm[c]];
+    for (int64_t i = 0; i < cols; ++i)
+      for (int64_t j = 0; j < cols; ++j) hp[i * cols + j] = h[perm[i] * cols + perm[j]];
+  } else {
+    wp = std::move(w);
+    hp = std::move(h);
+  }
+  std::vector<double>().swap(w);
+  std::vector<double>().swap(h);
 
   // Dampening λ = damp · mean(diag H); raised tenfold until the factorisation succeeds.
   const double mean_diag =
@@ -122,6 +133,7 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols,
     check(attempt < 6, "GPTQ: Hessian is not positive definite even with dampening {}", damp);
     damp = std::max(damp * 10, 1e-8 * std::max(mean_diag, 1.0));
   }
+  std::vector<double>().swap(hp);
   res.damp_used = damp;
 
   std::vector<double> q(static_cast<size_t>(rows * cols));

@@ -40,11 +40,12 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
     x[s].resize(static_cast<size_t>(len) * d);
     model.embed(sequences[s], x[s].data());
   }
+  weights.release(weights.embedding);  // calibration touched most of its rows once
   int total = 0, done = 0;
   for (LayerWeights& lw : weights.layers)
     for (int g = 0; g < kLinearGroups; ++g)
       for (Matrix* m : linears_of_group(lw, static_cast<LinearGroup>(g)))
-        if (factory(*m)) ++total;
+        if (options.selected ? options.selected(*m) : factory(*m) != nullptr) ++total;
 
   std::vector<LinearResult> results;
   std::vector<float> scratch(static_cast<size_t>(len) * d);
@@ -75,10 +76,11 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
         std::copy(x[s].begin(), x[s].end(), scratch.begin());  // partial runs must not touch x
         model.run_layer(l, scratch.data(), len, 0, cache, &hooks);
       }
+      const int dim = stats->dim();
       const std::vector<double> h = stats->hessian();
-      std::vector<double> h_diag(static_cast<size_t>(stats->dim()));
-      for (int i = 0; i < stats->dim(); ++i)
-        h_diag[i] = h[static_cast<size_t>(i) * stats->dim() + i];
+      stats.reset();  // the accumulators are as large as H
+      std::vector<double> h_diag(static_cast<size_t>(dim));
+      for (int i = 0; i < dim; ++i) h_diag[i] = h[static_cast<size_t>(i) * dim + i];
 
       for (size_t t = 0; t < targets.size(); ++t) {
         Matrix& m = *targets[t];
@@ -115,6 +117,9 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
     // The quantized layer's output is the next layer's calibration input.
     for (size_t s = 0; s < sequences.size(); ++s) model.run_layer(l, x[s].data(), len, 0, cache);
     lw = original;  // the sink has the quantized values; keep only one layer in f32 at a time
+    // Done with this layer's source weights: mapped pages need not stay resident.
+    for (int gi = 0; gi < kLinearGroups; ++gi)
+      for (const Matrix* m : linears_of_group(lw, static_cast<LinearGroup>(gi))) weights.release(*m);
   }
   return results;
 }

@@ -11,7 +11,8 @@
 
 namespace qforge {
 
-enum class DType : uint8_t { F32, F16, BF16, F64, I8, U8, I16, I32, I64, BOOL };
+// F8_E4M3 is stored (compressed-tensors FP8 weights and NVFP4 block scales); formats/ decodes it.
+enum class DType : uint8_t { F32, F16, BF16, F64, I8, U8, I16, I32, I64, BOOL, F8_E4M3 };
 
 // Bytes per element.
 size_t dtype_size(DType t);

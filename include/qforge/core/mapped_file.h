@@ -26,6 +26,11 @@ class MappedFile {
   size_t size() const { return size_; }
   std::span<const std::byte> bytes() const { return {data_, size_}; }
   const std::filesystem::path& path() const { return path_; }
+  // Drops this process's resident pages of [p, p + n) (whole pages inside the range only); they
+  // are re-read from the file if touched again. Streaming passes call it when done with a layer,
+  // so mapped weights do not pile up in RSS. False (and nothing done) if the range is not inside
+  // this mapping.
+  bool release(const std::byte* p, size_t n) const;
 
  private:
   void reset();

@@ -31,6 +31,8 @@ class SafetensorsFile {
   const TensorView* find(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::filesystem::path& path() const { return path_; }
+  // See MappedFile::release.
+  bool release(const std::byte* p, size_t n) const { return file_.release(p, n); }
 
  private:
   SafetensorsFile() = default;
@@ -69,6 +71,40 @@ struct TensorToWrite {
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   std::vector<std::byte> bytes;
+};
+
+// Streams a safetensors file whose tensor list is known up front while the data arrives in any
+// order (a quantizer produces it layer by layer): the header is written first, each tensor's bytes
+// go straight to their offset, and commit() renames the temporary file into place once every
+// tensor has been written. Only the header is held in memory. Destroyed without commit(), the
+// temporary file is removed: no half-written output is ever visible under `path`.
+class SafetensorsWriter {
+ public:
+  struct Entry {
+    std::string name;
+    DType dtype = DType::F32;
+    std::vector<int64_t> shape;
+  };
+  SafetensorsWriter(std::filesystem::path path, const std::vector<Entry>& entries,
+                    const std::map<std::string, std::string>& metadata = {});
+  ~SafetensorsWriter();
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+
+  // The whole tensor at once, or in pieces at byte `offset` within it.
+  void write(const std::string& name, const void* data, size_t bytes, size_t offset = 0);
+  // Checks that every tensor was written in full, flushes and renames into place.
+  void commit();
+
+ private:
+  struct Slot {
+    uint64_t begin = 0, size = 0, written = 0;
+  };
+  void write_at(const void* data, size_t bytes, uint64_t pos);
+  std::filesystem::path path_, tmp_;
+  int fd_ = -1;
+  uint64_t data_start_ = 0;
+  std::map<std::string, Slot> slots_;
 };
 
 // Writes a safetensors file atomically (temp file + rename). Tensors are written in the order

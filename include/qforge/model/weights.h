@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,6 +58,12 @@ struct ModelWeights {
 
   // Keeps the backing storage (mapped files, converted buffers) alive as long as the views.
   std::vector<std::shared_ptr<const void>> storage;
+  // Drops the resident pages of a matrix whose bytes are file-mapped (no-op otherwise): streaming
+  // passes (quantization) call it for each layer they are done with. Set by the loader.
+  std::function<void(const std::byte*, size_t)> release_pages;
+  void release(const Matrix& m) const {
+    if (release_pages && m.present()) release_pages(m.data, m.nbytes());
+  }
 };
 
 // Conversion helpers for views.

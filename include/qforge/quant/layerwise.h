@@ -43,6 +43,10 @@ struct LayerwiseOptions {
   GptqOptions gptq;
   // Also compute RTN's objective for GPTQ layers (for reports; costs one more rounding pass).
   bool measure_rtn = true;
+  // Decides which linears are quantized without building a quantizer (for the progress total;
+  // building one reads the weight, which would page the whole model in up front). Null: every
+  // linear the factory accepts is counted by calling it.
+  std::function<bool(const Matrix&)> selected;
 };
 
 // Runs the calibration sequences (each of the same length) through `weights` layer by layer,

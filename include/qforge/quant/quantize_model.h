@@ -25,8 +25,15 @@ struct QuantizeOptions {
   GptqOptions gptq;
   std::vector<std::pair<std::string, std::string>> tensor_formats;  // regex -> format
   std::vector<std::string> keep;  // regexes of linears left unquantized
+  // For a linear whose row length the chosen format cannot take: another format's name, or
+  // "keep" (leave it unquantized). Empty: refuse (the default). Every fallback is reported.
+  std::string fallback;
   bool overwrite = false;
   const std::atomic<bool>* interrupted = nullptr;  // checked between layers (Ctrl-C)
+};
+
+struct Fallback {
+  std::string tensor, format, fallback;  // fallback: a format name or "keep"
 };
 
 struct QuantizeReport {
@@ -36,6 +43,8 @@ struct QuantizeReport {
   int64_t calib_tokens = 0;
   uint64_t calib_hash = 0;
   size_t output_bytes = 0;
+  std::vector<Fallback> fallbacks;
+  bool compressed_tensors = false;  // every quantized linear in compressed-tensors' layout
 };
 
 // Validates everything first (formats, row lengths, output writable, calibration long enough),
