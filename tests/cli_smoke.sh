@@ -42,7 +42,12 @@ ok run-quantized "$QFORGE" run "$TMP/q8" -p "Once" -n 4 --temp 0
 bad quantize-exists "exists" "$QFORGE" quantize "$M" -o "$TMP/q8" --format int8-channel --method rtn
 bad quantize-format "unknown format" "$QFORGE" quantize "$M" -o "$TMP/qx" --format int4-g100x --method rtn
 bad quantize-calib "calibration" "$QFORGE" quantize "$M" -o "$TMP/qx" --format int4-g64
+bad quantize-rowlen "down_proj.weight.*multiple of 512" "$QFORGE" quantize "$M" -o "$TMP/qx" --format int4-g64 --method rtn --tensor-format down_proj=int4-g512
 [ ! -e "$TMP/qx" ] || { echo "FAIL quantize left output behind"; fails=$((fails + 1)); }
+ok quantize-fallback "$QFORGE" quantize "$M" -o "$TMP/qf" --format int4-g64 --method rtn --tensor-format down_proj=int4-g512 --fallback int4-g128
+grep -q "fallback: model.layers.0.mlp.down_proj.weight" "$TMP/err" || { echo "FAIL quantize-fallback: not reported"; fails=$((fails + 1)); }
+grep -q '"quant_method": "compressed-tensors"' "$TMP/qf/config.json" || { echo "FAIL quantize-fallback: not compressed-tensors"; fails=$((fails + 1)); }
+ok run-compressed-tensors "$QFORGE" run "$TMP/qf" -p "Once" -n 4 --temp 0
 
 # Bad input: one line naming the file and the problem, exit 1.
 bad missing-model "no-such-dir" "$QFORGE" info "$TMP/no-such-dir"

@@ -1,6 +1,8 @@
 // compressed-tensors repacking: lossless both ways, and the packed tensors mean what
 // compressed-tensors says they mean (dequantized here by its rules, independently of qforge's
 // decoder, they give qforge's values).
+#include "qforge/formats/compressed_tensors.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,7 +11,6 @@
 
 #include "qforge/core/dtype.h"
 #include "qforge/core/error.h"
-#include "qforge/formats/compressed_tensors.h"
 #include "qforge/formats/minifloat.h"
 
 namespace qforge::formats {
@@ -73,7 +74,8 @@ void check(const std::string& name, int64_t rows, int64_t cols, const std::strin
     const int64_t group = scheme->group_size ? scheme->group_size : cols;
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c) {
-        const auto word = static_cast<uint32_t>(at<int32_t>(packed, r * (cols / per_word) + c / per_word));
+        const auto word =
+            static_cast<uint32_t>(at<int32_t>(packed, r * (cols / per_word) + c / per_word));
         const int code = static_cast<int>((word >> (bits * (c % per_word))) & ((1u << bits) - 1));
         const int q = code - (1 << (bits - 1));
         const size_t si = scheme->strategy == "tensor" ? 0 : r * (cols / group) + c / group;
@@ -123,7 +125,9 @@ TEST(CompressedTensors, FloatQuantizedFp8) {
   check("fp8-e4m3-tensor", 4, 100, "float-quantized");
 }
 
-TEST(CompressedTensors, Nvfp4) { check("nvfp4", 6, 64, "nvfp4-pack-quantized"); }
+TEST(CompressedTensors, Nvfp4) {
+  check("nvfp4", 6, 64, "nvfp4-pack-quantized");
+}
 
 TEST(CompressedTensors, FormatsWithoutAScheme) {
   for (const char* name : {"int4-asym-g128", "int3-g128", "mxfp4", "nf4", "q4_k", "fp8-e4m3-g128"})

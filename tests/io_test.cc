@@ -80,6 +80,50 @@ TEST(Safetensors, RoundTripsEveryFloatDtypeAndMetadata) {
   EXPECT_FALSE(fs::exists(dir / "m.safetensors.tmp-qforge"));
 }
 
+TEST(SafetensorsWriter, TensorsArriveInAnyOrderAndInPieces) {
+  const fs::path dir = temp_dir("writer");
+  const fs::path path = dir / "w.safetensors";
+  std::vector<int32_t> a(10), b(6);
+  for (int i = 0; i < 10; ++i) a[i] = i * 3;
+  for (int i = 0; i < 6; ++i) b[i] = -i;
+  {
+    SafetensorsWriter w(path,
+                        {{"a", DType::I32, {2, 5}}, {"b", DType::I32, {6}}, {"e", DType::U8, {0}}},
+                        {{"k", "v"}});
+    w.write("b", b.data(), b.size() * 4);
+    w.write("a", a.data() + 4, 6 * 4, 4 * 4);  // second piece first
+    w.write("a", a.data(), 4 * 4);
+    EXPECT_FALSE(fs::exists(path));  // nothing visible before commit
+    w.commit();
+  }
+  auto f = SafetensorsFile::open(path);
+  EXPECT_EQ(f->metadata().at("k"), "v");
+  EXPECT_EQ(std::memcmp(f->find("a")->data, a.data(), 40), 0);
+  EXPECT_EQ(std::memcmp(f->find("b")->data, b.data(), 24), 0);
+  EXPECT_EQ(f->find("e")->nbytes(), 0u);
+}
+
+TEST(SafetensorsWriter, IncompleteOrWrongWritesLeaveNothingBehind) {
+  const fs::path dir = temp_dir("writer_bad");
+  const fs::path path = dir / "w.safetensors";
+  const std::vector<std::byte> bytes(64);
+  {
+    SafetensorsWriter w(path, {{"a", DType::F32, {4}}, {"b", DType::F32, {4}}});
+    EXPECT_THROW(w.write("zzz", bytes.data(), 4), Error);  // not in the header
+    EXPECT_THROW(w.write("a", bytes.data(), 20), Error);   // overflows its 16 bytes
+    w.write("a", bytes.data(), 16);
+    try {
+      w.commit();  // "b" never written
+      ADD_FAILURE() << "commit must refuse";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("'b': 0 of 16 bytes written"), std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_FALSE(fs::exists(path.string() + ".tmp-qforge"));
+}
+
 TEST(Safetensors, RejectsMalformedFilesNamingTheProblem) {
   const std::string ok_entry = R"("t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]})";
   const std::string data8(8, '\0');

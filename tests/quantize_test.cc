@@ -1,11 +1,15 @@
 // End-to-end quantization of the embedded model: RTN and GPTQ into real formats, reloaded and
 // compared against the original in one streaming pass; and every refusal happens before work.
+#include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "qforge/core/error.h"
 #include "qforge/core/mapped_file.h"
 #include "qforge/eval/compare.h"
+#include "qforge/formats/format.h"
 #include "qforge/io/model_loader.h"
+#include "qforge/io/safetensors.h"
 #include "qforge/quant/quantize_model.h"
 #include "test_util.h"
 
@@ -67,6 +71,73 @@ TEST(Quantize, GptqBeatsRtnOnEveryLayerObjectiveAndOnKld) {
   }
 }
 
+// The loaded (dequantized) weight equals decode(encode(original)) of its format, exactly.
+void expect_weight_is_rtn(const fs::path& dir, const std::string& format, int layer) {
+  const LoadedModel q = load_model(dir), ref = load_model(testing::embedded_model_dir());
+  const Matrix& wq = q.weights.layers[layer].wq;
+  const Matrix& wr = ref.weights.layers[layer].wq;
+  ASSERT_EQ(wq.dtype, DType::F32);
+  const std::vector<float> w = TensorView{wr.name, wr.dtype, {wr.rows, wr.cols}, wr.data}.to_f32();
+  const formats::Format& f = formats::find_format(format);
+  std::vector<float> want(w.size());
+  f.decode(f.encode(w.data(), wr.rows, wr.cols).data(), wr.rows, wr.cols, want.data());
+  EXPECT_EQ(0, std::memcmp(want.data(), wq.data, want.size() * 4)) << format;
+}
+
+TEST(Quantize, WritesCompressedTensorsWhereTheSchemeExists) {
+  for (const char* format : {"int4-g64", "int8-channel", "fp8-e4m3", "nvfp4"}) {
+    const QuantizeOptions o = base(std::string("ct_") + format, format, QuantMethod::RTN);
+    const QuantizeReport rep = quantize_model(o);
+    EXPECT_TRUE(rep.compressed_tensors) << format;
+    const auto config = nlohmann::json::parse(read_text_file(o.output / "config.json"));
+    const auto& qc = config["quantization_config"];
+    EXPECT_EQ(qc["quant_method"], "compressed-tensors") << format;
+    EXPECT_EQ(qc["qforge"]["format"], format);
+    const auto& weights = qc["config_groups"]["group_0"]["weights"];
+    EXPECT_EQ(weights["num_bits"], std::string(format) == "nvfp4"      ? 4
+                                   : std::string(format) == "int4-g64" ? 4
+                                                                       : 8);
+    const auto st = SafetensorsFile::open(o.output / "model.safetensors");
+    const std::string q0 = "model.layers.0.self_attn.q_proj.";
+    EXPECT_EQ(st->find(q0 + "weight.packed"), nullptr);
+    EXPECT_NE(st->find(q0 + "weight_scale"), nullptr) << format;
+    expect_weight_is_rtn(o.output, format, 1);
+  }
+  // A format without a compressed-tensors scheme keeps qforge's layout.
+  const QuantizeOptions o = base("native_q4k", "q4_k", QuantMethod::RTN);
+  EXPECT_FALSE(quantize_model(o).compressed_tensors);
+  const auto config = nlohmann::json::parse(read_text_file(o.output / "config.json"));
+  EXPECT_EQ(config["quantization_config"]["quant_method"], "qforge");
+  EXPECT_NE(SafetensorsFile::open(o.output / "model.safetensors")
+                ->find("model.layers.0.self_attn.q_proj.weight.packed"),
+            nullptr);
+  expect_weight_is_rtn(o.output, "q4_k", 2);
+}
+
+TEST(Quantize, FallsBackOnlyWhenAskedAndReportsIt) {
+  QuantizeOptions o = base("fallback", "int4-g64", QuantMethod::RTN);
+  o.tensor_formats = {{"down_proj", "int4-g512"}};  // down_proj rows have 768 columns
+  o.fallback = "int4-g128";
+  QuantizeReport rep = quantize_model(o);
+  ASSERT_EQ(rep.fallbacks.size(), 4u);  // one down_proj per layer
+  EXPECT_EQ(rep.fallbacks[0].tensor, "model.layers.0.mlp.down_proj.weight");
+  EXPECT_EQ(rep.fallbacks[0].format, "int4-g512");
+  EXPECT_EQ(rep.fallbacks[0].fallback, "int4-g128");
+  auto config = nlohmann::json::parse(read_text_file(o.output / "config.json"));
+  const auto& tensors = config["quantization_config"]["qforge"]["tensors"];
+  EXPECT_EQ(tensors["model.layers.0.mlp.down_proj.weight"]["format"], "int4-g128");
+  EXPECT_EQ(config["quantization_config"]["qforge"]["fallbacks"].size(), 4u);
+
+  o.fallback = "keep";
+  o.overwrite = true;
+  rep = quantize_model(o);
+  EXPECT_EQ(rep.fallbacks[0].fallback, "keep");
+  const auto st = SafetensorsFile::open(o.output / "model.safetensors");
+  const TensorView* down = st->find("model.layers.0.mlp.down_proj.weight");
+  ASSERT_NE(down, nullptr);
+  EXPECT_EQ(down->dtype, DType::BF16);  // left as it was
+}
+
 template <typename F>
 void expect_refused(F&& f, const std::string& needle, const fs::path& output) {
   try {
@@ -90,6 +161,10 @@ TEST(Quantize, RefusesBadRequestsBeforeWritingAnything) {
   o.calib_tokens = 1 << 20;
   expect_refused([&] { quantize_model(o); }, "calibration text too short", o.output);
   o.calib_tokens = 384;
+  const fs::path good_output = o.output;
+  o.output = "/proc/qforge_cannot_write_here";
+  expect_refused([&] { quantize_model(o); }, "cannot create", o.output);
+  o.output = good_output;
   std::atomic<bool> stop{true};
   o.interrupted = &stop;
   expect_refused([&] { quantize_model(o); }, "interrupted", o.output);

@@ -91,11 +91,12 @@ void add_quantize_command(CLI::App& app) {
     }
     for (const auto& fb : r.fallbacks)
       fmt::print(stderr, "fallback: {} cannot be stored as {} (row length); {}\n", fb.tensor,
-                 fb.format, fb.fallback == "keep" ? "kept unquantized" : "stored as " + fb.fallback);
-    fmt::print("wrote {} ({}) in {:.1f} s: format {}, method {}, {} calibration tokens, {} layout\n",
-               q.output.string(), human_bytes(static_cast<double>(r.output_bytes)), r.seconds,
-               q.format, o->method, r.calib_tokens,
-               r.compressed_tensors ? "compressed-tensors" : "qforge");
+                 fb.format,
+                 fb.fallback == "keep" ? "kept unquantized" : "stored as " + fb.fallback);
+    fmt::print(
+        "wrote {} ({}) in {:.1f} s: format {}, method {}, {} calibration tokens, {} layout\n",
+        q.output.string(), human_bytes(static_cast<double>(r.output_bytes)), r.seconds, q.format,
+        o->method, r.calib_tokens, r.compressed_tensors ? "compressed-tensors" : "qforge");
     if (!r.linears.empty())
       fmt::print(
           "layer objective tr((W-Q)H(W-Q)^T) summed over {} linears: {:.4g} (RTN {:.4g}, "

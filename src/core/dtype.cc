@@ -55,8 +55,8 @@ std::string_view dtype_name(DType t) {
 
 std::optional<DType> dtype_from_name(std::string_view n) {
   static constexpr std::pair<std::string_view, DType> kNames[] = {
-      {"F32", DType::F32}, {"F16", DType::F16},  {"BF16", DType::BF16}, {"F64", DType::F64},
-      {"I8", DType::I8},   {"U8", DType::U8},    {"I16", DType::I16},   {"I32", DType::I32},
+      {"F32", DType::F32}, {"F16", DType::F16},   {"BF16", DType::BF16},      {"F64", DType::F64},
+      {"I8", DType::I8},   {"U8", DType::U8},     {"I16", DType::I16},        {"I32", DType::I32},
       {"I64", DType::I64}, {"BOOL", DType::BOOL}, {"F8_E4M3", DType::F8_E4M3}};
   for (const auto& [name, t] : kNames)
     if (name == n) return t;

@@ -23,7 +23,9 @@ DType scale_dtype(ScaleType t) {
   return DType::U8;
 }
 
-bool is_nvfp4(const BlockSpec& s) { return s.scale == ScaleType::NvFp4; }
+bool is_nvfp4(const BlockSpec& s) {
+  return s.scale == ScaleType::NvFp4;
+}
 
 // qforge's byte layout of a block format, as BlockFormat writes it: an optional header (NVFP4's
 // f32 global scale, or a per-tensor scale), then for each row and group the group's scale (unless
@@ -37,7 +39,9 @@ Geometry geometry(const BlockSpec& s, int64_t cols) {
   Geometry g;
   g.width = s.granularity == Granularity::Block ? s.block : cols;
   g.groups = cols / g.width;
-  g.scale_bytes = s.scale == ScaleType::F32 ? 4 : (s.scale == ScaleType::F16 || s.scale == ScaleType::BF16) ? 2 : 1;
+  g.scale_bytes = s.scale == ScaleType::F32                                   ? 4
+                  : (s.scale == ScaleType::F16 || s.scale == ScaleType::BF16) ? 2
+                                                                              : 1;
   g.code_bytes = static_cast<size_t>(g.width * s.bits / 8);
   if (is_nvfp4(s)) {
     g.header = 4;
@@ -58,7 +62,8 @@ std::vector<int64_t> scale_shape(const BlockSpec& s, int64_t rows, int64_t group
 
 std::optional<CtScheme> compressed_tensors_scheme(const Format& f, int64_t rows, int64_t cols) {
   const BlockSpec* s = block_spec(f);
-  if (s == nullptr || rows <= 0 || cols <= 0 || cols % f.info().row_multiple != 0) return std::nullopt;
+  if (s == nullptr || rows <= 0 || cols <= 0 || cols % f.info().row_multiple != 0)
+    return std::nullopt;
   const bool float_scale =
       s->scale == ScaleType::F16 || s->scale == ScaleType::BF16 || s->scale == ScaleType::F32;
   const char* strategy = s->granularity == Granularity::Tensor ? "tensor"
@@ -158,8 +163,9 @@ std::vector<std::byte> from_compressed_tensors(
     size_t n = dtype_size(t.dtype);
     for (int64_t d : t.shape) n *= static_cast<size_t>(d);
     in.push_back(get(t.suffix));
-    check(in.back().size() == n, "compressed-tensors '{}' of a [{}, {}] {} weight holds {} bytes, expected {}",
-          t.suffix, rows, cols, f.name(), in.back().size(), n);
+    check(in.back().size() == n,
+          "compressed-tensors '{}' of a [{}, {}] {} weight holds {} bytes, expected {}", t.suffix,
+          rows, cols, f.name(), in.back().size(), n);
   }
   const BlockSpec& s = *block_spec(f);
   const Geometry g = geometry(s, cols);

@@ -73,8 +73,8 @@ class HfTensorMapper {
     const std::byte* bytes = nullptr;
     if (layout == "compressed-tensors") {
       const std::string module = name.ends_with(".weight") ? name.substr(0, name.size() - 7) : name;
-      repacked = formats::from_compressed_tensors(
-          f, shape[0], shape[1], [&](const std::string& suffix) {
+      repacked =
+          formats::from_compressed_tensors(f, shape[0], shape[1], [&](const std::string& suffix) {
             const TensorView* t = store_.find(module + "." + suffix);
             check(t != nullptr, "{}: missing tensor '{}.{}' of the compressed-tensors weight '{}'",
                   dir_.string(), module, suffix, name);

@@ -119,7 +119,8 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
     lw = original;  // the sink has the quantized values; keep only one layer in f32 at a time
     // Done with this layer's source weights: mapped pages need not stay resident.
     for (int gi = 0; gi < kLinearGroups; ++gi)
-      for (const Matrix* m : linears_of_group(lw, static_cast<LinearGroup>(gi))) weights.release(*m);
+      for (const Matrix* m : linears_of_group(lw, static_cast<LinearGroup>(gi)))
+        weights.release(*m);
   }
   return results;
 }

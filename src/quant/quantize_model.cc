@@ -58,13 +58,15 @@ std::vector<int32_t> calibration_tokens(const QuantizeOptions& o, const Tokenize
   // in one call costs tens of bytes of tokenizer state per input byte.
   std::vector<int32_t> ids;
   constexpr size_t kChunk = 64 << 10;
-  for (size_t begin = 0; begin < text.size() && static_cast<int64_t>(ids.size()) < o.calib_tokens;) {
+  for (size_t begin = 0;
+       begin < text.size() && static_cast<int64_t>(ids.size()) < o.calib_tokens;) {
     size_t end = std::min(text.size(), begin + kChunk);
     if (end < text.size()) {
       const size_t para = text.rfind("\n\n", end);
       if (para != std::string::npos && para > begin) end = para + 2;
     }
-    const std::vector<int32_t> part = tok.encode(std::string_view(text).substr(begin, end - begin), false);
+    const std::vector<int32_t> part =
+        tok.encode(std::string_view(text).substr(begin, end - begin), false);
     ids.insert(ids.end(), part.begin(), part.end());
     begin = end;
   }
@@ -142,14 +144,14 @@ nlohmann::json compressed_tensors_config(const std::map<std::string, TensorPlan>
   }
   nlohmann::json ignore = nlohmann::json::array({"lm_head"});
   for (const auto& n : unquantized_linears) ignore.push_back(module_of(n));
-  return {{"quant_method", "compressed-tensors"},
-          {"format",
-           checkpoint_formats.size() == 1 ? *checkpoint_formats.begin() : "mixed-precision"},
-          {"config_groups", groups},
-          {"ignore", ignore},
-          {"quantization_status", "compressed"},
-          {"kv_cache_scheme", nullptr},
-          {"qforge", qforge_record}};
+  return {
+      {"quant_method", "compressed-tensors"},
+      {"format", checkpoint_formats.size() == 1 ? *checkpoint_formats.begin() : "mixed-precision"},
+      {"config_groups", groups},
+      {"ignore", ignore},
+      {"quantization_status", "compressed"},
+      {"kv_cache_scheme", nullptr},
+      {"qforge", qforge_record}};
 }
 
 }  // namespace
@@ -266,12 +268,12 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
     if (it == plan.end()) {
       entries.push_back({t.name, t.dtype, t.shape});
     } else if (it->second.scheme) {
-      for (const auto& ct : formats::compressed_tensors_layout(*it->second.format, it->second.rows,
-                                                               it->second.cols))
+      for (const auto& ct :
+           formats::compressed_tensors_layout(*it->second.format, it->second.rows, it->second.cols))
         entries.push_back({module_of(t.name) + "." + ct.suffix, ct.dtype, ct.shape});
     } else {
-      const auto n = static_cast<int64_t>(
-          it->second.format->encoded_bytes(it->second.rows, it->second.cols));
+      const auto n =
+          static_cast<int64_t>(it->second.format->encoded_bytes(it->second.rows, it->second.cols));
       entries.push_back({t.name + ".packed", DType::U8, {n}});
     }
   }
@@ -293,7 +295,8 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
       report.formats.push_back(tp.format->name());
     }
     if (tp.scheme) {
-      for (const auto& ct : formats::to_compressed_tensors(*tp.format, bytes.data(), w.rows, w.cols))
+      for (const auto& ct :
+           formats::to_compressed_tensors(*tp.format, bytes.data(), w.rows, w.cols))
         writer.write(module_of(w.name) + "." + ct.suffix, ct.data.data(), ct.data.size());
     } else {
       writer.write(w.name + ".packed", bytes.data(), bytes.size());

@@ -26,10 +26,10 @@ namespace qforge::formats {
 
 // The "weights" entry of a compressed-tensors config group, plus the checkpoint "format".
 struct CtScheme {
-  std::string format;    // "pack-quantized", "float-quantized", "nvfp4-pack-quantized"
+  std::string format;  // "pack-quantized", "float-quantized", "nvfp4-pack-quantized"
   int num_bits = 0;
-  std::string type;      // "int" or "float"
-  std::string strategy;  // "tensor", "channel", "group" or "tensor_group"
+  std::string type;        // "int" or "float"
+  std::string strategy;    // "tensor", "channel", "group" or "tensor_group"
   int64_t group_size = 0;  // 0: none
   bool symmetric = true;
 };
