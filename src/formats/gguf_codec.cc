@@ -906,25 +906,126 @@ void q_iq4_xs(const float* x, uint8_t* p) {
   pack_iq4(L, b->qs, kQKK);
 }
 
+// ---------------------------------------------------------------- per-element rounding
+
+void ss_q4_0(const uint8_t* p, float* a, float* m) {
+  a[0] = h2f(as<BlockQ4_0>(p)->d);
+  m[0] = 0;
+}
+void ss_q4_1(const uint8_t* p, float* a, float* m) {
+  a[0] = h2f(as<BlockQ4_1>(p)->d);
+  m[0] = h2f(as<BlockQ4_1>(p)->m);
+}
+void ss_q5_0(const uint8_t* p, float* a, float* m) {
+  a[0] = h2f(as<BlockQ5_0>(p)->d);
+  m[0] = 0;
+}
+void ss_q5_1(const uint8_t* p, float* a, float* m) {
+  a[0] = h2f(as<BlockQ5_1>(p)->d);
+  m[0] = h2f(as<BlockQ5_1>(p)->m);
+}
+void ss_q8_0(const uint8_t* p, float* a, float* m) {
+  a[0] = h2f(as<BlockQ8_0>(p)->d);
+  m[0] = 0;
+}
+void ss_q2_k(const uint8_t* p, float* a, float* m) {
+  const auto* b = as<BlockQ2_K>(p);
+  const float d0 = h2f(b->d), dmin = h2f(b->dmin);
+  for (int j = 0; j < kQKK / 16; ++j) {
+    a[j] = d0 * (b->scales[j] & 0xF);
+    m[j] = dmin * (b->scales[j] >> 4);
+  }
+}
+void ss_q3_k(const uint8_t* p, float* a, float* m) {
+  const auto* b = as<BlockQ3_K>(p);
+  int8_t sc[16];
+  q3_scales(b->scales, sc);
+  for (int j = 0; j < kQKK / 16; ++j) {
+    a[j] = h2f(b->d) * (sc[j] - 32);
+    m[j] = 0;
+  }
+}
+template <typename B>
+void ss_k4(const uint8_t* p, float* a, float* m) {
+  const auto* b = as<B>(p);
+  const float d0 = h2f(b->d), dmin = h2f(b->dmin);
+  for (int j = 0; j < kQKK / 32; ++j) {
+    uint8_t sc, mn;
+    scale_min_k4(j, b->scales, &sc, &mn);
+    a[j] = d0 * sc;
+    m[j] = dmin * mn;
+  }
+}
+void ss_q6_k(const uint8_t* p, float* a, float* m) {
+  const auto* b = as<BlockQ6_K>(p);
+  for (int j = 0; j < kQKK / 16; ++j) {
+    a[j] = h2f(b->d) * b->scales[j];
+    m[j] = 0;
+  }
+}
+void ss_iq4_nl(const uint8_t* p, float* a, float* m) {
+  a[0] = h2f(as<BlockIQ4_NL>(p)->d);
+  m[0] = 0;
+}
+void ss_iq4_xs(const uint8_t* p, float* a, float* m) {
+  const auto* b = as<BlockIQ4_XS>(p);
+  const float d = h2f(b->d);
+  for (int ib = 0; ib < kQKK / 32; ++ib) {
+    a[ib] = d * iq4_xs_scale(b, ib);
+    m[ib] = 0;
+  }
+}
+
+constexpr Offset kNone = Offset::None, kPlus = Offset::Plus, kMinus = Offset::Minus;
+
 const TypeCodec kCodecs[] = {
-    {"q4_0", kQK, sizeof(BlockQ4_0), deq_q4_0, q_q4_0, rq_q4_0},
-    {"q4_1", kQK, sizeof(BlockQ4_1), deq_q4_1, q_q4_1, rq_q4_1},
-    {"q5_0", kQK, sizeof(BlockQ5_0), deq_q5_0, q_q5_0, rq_q5_0},
-    {"q5_1", kQK, sizeof(BlockQ5_1), deq_q5_1, q_q5_1, rq_q5_1},
-    {"q8_0", kQK, sizeof(BlockQ8_0), deq_q8_0, q_q8_0, rq_q8_0},
-    {"q2_k", kQKK, sizeof(BlockQ2_K), deq_q2_k, q_q2_k, rq_q2_k},
-    {"q3_k", kQKK, sizeof(BlockQ3_K), deq_q3_k, q_q3_k, rq_q3_k},
-    {"q4_k", kQKK, sizeof(BlockQ4_K), deq_q4_k, q_q4_k, rq_q4_k},
-    {"q5_k", kQKK, sizeof(BlockQ5_K), deq_q5_k, q_q5_k, rq_q5_k},
-    {"q6_k", kQKK, sizeof(BlockQ6_K), deq_q6_k, q_q6_k, rq_q6_k},
-    {"iq4_nl", kQK, sizeof(BlockIQ4_NL), deq_iq4_nl, q_iq4_nl, rq_iq4_nl},
-    {"iq4_xs", kQKK, sizeof(BlockIQ4_XS), deq_iq4_xs, q_iq4_xs, rq_iq4_xs},
+    {"q4_0", kQK, sizeof(BlockQ4_0), deq_q4_0, q_q4_0, rq_q4_0, 32, -8, 7, kNone, false, ss_q4_0},
+    {"q4_1", kQK, sizeof(BlockQ4_1), deq_q4_1, q_q4_1, rq_q4_1, 32, 0, 15, kPlus, false, ss_q4_1},
+    {"q5_0", kQK, sizeof(BlockQ5_0), deq_q5_0, q_q5_0, rq_q5_0, 32, -16, 15, kNone, false, ss_q5_0},
+    {"q5_1", kQK, sizeof(BlockQ5_1), deq_q5_1, q_q5_1, rq_q5_1, 32, 0, 31, kPlus, false, ss_q5_1},
+    {"q8_0", kQK, sizeof(BlockQ8_0), deq_q8_0, q_q8_0, rq_q8_0, 32, -128, 127, kNone, false,
+     ss_q8_0},
+    {"q2_k", kQKK, sizeof(BlockQ2_K), deq_q2_k, q_q2_k, rq_q2_k, 16, 0, 3, kMinus, false, ss_q2_k},
+    {"q3_k", kQKK, sizeof(BlockQ3_K), deq_q3_k, q_q3_k, rq_q3_k, 16, -4, 3, kNone, false, ss_q3_k},
+    {"q4_k", kQKK, sizeof(BlockQ4_K), deq_q4_k, q_q4_k, rq_q4_k, 32, 0, 15, kMinus, false,
+     ss_k4<BlockQ4_K>},
+    {"q5_k", kQKK, sizeof(BlockQ5_K), deq_q5_k, q_q5_k, rq_q5_k, 32, 0, 31, kMinus, false,
+     ss_k4<BlockQ5_K>},
+    {"q6_k", kQKK, sizeof(BlockQ6_K), deq_q6_k, q_q6_k, rq_q6_k, 16, -32, 31, kNone, false,
+     ss_q6_k},
+    {"iq4_nl", kQK, sizeof(BlockIQ4_NL), deq_iq4_nl, q_iq4_nl, rq_iq4_nl, 32, 0, 15, kNone, true,
+     ss_iq4_nl},
+    {"iq4_xs", kQKK, sizeof(BlockIQ4_XS), deq_iq4_xs, q_iq4_xs, rq_iq4_xs, 32, 0, 15, kNone, true,
+     ss_iq4_xs},
 };
 const TypeCodec* const kCodecPtrs[] = {&kCodecs[0], &kCodecs[1], &kCodecs[2],  &kCodecs[3],
                                        &kCodecs[4], &kCodecs[5], &kCodecs[6],  &kCodecs[7],
                                        &kCodecs[8], &kCodecs[9], &kCodecs[10], &kCodecs[11]};
 
 }  // namespace
+
+float round_element(const TypeCodec& c, float a, float m, float x) {
+  if (c.codebook) {
+    const float ia = a ? 1 / a : 0;
+    return a * kIq4nlValues[best_index_iq4(ia * x)];
+  }
+  int L = 0;
+  if (a != 0.0f) {
+    const float t = c.offset == Offset::Plus    ? (x - m) / a
+                    : c.offset == Offset::Minus ? (x + m) / a
+                                                : x / a;
+    L = std::clamp(nearest_int(t), c.lo, c.hi);
+  }
+  switch (c.offset) {
+    case Offset::Plus:
+      return L * a + m;
+    case Offset::Minus:
+      return a * L - m;
+    case Offset::None:
+      break;
+  }
+  return L * a;
+}
 
 const TypeCodec* find_codec(const std::string& name) {
   for (const TypeCodec& c : kCodecs)

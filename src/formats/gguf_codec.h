@@ -9,6 +9,12 @@
 
 namespace qforge::formats::gguf {
 
+// How an element is (re)quantized under its sub-block's scale `a` and offset `m`, exactly as the
+// type's requantize does it: uniform types take L = clamp(nearest(x / a), lo, hi) (x - m or x + m
+// for Offset::Plus / Minus) and decode to L * a (+ m or - m); a zero scale gives L = 0. Codebook
+// types (IQ4) take the nearest IQ4 level of x / a and decode to a * level.
+enum class Offset : uint8_t { None, Plus, Minus };
+
 struct TypeCodec {
   const char* name;
   int block_weights;  // 32 or 256
@@ -19,7 +25,18 @@ struct TypeCodec {
   void (*quantize)(const float* x, uint8_t* block);
   // Rewrites the codes of `block` for x, keeping its scale fields.
   void (*requantize)(const float* x, uint8_t* block);
+  // Element rounding under fixed scales (GPTQ's per-element step), see Offset.
+  int sub_block;  // weights sharing one (a, m)
+  int lo, hi;     // code range of uniform types
+  Offset offset;
+  bool codebook;
+  // a[block_weights / sub_block], m[...] of one block.
+  void (*sub_scales)(const uint8_t* block, float* a, float* m);
 };
+
+// The value `x` rounds to in a sub-block with scale a and offset m, as requantize + dequantize
+// would give it.
+float round_element(const TypeCodec& c, float a, float m, float x);
 
 // nullptr when `name` is not a supported GGUF type.
 const TypeCodec* find_codec(const std::string& name);

@@ -21,7 +21,10 @@ class GgufQuantizer final : public GroupQuantizer {
         rows_(rows),
         cols_(cols),
         groups_(cols / c.block_weights),
-        blocks_(static_cast<size_t>(rows * groups_ * c.block_bytes)) {}
+        subs_(c.block_weights / c.sub_block),
+        blocks_(static_cast<size_t>(rows * groups_ * c.block_bytes)),
+        a_(static_cast<size_t>(rows * groups_ * subs_)),
+        m_(a_.size()) {}
 
   int64_t group_size() const override { return c_.block_weights; }
 
@@ -32,19 +35,17 @@ class GgufQuantizer final : public GroupQuantizer {
     for (int64_t r = 0; r < rows; ++r) {
       std::copy(w + r * ld, w + r * ld + width, x.begin());
       c_.quantize(x.data(), block(r, group));
+      const size_t s = static_cast<size_t>((r * groups_ + group) * subs_);
+      c_.sub_scales(block(r, group), &a_[s], &m_[s]);
     }
   }
 
-  // Nearest value under the block's scales: requantize the block with v in place of col.
+  // Nearest value under the block's scales, exactly as requantizing the block would round it
+  // (each element's code depends only on its value and its sub-block's scale and offset).
   float round(int64_t row, int64_t col, float v) const override {
-    const int64_t g = col / c_.block_weights, i = col % c_.block_weights;
-    std::vector<uint8_t> tmp(block(row, g), block(row, g) + c_.block_bytes);
-    std::vector<float> x(static_cast<size_t>(c_.block_weights));
-    c_.dequantize(tmp.data(), x.data());
-    x[i] = v;
-    c_.requantize(x.data(), tmp.data());
-    c_.dequantize(tmp.data(), x.data());
-    return x[i];
+    const size_t s = static_cast<size_t>((row * groups_ + col / c_.block_weights) * subs_ +
+                                         col % c_.block_weights / c_.sub_block);
+    return gguf::round_element(c_, a_[s], m_[s], v);
   }
 
   std::vector<std::byte> pack(const float* values) const override {
@@ -66,8 +67,9 @@ class GgufQuantizer final : public GroupQuantizer {
     return blocks_.data() + (r * groups_ + g) * c_.block_bytes;
   }
   const TypeCodec& c_;
-  int64_t rows_, cols_, groups_;
+  int64_t rows_, cols_, groups_, subs_;
   std::vector<uint8_t> blocks_;
+  std::vector<float> a_, m_;  // per (row, group, sub-block): scale and offset (see gguf::Offset)
 };
 
 class GgufFormat final : public Format {
