@@ -52,6 +52,19 @@ Geometry geometry(const BlockSpec& s, int64_t cols) {
   return g;
 }
 
+// Calls fn(offset of the group in qforge's bytes after the header, offset of its scale in
+// weight_scale, offset of its codes in the packed codes) for every (row, group) in order.
+template <typename F>
+void for_each_group(const Geometry& g, int64_t rows, F&& fn) {
+  size_t packed = 0, scale = 0, code = 0;
+  for (int64_t i = 0; i < rows * g.groups; ++i) {
+    fn(packed, scale, code);
+    packed += g.scale_bytes + g.code_bytes;
+    scale += g.scale_bytes;
+    code += g.code_bytes;
+  }
+}
+
 std::vector<int64_t> scale_shape(const BlockSpec& s, int64_t rows, int64_t groups) {
   if (s.granularity == Granularity::Tensor) return {1};
   if (s.granularity == Granularity::Row) return {rows, 1};
@@ -138,15 +151,10 @@ std::vector<CtTensor> to_compressed_tensors(const Format& f, const std::byte* pa
     std::memcpy(scales, p, g.header);
   }
   p += g.header;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t k = 0; k < g.groups; ++k) {
-      std::memcpy(scales, p, g.scale_bytes);
-      scales += g.scale_bytes;
-      p += g.scale_bytes;
-      std::memcpy(codes, p, g.code_bytes);
-      codes += g.code_bytes;
-      p += g.code_bytes;
-    }
+  for_each_group(g, rows, [&](size_t packed_at, size_t scale_at, size_t code_at) {
+    std::memcpy(scales + scale_at, p + packed_at, g.scale_bytes);
+    std::memcpy(codes + code_at, p + packed_at + g.scale_bytes, g.code_bytes);
+  });
   if (out[0].suffix == "weight_packed" && out.size() == 3 && out[2].suffix == "weight_shape") {
     const int64_t shape[2] = {rows, cols};
     std::memcpy(out[2].data.data(), shape, sizeof shape);
@@ -182,15 +190,10 @@ std::vector<std::byte> from_compressed_tensors(
     std::memcpy(p, scales, g.header);
   }
   p += g.header;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t k = 0; k < g.groups; ++k) {
-      std::memcpy(p, scales, g.scale_bytes);
-      scales += g.scale_bytes;
-      p += g.scale_bytes;
-      std::memcpy(p, codes, g.code_bytes);
-      codes += g.code_bytes;
-      p += g.code_bytes;
-    }
+  for_each_group(g, rows, [&](size_t packed_at, size_t scale_at, size_t code_at) {
+    std::memcpy(p + packed_at, scales + scale_at, g.scale_bytes);
+    std::memcpy(p + packed_at + g.scale_bytes, codes + code_at, g.code_bytes);
+  });
   return out;
 }
 
