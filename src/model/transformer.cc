@@ -11,15 +11,20 @@ namespace qforge {
 
 namespace kn = kernels;
 
-KVCache::KVCache(const ModelConfig& c, int capacity)
-    : capacity_(capacity), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim) {
-  const size_t n = static_cast<size_t>(c.num_layers) * kv_heads_ * capacity_ * head_dim_;
+KVCache::KVCache(const ModelConfig& c, int capacity, bool shared_layers)
+    : capacity_(capacity),
+      kv_heads_(c.num_kv_heads),
+      head_dim_(c.head_dim),
+      shared_layers_(shared_layers) {
+  const size_t n =
+      static_cast<size_t>(shared_layers ? 1 : c.num_layers) * kv_heads_ * capacity_ * head_dim_;
   k_.assign(n, 0.0f);
   v_.assign(n, 0.0f);
 }
 
 size_t KVCache::offset(int layer, int kv_head) const {
-  return (static_cast<size_t>(layer) * kv_heads_ + kv_head) * capacity_ * head_dim_;
+  return (static_cast<size_t>(shared_layers_ ? 0 : layer) * kv_heads_ + kv_head) * capacity_ *
+         head_dim_;
 }
 
 namespace {

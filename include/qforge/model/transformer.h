@@ -21,7 +21,10 @@ namespace qforge {
 // Layout [layer][kv_head][position][head_dim], so one head's keys are contiguous for attention.
 class KVCache {
  public:
-  KVCache(const ModelConfig& config, int capacity);
+  // shared_layers: one slot that every layer uses in turn, for layer-at-a-time passes that run a
+  // whole sequence through one layer before the next (calibration); memory does not grow with
+  // depth then.
+  KVCache(const ModelConfig& config, int capacity, bool shared_layers = false);
   int capacity() const { return capacity_; }
   float* keys(int layer, int kv_head) { return k_.data() + offset(layer, kv_head); }
   float* values(int layer, int kv_head) { return v_.data() + offset(layer, kv_head); }
@@ -30,6 +33,7 @@ class KVCache {
  private:
   size_t offset(int layer, int kv_head) const;
   int capacity_, kv_heads_, head_dim_;
+  bool shared_layers_;
   std::vector<float> k_, v_;
 };
 
