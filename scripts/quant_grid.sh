@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quantizes a model into each format with RTN and GPTQ and evaluates each result against the
 # original (docs/RESULTS.md, issue 4). One Markdown table row per (format, method) on stdout:
-#   format | method | bpw | PPL | ref PPL | KLD mean | KLD p99 | top-1 | quantize s | peak RSS MiB
+#   format | method | bits per quantized weight (fallbacks included) | PPL | ref PPL | KLD mean | KLD p99 | top-1 | quantize s | peak RSS MiB
 # Usage: scripts/quant_grid.sh MODEL_DIR "fmt1 fmt2 ..." [METHODS] [EVAL_TOKENS] [EXTRA_QUANTIZE_ARGS...]
 #   METHODS defaults to "rtn gptq"; EVAL_TOKENS to 65536 (first tokens of data/valid.txt).
 # Calibration: ../shared/data/calib.txt with qforge's default 128 x 512 tokens.
@@ -16,8 +16,19 @@ TOKENS=${4:-65536}
 shift $(($# < 4 ? $# : 4))
 OUT=${GRID_DIR:-/tmp/qforge-grid}
 mkdir -p "$OUT"
-bpw_of() {  # exact bits per weight of a format, from `qforge formats --json`
-  "$Q" formats --json | python3 -c "import json,sys; print(next(f['bits_per_weight'] for f in json.load(sys.stdin) if f['name']=='$1'))"
+"$Q" formats --json > "$OUT/formats.json"
+bpw_of() {  # exact bits per quantized linear weight of an output (fallbacks included)
+  python3 - "$OUT/formats.json" "$1/config.json" <<'EOF'
+import json, sys
+fmts = {f["name"]: f for f in json.load(open(sys.argv[1]))}
+qc = json.load(open(sys.argv[2]))["quantization_config"]
+bits = weights = 0
+for t in qc.get("qforge", qc)["tensors"].values():
+    f, (r, c) = fmts[t["format"]], t["shape"]
+    bits += f["bits_per_weight"] * r * c + f["tensor_overhead_bits"]
+    weights += r * c
+print(bits / weights)
+EOF
 }
 name=$(basename "$MODEL")
 for fmt in $FORMATS; do
@@ -30,11 +41,11 @@ for fmt in $FORMATS; do
     read -r rss_kb secs < "$dir.time"
     "$Q" eval "$dir" --ref "$MODEL" --text "$SHARED/data/valid.txt" --max-tokens "$TOKENS" \
       --json > "$dir.eval.json" 2>/dev/null
-    python3 - "$dir.eval.json" "$fmt" "$method" "$(bpw_of "$fmt")" "$secs" "$rss_kb" <<'EOF'
+    python3 - "$dir.eval.json" "$fmt" "$method" "$(bpw_of "$dir")" "$secs" "$rss_kb" <<'EOF'
 import json, sys
 e = json.load(open(sys.argv[1]))
 fmt, method, bpw, secs, rss = sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
-print(f"| {fmt} | {method} | {bpw:g} | {e['ppl']:.4f} | {e['ref_ppl']:.4f} | {e['kld_mean']:.5f} | "
+print(f"| {fmt} | {method} | {bpw:.4g} | {e['ppl']:.4f} | {e['ref_ppl']:.4f} | {e['kld_mean']:.5f} | "
       f"{e['kld_p99']:.4f} | {100 * e['top1_agreement']:.2f}% | {secs:.1f} | {rss / 1024:.0f} |", flush=True)
 EOF
   done

@@ -56,7 +56,7 @@ void add_run_command(CLI::App& app) {
     check(prompt_len < max_pos, "prompt has {} tokens; the model's context is {} positions",
           prompt_len, max_pos);
     const int n_gen = std::min(o->n, max_pos - prompt_len);
-    KVCache cache(m.config, prompt_len + n_gen);
+    KVCache cache = model.new_cache(prompt_len + n_gen);
     Sampler sampler({o->temp, o->top_p, o->seed});
     std::vector<float> logits(m.config.vocab_size);
 

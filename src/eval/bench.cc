@@ -51,7 +51,7 @@ BenchResult run_bench(Transformer& model, ThreadPool& pool, const BenchOptions& 
   std::uniform_int_distribution<int32_t> id(0, c.vocab_size - 1);
   std::vector<int32_t> prompt(o.prefill_tokens);
   for (auto& t : prompt) t = id(rng);
-  KVCache cache(c, o.prefill_tokens + o.decode_tokens);
+  KVCache cache = model.new_cache(o.prefill_tokens + o.decode_tokens);
   std::vector<float> logits(c.vocab_size);
 
   model.forward(prompt, 0, cache, logits.data(), false);  // warm-up: page in weights

@@ -56,7 +56,7 @@ ComparisonResult compare_models(Transformer& model, Transformer& reference,
         reference.config().vocab_size);
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<float> ref_logits(static_cast<size_t>(options.ctx + 1) * vocab);
-  KVCache ref_cache(reference.config(), options.ctx + 1);
+  KVCache ref_cache = reference.new_cache(options.ctx + 1);
   std::vector<double> klds;
   double nll = 0, ref_nll = 0, dp = 0;
   int64_t agree = 0;

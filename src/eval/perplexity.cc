@@ -25,7 +25,7 @@ void for_each_window(Transformer& model, std::span<const int32_t> tokens,
   if (o.max_tokens > 0) n = std::min(n, o.max_tokens);
   check(n >= 2, "text too short: {} tokens, need at least 2 to predict anything", n);
   const int vocab = model.config().vocab_size;
-  KVCache cache(model.config(), o.ctx + 1);
+  KVCache cache = model.new_cache(o.ctx + 1);
   std::vector<float> logits(static_cast<size_t>(o.ctx + 1) * vocab);
   const int64_t total = n - 1;
   for (int64_t start = 0; start + 1 < n; start += o.ctx) {

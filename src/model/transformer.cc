@@ -11,22 +11,6 @@ namespace qforge {
 
 namespace kn = kernels;
 
-KVCache::KVCache(const ModelConfig& c, int capacity, bool shared_layers)
-    : capacity_(capacity),
-      kv_heads_(c.num_kv_heads),
-      head_dim_(c.head_dim),
-      shared_layers_(shared_layers) {
-  const size_t n =
-      static_cast<size_t>(shared_layers ? 1 : c.num_layers) * kv_heads_ * capacity_ * head_dim_;
-  k_.assign(n, 0.0f);
-  v_.assign(n, 0.0f);
-}
-
-size_t KVCache::offset(int layer, int kv_head) const {
-  return (static_cast<size_t>(shared_layers_ ? 0 : layer) * kv_heads_ + kv_head) * capacity_ *
-         head_dim_;
-}
-
 namespace {
 
 std::vector<float> widen(const Vector& v, float add = 0.0f) {
@@ -40,29 +24,50 @@ std::vector<float> widen(const Vector& v, float add = 0.0f) {
 
 }  // namespace
 
-Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool)
-    : config_(config), w_(weights), pool_(pool) {
+std::string InferenceOptions::describe() const {
+  std::vector<std::string> parts;
+  if (activations != formats::ActivationFormat::None)
+    parts.push_back("activations " + formats::activation_format_name(activations) + " per token");
+  if (kv.quantized()) parts.push_back("KV " + kv.describe());
+  if (online_hadamard_down) parts.push_back("online Hadamard before down_proj");
+  if (parts.empty()) return "none";
+  std::string s = parts[0];
+  for (size_t i = 1; i < parts.size(); ++i) s += "; " + parts[i];
+  return s;
+}
+
+Transformer::LayerParams Transformer::widen_layer(const LayerWeights& lw) const {
+  // Gemma's RMSNorm multiplies by (1 + w); folding the +1 in once is exact in fp32.
+  const float norm_add = config_.norm_plus_one ? 1.0f : 0.0f;
+  LayerParams p;
+  p.attn_norm = widen(lw.attn_norm, norm_add);
+  p.ffn_norm = widen(lw.ffn_norm, norm_add);
+  p.q_norm = widen(lw.q_norm, norm_add);
+  p.k_norm = widen(lw.k_norm, norm_add);
+  p.bq = widen(lw.bq);
+  p.bk = widen(lw.bk);
+  p.bv = widen(lw.bv);
+  p.bo = widen(lw.bo);
+  p.b_gate = widen(lw.b_gate);
+  p.b_up = widen(lw.b_up);
+  p.b_down = widen(lw.b_down);
+  return p;
+}
+
+Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool,
+                         InferenceOptions options)
+    : config_(config), w_(weights), pool_(pool), options_(std::move(options)) {
   check(static_cast<int>(weights.layers.size()) == config.num_layers,
         "model has {} layers of weights but config says {}", weights.layers.size(),
         config.num_layers);
-  // Gemma's RMSNorm multiplies by (1 + w); folding the +1 in once is exact in fp32.
-  const float norm_add = config.norm_plus_one ? 1.0f : 0.0f;
-  for (const LayerWeights& lw : weights.layers) {
-    LayerParams p;
-    p.attn_norm = widen(lw.attn_norm, norm_add);
-    p.ffn_norm = widen(lw.ffn_norm, norm_add);
-    p.q_norm = widen(lw.q_norm, norm_add);
-    p.k_norm = widen(lw.k_norm, norm_add);
-    p.bq = widen(lw.bq);
-    p.bk = widen(lw.bk);
-    p.bv = widen(lw.bv);
-    p.bo = widen(lw.bo);
-    p.b_gate = widen(lw.b_gate);
-    p.b_up = widen(lw.b_up);
-    p.b_down = widen(lw.b_down);
-    layer_params_.push_back(std::move(p));
-  }
-  final_norm_ = widen(weights.final_norm, norm_add);
+  check(options_.activation_groups.empty() ||
+            static_cast<int>(options_.activation_groups.size()) == config.num_layers,
+        "activation quantization is given for {} layers but the model has {}",
+        options_.activation_groups.size(), config.num_layers);
+  options_.kv.validate(config);
+  if (options_.online_hadamard_down) down_rotation_.emplace(config.intermediate_size);
+  for (const LayerWeights& lw : weights.layers) layer_params_.push_back(widen_layer(lw));
+  final_norm_ = widen(weights.final_norm, config.norm_plus_one ? 1.0f : 0.0f);
   // inv_freq[i] = theta^(-2i/d), as Hugging Face computes it (in float32 there; double here).
   const int rd = config.rotary_dim();
   for (int i = 0; i < rd / 2; ++i)
@@ -70,8 +75,16 @@ Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights,
         1.0 / std::pow(static_cast<double>(config.rope_theta), (2.0 * i) / rd))));
 }
 
-void Transformer::ensure_scratch(int n, int ctx) {
-  (void)ctx;
+KVCache Transformer::new_cache(int capacity, bool shared_layers) const {
+  return KVCache(config_, capacity, options_.kv, shared_layers);
+}
+
+void Transformer::refresh_layer(int layer) {
+  layer_params_.at(static_cast<size_t>(layer)) =
+      widen_layer(w_.layers.at(static_cast<size_t>(layer)));
+}
+
+void Transformer::ensure_scratch(int n) {
   if (n <= scratch_n_) return;
   scratch_n_ = n;
   const size_t d = config_.hidden_size, qd = config_.q_dim(), kvd = config_.kv_dim(),
@@ -86,46 +99,73 @@ void Transformer::ensure_scratch(int n, int ctx) {
   up_.resize(n * ff);
 }
 
-void Transformer::rope_tables(int pos, int n) {
-  rope_pos_ = pos;
-  rope_n_ = n;
+void Transformer::ensure_rope(int end) {
+  if (end <= rope_end_) return;
   const size_t half = inv_freq_.size();
-  cos_.resize(n * half);
-  sin_.resize(n * half);
-  for (int t = 0; t < n; ++t) {
+  cos_.resize(static_cast<size_t>(end) * half);
+  sin_.resize(static_cast<size_t>(end) * half);
+  for (int p = rope_end_; p < end; ++p) {
     for (size_t i = 0; i < half; ++i) {
       // Position times frequency in float32 (as the reference does), then cos/sin in double.
-      const float angle = static_cast<float>(pos + t) * static_cast<float>(inv_freq_[i]);
-      cos_[t * half + i] = static_cast<float>(std::cos(static_cast<double>(angle)));
-      sin_[t * half + i] = static_cast<float>(std::sin(static_cast<double>(angle)));
+      const float angle = static_cast<float>(p) * static_cast<float>(inv_freq_[i]);
+      cos_[p * half + i] = static_cast<float>(std::cos(static_cast<double>(angle)));
+      sin_[p * half + i] = static_cast<float>(std::sin(static_cast<double>(angle)));
     }
   }
+  rope_end_ = end;
+}
+
+// RoPE on `count` keys of one head (stride head_dim) at positions first_pos, first_pos + 1, ...
+void Transformer::rope_keys(float* keys, int first_pos, int count) const {
+  const size_t half = inv_freq_.size();
+  const bool interleaved = config_.rope_layout == RopeLayout::Interleaved;
+  for (int j = 0; j < count; ++j)
+    kn::rope(keys + static_cast<size_t>(j) * config_.head_dim, 1, config_.head_dim,
+             config_.rotary_dim(), &cos_[(first_pos + j) * half], &sin_[(first_pos + j) * half],
+             interleaved);
 }
 
 void Transformer::attention(int layer, int n, int pos, KVCache& cache) {
   const ModelConfig& c = config_;
-  const int hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
+  const int hd = c.head_dim, qd = c.q_dim();
   const int group = c.num_heads / c.num_kv_heads;
   const int ctx = pos + n;
-  // Append this chunk's keys and values to the cache.
-  for (int t = 0; t < n; ++t)
-    for (int h = 0; h < c.num_kv_heads; ++h) {
-      std::copy_n(&k_[t * kvd + h * hd], hd, cache.keys(layer, h) + (pos + t) * hd);
-      std::copy_n(&v_[t * kvd + h * hd], hd, cache.values(layer, h) + (pos + t) * hd);
-    }
+  const bool pre_rope = cache.format().keys_pre_rope;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   pool_.parallel_for(c.num_heads, [&](size_t h0, size_t h1, int) {
-    thread_local std::vector<float> scores;
+    thread_local std::vector<float> scores, kbuf, vbuf, gbuf;
     scores.resize(static_cast<size_t>(n) * ctx);
+    if (cache.format().quantized() || pre_rope) {
+      kbuf.resize(static_cast<size_t>(ctx) * hd);
+      vbuf.resize(static_cast<size_t>(ctx) * hd);
+      gbuf.resize(static_cast<size_t>(cache.format().group) * hd);
+    }
     for (size_t h = h0; h < h1; ++h) {
       const int kvh = static_cast<int>(h) / group;
-      const float* keys = cache.keys(layer, kvh);
-      const float* values = cache.values(layer, kvh);
+      const float* keys = cache.keys(layer, kvh, ctx, kbuf.data());
+      if (pre_rope) {  // stored before RoPE: rotate now, at each key's own position
+        if (keys != kbuf.data()) std::copy_n(keys, static_cast<size_t>(ctx) * hd, kbuf.data());
+        rope_keys(kbuf.data(), 0, ctx);
+        keys = kbuf.data();
+      }
+      const float* values = cache.values(layer, kvh, ctx, vbuf.data());
+      const float* qh = &q_[h * hd];
       // scores = scale * Q_h K_hᵀ, [n, ctx]
-      kn::sgemm_nt(n, ctx, hd, scale, &q_[h * hd], qd, keys, hd, 0.0f, scores.data(), ctx);
+      kn::sgemm_nt(n, ctx, hd, scale, qh, qd, keys, hd, 0.0f, scores.data(), ctx);
       for (int t = 0; t < n; ++t) {
         float* row = &scores[static_cast<size_t>(t) * ctx];
         const int visible = pos + t + 1;  // causal: positions [0, pos + t]
+        // Per-channel keys: this query's own open group, quantized over positions <= pos + t.
+        const int start = cache.causal_group_keys(layer, kvh, pos + t, ctx, gbuf.data());
+        if (start >= 0) {
+          if (pre_rope) rope_keys(gbuf.data(), start, visible - start);
+          for (int j = start; j < visible; ++j) {
+            const float* kj = &gbuf[static_cast<size_t>(j - start) * hd];
+            float dot = 0.0f;
+            for (int i = 0; i < hd; ++i) dot += qh[static_cast<size_t>(t) * qd + i] * kj[i];
+            row[j] = scale * dot;
+          }
+        }
         kn::softmax(row, visible);
         std::fill(row + visible, row + ctx, 0.0f);
       }
@@ -142,7 +182,7 @@ void Transformer::forward(std::span<const int32_t> tokens, int pos, KVCache& cac
   check(pos >= 0 && pos + n <= cache.capacity(),
         "forward: positions [{}, {}) exceed the KV cache capacity {}", pos, pos + n,
         cache.capacity());
-  ensure_scratch(n, pos + n);
+  ensure_scratch(n);
   embed(tokens, x_.data());
   for (int l = 0; l < config_.num_layers; ++l) run_layer(l, x_.data(), n, pos, cache);
   const int first = all_logits ? 0 : n - 1;
@@ -167,8 +207,8 @@ void Transformer::embed(std::span<const int32_t> tokens, float* x) {
 void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
                             const ForwardHooks* hooks) {
   const ModelConfig& c = config_;
-  ensure_scratch(n, pos + n);
-  if (pos != rope_pos_ || n > rope_n_) rope_tables(pos, n);
+  ensure_scratch(n);
+  ensure_rope(pos + n);
   const int d = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.intermediate_size,
             hd = c.head_dim;
   const float eps = c.rms_norm_eps;
@@ -176,8 +216,11 @@ void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
   const LayerWeights& lw = w_.layers[l];
   const LayerParams& lp = layer_params_[l];
   auto bias = [](const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); };
-  // Reports a group's input; returns true when the hooks ask to stop after it.
-  auto observe = [&](LinearGroup g, const float* in, int dim) {
+  // A group's input as its linears see it (activation-quantized when asked), reported to the
+  // hooks; returns true when the hooks ask to stop after it.
+  auto linear_input = [&](LinearGroup g, float* in, int dim) {
+    if (options_.quantizes_input(l, g))
+      formats::fake_quantize_activations(options_.activations, in, n, dim);
     if (hooks == nullptr) return false;
     if (hooks->on_input) hooks->on_input(l, g, in, n, dim);
     return hooks->stop_after == g;
@@ -185,11 +228,12 @@ void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
 
   // --- attention block
   for (int t = 0; t < n; ++t) kn::rmsnorm(&x[t * d], lp.attn_norm.data(), eps, d, &xn_[t * d]);
-  if (observe(LinearGroup::AttnIn, xn_.data(), d)) return;
+  if (linear_input(LinearGroup::AttnIn, xn_.data(), d)) return;
   kn::matmul(lw.wq, xn_.data(), n, q_.data(), qd, pool_, bias(lp.bq));
   kn::matmul(lw.wk, xn_.data(), n, k_.data(), kvd, pool_, bias(lp.bk));
   kn::matmul(lw.wv, xn_.data(), n, v_.data(), kvd, pool_, bias(lp.bv));
   const bool interleaved = c.rope_layout == RopeLayout::Interleaved;
+  const bool pre_rope = cache.format().keys_pre_rope;
   for (int t = 0; t < n; ++t) {
     float* qt = &q_[t * qd];
     float* kt = &k_[t * kvd];
@@ -199,31 +243,35 @@ void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
       for (int h = 0; h < c.num_kv_heads; ++h)
         kn::rmsnorm(kt + h * hd, lp.k_norm.data(), eps, hd, kt + h * hd);
     }
-    kn::rope(qt, c.num_heads, hd, c.rotary_dim(), &cos_[t * half], &sin_[t * half], interleaved);
-    kn::rope(kt, c.num_kv_heads, hd, c.rotary_dim(), &cos_[t * half], &sin_[t * half], interleaved);
+    const float* cs = &cos_[(pos + t) * half];
+    const float* sn = &sin_[(pos + t) * half];
+    kn::rope(qt, c.num_heads, hd, c.rotary_dim(), cs, sn, interleaved);
+    if (!pre_rope) kn::rope(kt, c.num_kv_heads, hd, c.rotary_dim(), cs, sn, interleaved);
   }
+  cache.store(l, pos, n, k_.data(), v_.data());
   attention(l, n, pos, cache);
-  if (observe(LinearGroup::AttnOut, attn_out_.data(), qd)) return;
+  if (linear_input(LinearGroup::AttnOut, attn_out_.data(), qd)) return;
   kn::matmul(lw.wo, attn_out_.data(), n, xn_.data(), d, pool_, bias(lp.bo));
   for (int i = 0; i < n * d; ++i) x[i] += xn_[i];
 
   // --- MLP block
   for (int t = 0; t < n; ++t) kn::rmsnorm(&x[t * d], lp.ffn_norm.data(), eps, d, &xn_[t * d]);
-  if (observe(LinearGroup::MlpIn, xn_.data(), d)) return;
+  if (linear_input(LinearGroup::MlpIn, xn_.data(), d)) return;
   kn::matmul(lw.w_gate, xn_.data(), n, gate_.data(), ff, pool_, bias(lp.b_gate));
   kn::matmul(lw.w_up, xn_.data(), n, up_.data(), ff, pool_, bias(lp.b_up));
   if (c.activation == Activation::GeluTanh)
     kn::gelu_tanh_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
   else
     kn::silu_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
-  if (observe(LinearGroup::MlpAct, gate_.data(), ff)) return;
+  if (down_rotation_) down_rotation_->apply(gate_.data(), n);
+  if (linear_input(LinearGroup::MlpAct, gate_.data(), ff)) return;
   kn::matmul(lw.w_down, gate_.data(), n, xn_.data(), d, pool_, bias(lp.b_down));
   for (int i = 0; i < n * d; ++i) x[i] += xn_[i];
 }
 
 void Transformer::output(const float* x, int n, float* logits) {
   const int d = config_.hidden_size;
-  ensure_scratch(n, n);
+  ensure_scratch(n);
   for (int t = 0; t < n; ++t)
     kn::rmsnorm(&x[t * d], final_norm_.data(), config_.rms_norm_eps, d, &xn_[t * d]);
   kn::matmul(w_.lm_head, xn_.data(), n, logits, config_.vocab_size, pool_);

@@ -32,7 +32,7 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
     check(static_cast<int>(s.size()) == len, "calibration: sequences must have equal length");
   const int d = config.hidden_size;
   Transformer model(config, weights, pool);
-  KVCache cache(config, len, /*shared_layers=*/true);
+  KVCache cache = model.new_cache(len, /*shared_layers=*/true);
 
   // Activations entering the current layer, for every calibration sequence.
   std::vector<std::vector<float>> x(sequences.size());

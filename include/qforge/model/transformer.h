@@ -5,37 +5,22 @@
 //   logits = lm_head(rmsnorm(x))
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "qforge/core/thread_pool.h"
+#include "qforge/formats/activation.h"
+#include "qforge/kernels/hadamard.h"
 #include "qforge/model/config.h"
+#include "qforge/model/kv_cache.h"
 #include "qforge/model/weights.h"
 
 namespace qforge {
-
-// Keys and values of every layer for up to `capacity` positions, fp32.
-// Layout [layer][kv_head][position][head_dim], so one head's keys are contiguous for attention.
-class KVCache {
- public:
-  // shared_layers: one slot that every layer uses in turn, for layer-at-a-time passes that run a
-  // whole sequence through one layer before the next (calibration); memory does not grow with
-  // depth then.
-  KVCache(const ModelConfig& config, int capacity, bool shared_layers = false);
-  int capacity() const { return capacity_; }
-  float* keys(int layer, int kv_head) { return k_.data() + offset(layer, kv_head); }
-  float* values(int layer, int kv_head) { return v_.data() + offset(layer, kv_head); }
-  size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
-
- private:
-  size_t offset(int layer, int kv_head) const;
-  int capacity_, kv_heads_, head_dim_;
-  bool shared_layers_;
-  std::vector<float> k_, v_;
-};
 
 // Where the inputs of each group of linear layers can be observed (for calibration statistics).
 // Linears in one group read the same input, so they share its statistics.
@@ -54,10 +39,37 @@ struct ForwardHooks {
   std::optional<LinearGroup> stop_after;
 };
 
+// How the forward pass simulates quantized inference beyond the stored weights (recorded in a
+// quantized model's config and applied at load time; see docs/ARCHITECTURE.md).
+struct InferenceOptions {
+  // Dynamic per-token quantization of the inputs of linear layers (W8A8, W4A8).
+  formats::ActivationFormat activations = formats::ActivationFormat::None;
+  // Which linear groups of which layer get quantized inputs; empty = all of them.
+  std::vector<std::array<bool, kLinearGroups>> activation_groups;
+  // QuaRot's online rotation: the input of down_proj is multiplied by an orthonormal Hadamard
+  // matrix (whose transpose was folded into down_proj's weights when the model was rotated).
+  bool online_hadamard_down = false;
+  KvCacheFormat kv;
+
+  bool quantizes_input(int layer, LinearGroup g) const {
+    if (activations == formats::ActivationFormat::None) return false;
+    return activation_groups.empty() || activation_groups.at(layer)[static_cast<int>(g)];
+  }
+  // "activations int8 per token; KV int4 (...); online Hadamard before down_proj", or "none".
+  std::string describe() const;
+};
+
 class Transformer {
  public:
   // `weights` must outlive the transformer. Norm weights and biases are widened to f32 once here.
-  Transformer(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool);
+  Transformer(const ModelConfig& config, const ModelWeights& weights, ThreadPool& pool,
+              InferenceOptions options = {});
+
+  // A KV cache in this model's KV format for `capacity` positions.
+  KVCache new_cache(int capacity, bool shared_layers = false) const;
+  const InferenceOptions& options() const { return options_; }
+  // Re-reads layer l's norm weights and biases after its weights were rewritten in place.
+  void refresh_layer(int layer);
 
   // Runs `tokens` at positions [pos, pos + n), reading and extending `cache` (which must hold
   // positions [0, pos) already). Writes logits [n, vocab] when all_logits, else only the last
@@ -84,21 +96,26 @@ class Transformer {
   struct LayerParams {  // f32 copies of the small per-layer vectors
     std::vector<float> attn_norm, ffn_norm, q_norm, k_norm, bq, bk, bv, bo, b_gate, b_up, b_down;
   };
+  LayerParams widen_layer(const LayerWeights& lw) const;
   void attention(int layer, int n, int pos, KVCache& cache);
-  void ensure_scratch(int n, int ctx);
-  void rope_tables(int pos, int n);
+  void ensure_scratch(int n);
+  // Makes the RoPE tables cover positions [0, end).
+  void ensure_rope(int end);
+  void rope_keys(float* keys, int first_pos, int count) const;
 
   const ModelConfig config_;
   const ModelWeights& w_;
   ThreadPool& pool_;
+  InferenceOptions options_;
+  std::optional<kernels::HadamardTransform> down_rotation_;
   std::vector<LayerParams> layer_params_;
   std::vector<float> final_norm_;
   // scratch, sized for the largest n seen
   int scratch_n_ = 0;
   std::vector<float> x_, xn_, q_, k_, v_, attn_out_, gate_, up_, scores_;
-  std::vector<float> cos_,
-      sin_;  // [n, rotary_dim/2] for positions [rope_pos_, rope_pos_ + rope_n_)
-  int rope_pos_ = -1, rope_n_ = 0;
+  // cos/sin of every position in [0, rope_end_), rotary_dim/2 entries each
+  std::vector<float> cos_, sin_;
+  int rope_end_ = 0;
   std::vector<double> inv_freq_;
 };
 

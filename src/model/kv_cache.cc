@@ -1,0 +1,237 @@
+#include "qforge/model/kv_cache.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "qforge/core/error.h"
+
+namespace qforge {
+
+using formats::KvGroupParams;
+using formats::KvType;
+
+std::string KvCacheFormat::describe() const {
+  if (!quantized()) return "f32";
+  const std::string keys = keys_per_channel ? "per channel" : "per token";
+  return fmt::format("{} (keys {}, {}-RoPE; values per token; group {}; {:.2f} bits/value)",
+                     formats::kv_type_name(type), keys, keys_pre_rope ? "pre" : "post", group,
+                     formats::kv_bits_per_value(type, group));
+}
+
+void KvCacheFormat::validate(const ModelConfig& c) const {
+  if (!quantized()) return;
+  check(group >= 1, "KV cache group size must be positive (got {})", group);
+  const int token_group = std::min(group, c.head_dim);
+  check(c.head_dim % token_group == 0,
+        "KV cache group size {} does not divide head_dim {}: per-token groups split a head's "
+        "channels evenly",
+        group, c.head_dim);
+}
+
+KVCache::KVCache(const ModelConfig& c, int capacity, const KvCacheFormat& format,
+                 bool shared_layers)
+    : capacity_(capacity),
+      kv_heads_(c.num_kv_heads),
+      head_dim_(c.head_dim),
+      slots_(shared_layers ? 1 : c.num_layers),
+      format_(format),
+      token_group_(std::min(format.group, c.head_dim)) {
+  check(capacity > 0, "KV cache capacity must be positive (got {})", capacity);
+  format.validate(c);
+  heads_.resize(static_cast<size_t>(slots_) * kv_heads_);
+  const size_t elems = static_cast<size_t>(capacity) * head_dim_;
+  for (Head& h : heads_) {
+    if (!format_.quantized()) {
+      h.k.assign(elems, 0.0f);
+      h.v.assign(elems, 0.0f);
+      continue;
+    }
+    const size_t code_bytes = elems * formats::kv_bits(format_.type) / 8;
+    h.k_codes.assign(code_bytes, 0);
+    h.v_codes.assign(code_bytes, 0);
+    h.v_params.resize(elems / token_group_);
+    if (format_.keys_per_channel)
+      h.k_params.resize(static_cast<size_t>((capacity + format_.group - 1) / format_.group) *
+                        head_dim_);
+    else
+      h.k_params.resize(elems / token_group_);
+  }
+}
+
+KVCache::Head& KVCache::head(int layer, int kv_head) {
+  return heads_[static_cast<size_t>(slots_ == 1 ? 0 : layer) * kv_heads_ + kv_head];
+}
+const KVCache::Head& KVCache::head(int layer, int kv_head) const {
+  return heads_[static_cast<size_t>(slots_ == 1 ? 0 : layer) * kv_heads_ + kv_head];
+}
+
+void KVCache::put_code(std::vector<uint8_t>& codes, size_t i, uint8_t code) const {
+  if (format_.type != KvType::Int4) {
+    codes[i] = code;
+    return;
+  }
+  uint8_t& b = codes[i / 2];  // two codes per byte, the even index in the low nibble
+  b = (i & 1) ? static_cast<uint8_t>((b & 0x0f) | (code << 4))
+              : static_cast<uint8_t>((b & 0xf0) | code);
+}
+
+uint8_t KVCache::get_code(const std::vector<uint8_t>& codes, size_t i) const {
+  if (format_.type != KvType::Int4) return codes[i];
+  return (i & 1) ? codes[i / 2] >> 4 : codes[i / 2] & 0x0f;
+}
+
+void KVCache::store_per_token(std::vector<uint8_t>& codes, std::vector<KvGroupParams>& params,
+                              int pos, const float* x) {
+  const int groups = head_dim_ / token_group_;
+  for (int g = 0; g < groups; ++g) {
+    const float* xg = x + g * token_group_;
+    const KvGroupParams p = formats::kv_choose_params(format_.type, xg, token_group_, 1);
+    params[static_cast<size_t>(pos) * groups + g] = p;
+    const size_t base = static_cast<size_t>(pos) * head_dim_ + g * token_group_;
+    for (int i = 0; i < token_group_; ++i)
+      put_code(codes, base + i, formats::kv_encode(format_.type, xg[i], p));
+  }
+}
+
+void KVCache::dequantize_per_token(const std::vector<uint8_t>& codes,
+                                   const std::vector<KvGroupParams>& params, int begin, int end,
+                                   float* out) const {
+  const int groups = head_dim_ / token_group_;
+  for (int j = begin; j < end; ++j)
+    for (int g = 0; g < groups; ++g) {
+      const KvGroupParams p = params[static_cast<size_t>(j) * groups + g];
+      const size_t base = static_cast<size_t>(j) * head_dim_ + g * token_group_;
+      for (int i = 0; i < token_group_; ++i)
+        out[base + i] = formats::kv_decode(format_.type, get_code(codes, base + i), p);
+    }
+}
+
+// Packs the complete key group starting at `start` (the oldest in the open region) into codes.
+void KVCache::pack_key_group(Head& h, int start) {
+  const int G = format_.group;
+  const float* x = h.open.data() + static_cast<size_t>(start - h.open_start) * head_dim_;
+  for (int d = 0; d < head_dim_; ++d) {
+    const KvGroupParams p = formats::kv_choose_params(format_.type, x + d, G, head_dim_);
+    h.k_params[static_cast<size_t>(start / G) * head_dim_ + d] = p;
+    for (int j = 0; j < G; ++j)
+      put_code(h.k_codes, static_cast<size_t>(start + j) * head_dim_ + d,
+               formats::kv_encode(format_.type, x[static_cast<size_t>(j) * head_dim_ + d], p));
+  }
+}
+
+// Open keys of [begin, end) (begin group-aligned), each group quantized with parameters over its
+// positions inside [begin, end).
+void KVCache::fake_quantize_range(const Head& h, int begin, int end, float* out) const {
+  const int G = format_.group;
+  for (int s = begin; s < end; s += G) {
+    const int e = std::min(s + G, end);
+    const float* x = h.open.data() + static_cast<size_t>(s - h.open_start) * head_dim_;
+    for (int d = 0; d < head_dim_; ++d) {
+      const KvGroupParams p = formats::kv_choose_params(format_.type, x + d, e - s, head_dim_);
+      for (int j = 0; j < e - s; ++j) {
+        const size_t i = static_cast<size_t>(j) * head_dim_ + d;
+        out[static_cast<size_t>(s - begin) * head_dim_ + i] =
+            formats::kv_decode(format_.type, formats::kv_encode(format_.type, x[i], p), p);
+      }
+    }
+  }
+}
+
+void KVCache::store(int layer, int pos, int n, const float* k, const float* v) {
+  check(pos >= 0 && n >= 0 && pos + n <= capacity_,
+        "KV cache: positions [{}, {}) exceed its capacity {}", pos, pos + n, capacity_);
+  const int kvd = kv_heads_ * head_dim_;
+  const size_t hd = static_cast<size_t>(head_dim_);
+  for (int hi = 0; hi < kv_heads_; ++hi) {
+    Head& h = head(layer, hi);
+    if (!format_.quantized()) {
+      for (int t = 0; t < n; ++t) {
+        std::memcpy(&h.k[(pos + t) * hd], k + t * kvd + hi * hd, hd * sizeof(float));
+        std::memcpy(&h.v[(pos + t) * hd], v + t * kvd + hi * hd, hd * sizeof(float));
+      }
+      continue;
+    }
+    for (int t = 0; t < n; ++t)
+      store_per_token(h.v_codes, h.v_params, pos + t, v + t * kvd + hi * hd);
+    if (!format_.keys_per_channel) {
+      for (int t = 0; t < n; ++t)
+        store_per_token(h.k_codes, h.k_params, pos + t, k + t * kvd + hi * hd);
+      continue;
+    }
+    const int G = format_.group;
+    check(pos <= h.open_end, "KV cache: position {} stored before position {}", pos, h.open_end);
+    if (pos < h.open_start) {  // a new window: restart at a group boundary
+      check(pos % G == 0,
+            "KV cache: cannot restart per-channel key groups at position {} (not a multiple of "
+            "the group size {})",
+            pos, G);
+      h.open_start = pos;
+      h.open.clear();
+    }
+    h.open_end = pos;
+    // Groups that end before pos's group are complete: pack them, keep the rest open.
+    const int keep_from = pos / G * G;
+    for (; h.open_start + G <= keep_from; h.open_start += G) {
+      pack_key_group(h, h.open_start);
+      h.open.erase(h.open.begin(), h.open.begin() + static_cast<ptrdiff_t>(G * hd));
+    }
+    h.open.resize(static_cast<size_t>(pos + n - h.open_start) * hd);
+    for (int t = 0; t < n; ++t)
+      std::memcpy(&h.open[(pos + t - h.open_start) * hd], k + t * kvd + hi * hd,
+                  hd * sizeof(float));
+    h.open_end = pos + n;
+  }
+}
+
+const float* KVCache::keys(int layer, int kv_head, int ctx, float* scratch) const {
+  const Head& h = head(layer, kv_head);
+  if (!format_.quantized()) return h.k.data();
+  if (!format_.keys_per_channel) {
+    dequantize_per_token(h.k_codes, h.k_params, 0, ctx, scratch);
+    return scratch;
+  }
+  check(ctx <= h.open_end, "KV cache: reading {} positions but {} are stored", ctx, h.open_end);
+  const int packed = std::min(ctx, h.open_start);
+  for (int j = 0; j < packed; ++j)
+    for (int d = 0; d < head_dim_; ++d) {
+      const size_t i = static_cast<size_t>(j) * head_dim_ + d;
+      scratch[i] =
+          formats::kv_decode(format_.type, get_code(h.k_codes, i),
+                             h.k_params[static_cast<size_t>(j / format_.group) * head_dim_ + d]);
+    }
+  if (ctx > h.open_start)
+    fake_quantize_range(h, h.open_start, ctx,
+                        scratch + static_cast<size_t>(h.open_start) * head_dim_);
+  return scratch;
+}
+
+const float* KVCache::values(int layer, int kv_head, int ctx, float* scratch) const {
+  const Head& h = head(layer, kv_head);
+  if (!format_.quantized()) return h.v.data();
+  dequantize_per_token(h.v_codes, h.v_params, 0, ctx, scratch);
+  return scratch;
+}
+
+int KVCache::causal_group_keys(int layer, int kv_head, int p, int ctx, float* out) const {
+  if (!format_.quantized() || !format_.keys_per_channel) return -1;
+  const int G = format_.group;
+  const int start = p / G * G;
+  if (p == std::min(start + G, ctx) - 1) return -1;  // keys() quantized [start, p] already
+  const Head& h = head(layer, kv_head);
+  check(start >= h.open_start && p < h.open_end,
+        "KV cache: position {} is not in the open key group", p);
+  fake_quantize_range(h, start, p + 1, out);
+  return start;
+}
+
+size_t KVCache::bytes() const {
+  size_t n = 0;
+  for (const Head& h : heads_)
+    n += (h.k.size() + h.v.size() + h.open.size()) * sizeof(float) + h.k_codes.size() +
+         h.v_codes.size() + (h.k_params.size() + h.v_params.size()) * sizeof(KvGroupParams);
+  return n;
+}
+
+}  // namespace qforge
