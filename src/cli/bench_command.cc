@@ -15,6 +15,7 @@ void add_bench_command(CLI::App& app) {
   struct Opts {
     std::string model;
     int threads = 0;
+    KvOptions kv;
     bool json = false;
     BenchOptions bench;
   };
@@ -29,13 +30,15 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
   add_threads_option(cmd, o->threads);
+  add_kv_options(cmd, o->kv);
   cmd->callback([o] {
     apply_threads(o->threads);
     LoadOptions lo;
     lo.require_tokenizer = false;
     LoadedModel m = load_model(o->model, lo);
     ThreadPool& pool = ThreadPool::global();
-    Transformer model(m.config, m.weights, pool);
+    if (auto kv = kv_format(o->kv)) m.inference.kv = *kv;
+    Transformer model(m.config, m.weights, pool, m.inference);
     const BenchResult r = run_bench(model, pool, o->bench);
     if (o->json) {
       nlohmann::json j = {{"model", m.source.string()},

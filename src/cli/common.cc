@@ -25,4 +25,30 @@ std::string human_bytes(double b) {
   return u == 0 ? fmt::format("{:.0f} B", b) : fmt::format("{:.2f} {}", b, units[u]);
 }
 
+void add_kv_options(CLI::App* cmd, KvOptions& kv) {
+  cmd->add_option("--kv", kv.type,
+                  "Quantize the KV cache: int8, int4 or fp8 (f32 = off); attention reads the "
+                  "quantized cache")
+      ->check(CLI::IsMember({"f32", "int8", "int4", "fp8"}));
+  cmd->add_option("--kv-keys", kv.keys,
+                  "Key scales per 'channel' over --kv-group positions (KIVI/KVQuant; default) or "
+                  "per 'token' over --kv-group channels; values are always per token")
+      ->check(CLI::IsMember({"channel", "token"}));
+  cmd->add_option("--kv-key-rope", kv.key_rope,
+                  "Quantize keys 'pre' RoPE (KVQuant; the default for per-channel keys) or 'post'")
+      ->check(CLI::IsMember({"pre", "post"}));
+  cmd->add_option("--kv-group", kv.group, "Values sharing one scale in the KV cache (default 64)")
+      ->check(CLI::PositiveNumber);
+}
+
+std::optional<KvCacheFormat> kv_format(const KvOptions& kv) {
+  if (kv.type.empty()) return std::nullopt;
+  KvCacheFormat f;
+  f.type = formats::parse_kv_type(kv.type);
+  f.keys_per_channel = kv.keys == "channel";
+  f.keys_pre_rope = kv.key_rope.empty() ? f.keys_per_channel : kv.key_rope == "pre";
+  f.group = kv.group;
+  return f;
+}
+
 }  // namespace qforge::cli

@@ -2,7 +2,10 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <optional>
 #include <string>
+
+#include "qforge/model/kv_cache.h"
 
 namespace qforge::cli {
 
@@ -12,5 +15,14 @@ void add_threads_option(CLI::App* cmd, int& threads);
 void apply_threads(int threads);
 // "1.23 MiB"
 std::string human_bytes(double bytes);
+
+// --kv TYPE [--kv-keys channel|token] [--kv-key-rope pre|post] [--kv-group N]
+struct KvOptions {
+  std::string type, keys = "channel", key_rope, group_text;
+  int group = 64;
+};
+void add_kv_options(CLI::App* cmd, KvOptions& kv);
+// The KV cache format asked for, or nullopt when --kv was not given.
+std::optional<KvCacheFormat> kv_format(const KvOptions& kv);
 
 }  // namespace qforge::cli

@@ -24,6 +24,7 @@ struct EvalOpts {
   int64_t max_tokens = 0;
   bool json = false;
   int threads = 0;
+  KvOptions kv;
 };
 
 void print_comparison(const EvalOpts& o, const LoadedModel& m, const LoadedModel& rm,
@@ -78,6 +79,7 @@ void add_eval_command(CLI::App& app) {
       "KL-divergence(ref||model), top-1 agreement and mean delta-p of the correct token");
   cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
   add_threads_option(cmd, o->threads);
+  add_kv_options(cmd, o->kv);
   cmd->callback([o] {
     apply_threads(o->threads);
     LoadOptions lo;
@@ -93,14 +95,15 @@ void add_eval_command(CLI::App& app) {
           "--ctx {} needs {} positions but the model has {}", o->ctx, o->ctx + 1,
           m.config.max_position_embeddings);
     ThreadPool& pool = ThreadPool::global();
-    Transformer model(m.config, m.weights, pool);
+    if (auto kv = kv_format(o->kv)) m.inference.kv = *kv;
+    Transformer model(m.config, m.weights, pool, m.inference);
     PerplexityOptions po{o->ctx, o->max_tokens};
     Progress progress("eval", ids.size() - 1);
     if (!o->ref.empty()) {
       LoadOptions rlo;
       rlo.require_tokenizer = false;
       LoadedModel rm = load_model(o->ref, rlo);
-      Transformer reference(rm.config, rm.weights, pool);
+      Transformer reference(rm.config, rm.weights, pool, rm.inference);
       const ComparisonResult r = compare_models(
           model, reference, ids, po,
           [&](int64_t done, int64_t) { progress.update(static_cast<size_t>(done)); });

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -27,6 +28,12 @@ void add_quantize_command(CLI::App& app) {
     std::vector<std::string> tensor_formats;
     int64_t group_size = 0;
     int threads = 0;
+    bool awq_clip = false, no_awq_clip = false;
+    std::optional<double> smooth;
+    std::string act = "none", rotate = "none";
+    bool rotate_online = false;
+    uint64_t rotate_seed = 0;
+    KvOptions kv;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("quantize", "Quantize a model's linear layers into a format");
@@ -34,9 +41,34 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("-o,--output", o->output, "Output directory (written atomically)")->required();
   cmd->add_option("--format", o->q.format, "Format of every linear layer (see `qforge formats`)")
       ->required();
-  cmd->add_option("--method", o->method, "rtn (round to nearest) or gptq (default)")
-      ->check(CLI::IsMember({"rtn", "gptq"}));
-  cmd->add_option("--calib", o->calib, "Calibration text for GPTQ");
+  cmd->add_option("--method", o->method,
+                  "rtn (round to nearest), gptq (default), awq (AWQ scales and clipping, then "
+                  "RTN) or awq+gptq (AWQ scales, then GPTQ)")
+      ->check(CLI::IsMember({"rtn", "gptq", "awq", "awq+gptq"}));
+  auto* clip = cmd->add_flag("--awq-clip", o->awq_clip,
+                             "AWQ's per-group clipping search (default: on for awq, off for "
+                             "awq+gptq, where GPTQ's error feedback does better)");
+  cmd->add_flag("--no-awq-clip", o->no_awq_clip, "Turn AWQ's clipping search off")->excludes(clip);
+  cmd->add_option("--awq-grid", o->q.awq_options.grid, "AWQ: points of the alpha grid (20)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--smooth", o->smooth,
+                  "SmoothQuant with this alpha (e.g. 0.5): move activation outliers into the "
+                  "weights before quantizing (for W8A8 with --act)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--act", o->act,
+                  "Quantize the inputs of the quantized linears dynamically per token: int8 or "
+                  "fp8-e4m3 (W8A8, W4A8); recorded in the model and simulated exactly")
+      ->check(CLI::IsMember({"none", "int8", "fp8-e4m3"}));
+  cmd->add_option("--rotate", o->rotate,
+                  "hadamard: rotate the residual stream by a randomised Hadamard matrix fused into "
+                  "the weights (QuaRot; output-preserving), before quantizing")
+      ->check(CLI::IsMember({"none", "hadamard"}));
+  cmd->add_flag("--rotate-online", o->rotate_online,
+                "With --rotate: also an online Hadamard before down_proj (the model then needs "
+                "qforge to run; not servable by vLLM)");
+  cmd->add_option("--rotate-seed", o->rotate_seed, "Seed of the rotation's random signs (0)");
+  add_kv_options(cmd, o->kv);
+  cmd->add_option("--calib", o->calib, "Calibration text (GPTQ, AWQ, SmoothQuant)");
   cmd->add_option("--calib-tokens", o->q.calib_tokens, "Calibration tokens (default 128 x 512)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--seq-len", o->q.seq_len, "Calibration sequence length")
@@ -61,7 +93,17 @@ void add_quantize_command(CLI::App& app) {
     q.model = o->model;
     q.output = o->output;
     q.calib = o->calib;
-    q.method = o->method == "rtn" ? QuantMethod::RTN : QuantMethod::GPTQ;
+    q.method =
+        o->method == "gptq" || o->method == "awq+gptq" ? QuantMethod::GPTQ : QuantMethod::RTN;
+    q.awq = o->method.starts_with("awq");
+    q.awq_clip = o->awq_clip || (o->method == "awq" && !o->no_awq_clip);
+    check(!(o->awq_clip || o->no_awq_clip) || q.awq,
+          "--awq-clip / --no-awq-clip apply to --method awq or awq+gptq");
+    q.smooth_alpha = o->smooth;
+    q.activations = formats::parse_activation_format(o->act);
+    check(!o->rotate_online || o->rotate == "hadamard", "--rotate-online needs --rotate hadamard");
+    if (o->rotate == "hadamard") q.rotate = RotationOptions{o->rotate_online, o->rotate_seed};
+    if (auto kv = kv_format(o->kv)) q.kv = *kv;
     if (o->group_size > 0) {
       const auto g = q.format.rfind("-g");
       check(g != std::string::npos, "--group-size applies to formats named like int4-g128");
@@ -96,8 +138,24 @@ void add_quantize_command(CLI::App& app) {
     fmt::print(
         "wrote {} ({}) in {:.1f} s: format {}, method {}, {} calibration tokens, {} layout\n",
         q.output.string(), human_bytes(static_cast<double>(r.output_bytes)), r.seconds, q.format,
-        o->method, r.calib_tokens, r.compressed_tensors ? "compressed-tensors" : "qforge");
-    if (!r.linears.empty())
+        r.method, r.calib_tokens, r.compressed_tensors ? "compressed-tensors" : "qforge");
+    InferenceOptions io;
+    io.activations = q.activations;
+    io.kv = q.kv;
+    io.online_hadamard_down = q.rotate && q.rotate->online_down;
+    if (io.describe() != "none") fmt::print("inference: {}\n", io.describe());
+    if (!r.awq.empty()) {
+      double before = 0, after = 0;
+      int scaled = 0;
+      for (const auto& a : r.awq) {
+        before += a.objective_identity;
+        after += a.objective;
+        scaled += a.alpha >= 0;
+      }
+      fmt::print("AWQ: scaled {} of {} linear groups; RTN objective {:.4g} -> {:.4g} ({:.1f}%)\n",
+                 scaled, r.awq.size(), before, after, 100 * after / std::max(before, 1e-30));
+    }
+    if (!r.linears.empty() && r.calib_tokens > 0)
       fmt::print(
           "layer objective tr((W-Q)H(W-Q)^T) summed over {} linears: {:.4g} (RTN {:.4g}, "
           "{:.1f}% of RTN)\n",

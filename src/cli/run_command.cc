@@ -21,6 +21,7 @@ void add_run_command(CLI::App& app) {
     float temp = 0.8f, top_p = 0.95f;
     uint64_t seed = 0;
     int threads = 0;
+    KvOptions kv;
     bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
@@ -37,6 +38,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file overriding the model's own");
   cmd->add_flag("-q,--quiet", o->quiet, "Do not print timing to stderr");
   add_threads_option(cmd, o->threads);
+  add_kv_options(cmd, o->kv);
   cmd->callback([o] {
     apply_threads(o->threads);
     LoadOptions lo;
@@ -44,7 +46,8 @@ void add_run_command(CLI::App& app) {
     LoadedModel m = load_model(o->model, lo);
     const Tokenizer& tok = *m.tokenizer;
     ThreadPool& pool = ThreadPool::global();
-    Transformer model(m.config, m.weights, pool);
+    if (auto kv = kv_format(o->kv)) m.inference.kv = *kv;
+    Transformer model(m.config, m.weights, pool, m.inference);
     std::vector<int32_t> ids = tok.encode(o->prompt, tok.adds_bos());
     if (ids.empty()) {
       check(tok.bos_id() >= 0, "empty prompt and the tokenizer has no BOS token to start from");

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qforge/core/error.h"
+#include "qforge/formats/activation.h"
 #include "qforge/formats/compressed_tensors.h"
 #include "qforge/formats/format.h"
 #include "qforge/io/config_json.h"
@@ -14,6 +15,8 @@ namespace qforge {
 namespace {
 
 namespace fs = std::filesystem;
+
+std::vector<const Matrix*> group_linears(const LayerWeights& lw, int group);
 
 // Looks tensors up by Hugging Face name and checks their shapes against the config.
 // Quantized linears of a qforge-native directory are stored as "<name>.packed" (U8) with their
@@ -32,6 +35,41 @@ class HfTensorMapper {
     }
   }
   std::vector<std::shared_ptr<const void>> take_buffers() { return std::move(buffers_); }
+
+  // The inference options the quantization record asks for (activation quantization of the
+  // groups whose linears carry "input_activations", KV cache format, online Hadamard).
+  InferenceOptions inference(const ModelConfig& c, ModelWeights& w) const {
+    InferenceOptions o;
+    if (!quantization_.is_object()) return o;
+    try {
+      const auto& a = quantization_.value("activations", nlohmann::json());
+      if (a.is_object()) {
+        o.activations = formats::parse_activation_format(a.at("format").get<std::string>());
+        o.activation_groups.assign(c.num_layers, {});
+        for (int l = 0; l < c.num_layers; ++l)
+          for (int g = 0; g < kLinearGroups; ++g)
+            for (const Matrix* m : group_linears(w.layers[l], g))
+              if (is_quantized(m->name) &&
+                  quantization_["tensors"][m->name].contains("input_activations"))
+                o.activation_groups[l][g] = true;
+      }
+      const auto& kv = quantization_.value("kv_cache", nlohmann::json());
+      if (kv.is_object()) {
+        o.kv.type = formats::parse_kv_type(kv.at("type").get<std::string>());
+        o.kv.keys_per_channel = kv.at("keys").get<std::string>() == "channel";
+        o.kv.keys_pre_rope = kv.at("keys_pre_rope").get<bool>();
+        o.kv.group = kv.at("group").get<int>();
+        o.kv.validate(c);
+      }
+      const auto& r = quantization_.value("rotation", nlohmann::json());
+      if (r.is_object()) o.online_hadamard_down = r.value("online_down", false);
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: malformed qforge.quantization metadata: {}", dir_.string(), e.what());
+    } catch (const Error& e) {
+      fail("{}: qforge.quantization metadata: {}", dir_.string(), e.what());
+    }
+    return o;
+  }
 
   const TensorView& get(const std::string& name, const std::vector<int64_t>& shape) const {
     const TensorView* tv = store_.find(name);
@@ -104,7 +142,21 @@ class HfTensorMapper {
   mutable std::vector<std::unique_ptr<TensorView>> views_;
 };
 
-ModelWeights map_hf_weights(const ModelConfig& c, const TensorStore& store, const fs::path& dir) {
+std::vector<const Matrix*> group_linears(const LayerWeights& lw, int group) {
+  switch (group) {
+    case 0:
+      return {&lw.wq, &lw.wk, &lw.wv};
+    case 1:
+      return {&lw.wo};
+    case 2:
+      return {&lw.w_gate, &lw.w_up};
+    default:
+      return {&lw.w_down};
+  }
+}
+
+ModelWeights map_hf_weights(const ModelConfig& c, const TensorStore& store, const fs::path& dir,
+                            InferenceOptions* inference) {
   HfTensorMapper m(store, dir);
   const int64_t d = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.intermediate_size,
                 hd = c.head_dim, v = c.vocab_size;
@@ -153,6 +205,7 @@ ModelWeights map_hf_weights(const ModelConfig& c, const TensorStore& store, cons
       if (f->release(p, n)) return;
   };
   for (auto& b : m.take_buffers()) w.storage.push_back(std::move(b));
+  *inference = m.inference(c, w);
   return w;
 }
 
@@ -173,7 +226,7 @@ LoadedModel load_hf_model(const fs::path& dir, const LoadOptions& o) {
         dir.string());
   m.config = load_config_json(dir / "config.json");
   const TensorStore store = TensorStore::open(dir);
-  m.weights = map_hf_weights(m.config, store, dir);
+  m.weights = map_hf_weights(m.config, store, dir, &m.inference);
   for (const TensorView* tv : store.all()) m.tensors.push_back(*tv);
   m.tokenizer = find_tokenizer(dir, o);
   return m;

@@ -20,18 +20,43 @@ std::vector<Matrix*> linears_of_group(LayerWeights& lw, LinearGroup group) {
   return {};
 }
 
+namespace {
+
+// Statistics of every group of layer l in one pass over the calibration inputs (x is left as is).
+LayerStatistics collect_layer_statistics(Transformer& model, KVCache& cache, int layer,
+                                         const std::vector<std::vector<float>>& x,
+                                         std::vector<float>& scratch, int len) {
+  LayerStatistics stats;
+  ForwardHooks hooks;
+  hooks.on_input = [&](int, LinearGroup g, const float* in, int n, int dim) {
+    auto& s = stats.group[static_cast<size_t>(g)];
+    if (!s) s = std::make_unique<InputStatistics>(dim);
+    s->add(in, n);
+  };
+  for (const auto& xs : x) {
+    std::copy(xs.begin(), xs.end(), scratch.begin());
+    model.run_layer(layer, scratch.data(), len, 0, cache, &hooks);
+  }
+  return stats;
+}
+
+}  // namespace
+
 std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWeights& weights,
                                              const std::vector<std::vector<int32_t>>& sequences,
                                              const QuantizerFactory& factory,
                                              const QuantizedSink& sink,
                                              const LayerwiseOptions& options, ThreadPool& pool,
                                              const std::function<void(int, int)>& progress) {
-  check(!sequences.empty(), "calibration: no sequences");
-  const int len = static_cast<int>(sequences.front().size());
+  const bool calibrated = !sequences.empty();
+  const int len = calibrated ? static_cast<int>(sequences.front().size()) : 1;
   for (const auto& s : sequences)
     check(static_cast<int>(s.size()) == len, "calibration: sequences must have equal length");
+  for (const LayerTransform* t : options.transforms)
+    check(calibrated || !t->needs_statistics(), "this transform needs calibration data");
+  check(calibrated || options.method == QuantMethod::RTN, "GPTQ needs calibration data");
   const int d = config.hidden_size;
-  Transformer model(config, weights, pool);
+  Transformer model(config, weights, pool, options.inference);
   KVCache cache = model.new_cache(len, /*shared_layers=*/true);
 
   // Activations entering the current layer, for every calibration sequence.
@@ -39,6 +64,7 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
   for (size_t s = 0; s < sequences.size(); ++s) {
     x[s].resize(static_cast<size_t>(len) * d);
     model.embed(sequences[s], x[s].data());
+    for (const LayerTransform* t : options.transforms) t->embedded(x[s].data(), len);
   }
   weights.release(weights.embedding);  // calibration touched most of its rows once
   int total = 0, done = 0;
@@ -52,6 +78,18 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
   for (int l = 0; l < config.num_layers; ++l) {
     LayerWeights& lw = weights.layers[l];
     const LayerWeights original = lw;
+    WeightArena arena;  // the layer's rewritten weights, dropped with the layer
+    std::unique_ptr<LayerStatistics> layer_stats;
+    for (LayerTransform* t : options.transforms) {
+      if (t->needs_statistics() && !layer_stats) {
+        model.refresh_layer(l);
+        layer_stats = std::make_unique<LayerStatistics>(
+            collect_layer_statistics(model, cache, l, x, scratch, len));
+      }
+      t->apply(l, lw, arena, layer_stats.get());
+    }
+    layer_stats.reset();
+    model.refresh_layer(l);
     std::vector<std::shared_ptr<std::vector<float>>> layer_buffers;  // freed after the layer
     for (int gi = 0; gi < kLinearGroups; ++gi) {
       const auto group = static_cast<LinearGroup>(gi);
@@ -59,6 +97,7 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
       std::vector<std::unique_ptr<ColumnQuantizer>> quantizers;
       for (Matrix* m : linears_of_group(lw, group))
         if (auto q = factory(*m)) {
+          for (const LayerTransform* t : options.transforms) q = t->wrap(*m, std::move(q));
           targets.push_back(m);
           quantizers.push_back(std::move(q));
         }
@@ -76,11 +115,14 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
         std::copy(x[s].begin(), x[s].end(), scratch.begin());  // partial runs must not touch x
         model.run_layer(l, scratch.data(), len, 0, cache, &hooks);
       }
-      const int dim = stats->dim();
-      const std::vector<double> h = stats->hessian();
-      stats.reset();  // the accumulators are as large as H
-      std::vector<double> h_diag(static_cast<size_t>(dim));
-      for (int i = 0; i < dim; ++i) h_diag[i] = h[static_cast<size_t>(i) * dim + i];
+      const int dim = static_cast<int>(targets.front()->cols);
+      std::vector<double> h, h_diag;
+      if (stats) {
+        h = stats->hessian();
+        stats.reset();  // the accumulators are as large as H
+        h_diag.resize(static_cast<size_t>(dim));
+        for (int i = 0; i < dim; ++i) h_diag[i] = h[static_cast<size_t>(i) * dim + i];
+      }
 
       for (size_t t = 0; t < targets.size(); ++t) {
         Matrix& m = *targets[t];
@@ -89,9 +131,10 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
         const std::vector<float> w = TensorView{m.name, m.dtype, {m.rows, m.cols}, m.data}.to_f32();
         LinearResult r{m.name, l, group, m.rows, m.cols};
         std::vector<float> values;
+        const double* importance = h_diag.empty() ? nullptr : h_diag.data();
         if (options.method == QuantMethod::GPTQ) {
           if (options.measure_rtn) {
-            const std::vector<float> rtn = rtn_quantize(w.data(), m.rows, m.cols, q, h_diag.data());
+            const std::vector<float> rtn = rtn_quantize(w.data(), m.rows, m.cols, q, importance);
             r.objective_rtn = layer_objective(w.data(), rtn.data(), m.rows, m.cols, h);
           }
           GptqResult g = gptq_quantize(w.data(), m.rows, m.cols, h, q, options.gptq);
@@ -99,9 +142,10 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
           r.dead_columns = g.dead_columns;
           values = std::move(g.q);
         } else {
-          values = rtn_quantize(w.data(), m.rows, m.cols, q, h_diag.data());
-          r.objective = r.objective_rtn =
-              layer_objective(w.data(), values.data(), m.rows, m.cols, h);
+          values = rtn_quantize(w.data(), m.rows, m.cols, q, importance);
+          if (!h.empty())
+            r.objective = r.objective_rtn =
+                layer_objective(w.data(), values.data(), m.rows, m.cols, h);
         }
         r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (sink) sink(m, values, q, r);
@@ -116,7 +160,9 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
     }
     // The quantized layer's output is the next layer's calibration input.
     for (size_t s = 0; s < sequences.size(); ++s) model.run_layer(l, x[s].data(), len, 0, cache);
+    if (options.layer_done) options.layer_done(l, lw);
     lw = original;  // the sink has the quantized values; keep only one layer in f32 at a time
+    model.refresh_layer(l);
     // Done with this layer's source weights: mapped pages need not stay resident.
     for (int gi = 0; gi < kLinearGroups; ++gi)
       for (const Matrix* m : linears_of_group(lw, static_cast<LinearGroup>(gi)))

@@ -8,6 +8,7 @@
 
 #include "qforge/io/tokenizer.h"
 #include "qforge/model/config.h"
+#include "qforge/model/transformer.h"
 #include "qforge/model/weights.h"
 
 namespace qforge {
@@ -19,6 +20,9 @@ struct LoadedModel {
   std::unique_ptr<Tokenizer> tokenizer;  // may be null if none was found and none was required
   // Every tensor of the source with its name, dtype and shape (for `qforge info`).
   std::vector<TensorView> tensors;
+  // How a quantized model runs (activation quantization, KV cache format, online rotation), as
+  // its quantization record says; defaults for anything else.
+  InferenceOptions inference;
 };
 
 struct LoadOptions {

@@ -6,11 +6,15 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "qforge/quant/awq.h"
+#include "qforge/quant/layer_transforms.h"
 #include "qforge/quant/layerwise.h"
+#include "qforge/quant/rotation.h"
 
 namespace qforge {
 
@@ -18,8 +22,19 @@ struct QuantizeOptions {
   std::filesystem::path model;
   std::filesystem::path output;
   std::string format;  // default format of every linear layer
+  // How values are rounded: RTN or GPTQ. With `awq`, AWQ's scales (and, unless awq_clip is false,
+  // its clipping) come first: "awq" = AWQ + RTN, "awq+gptq" = AWQ scales + GPTQ.
   QuantMethod method = QuantMethod::GPTQ;
-  std::filesystem::path calib;  // calibration text (required for GPTQ)
+  bool awq = false;
+  AwqOptions awq_options;
+  bool awq_clip = true;
+  std::optional<double> smooth_alpha;     // SmoothQuant before quantization
+  std::optional<RotationOptions> rotate;  // QuaRot rotation before quantization
+  // Recorded in the output and simulated during calibration: per-token activation quantization
+  // of the quantized linears' inputs, and the KV cache format.
+  formats::ActivationFormat activations = formats::ActivationFormat::None;
+  KvCacheFormat kv;
+  std::filesystem::path calib;  // calibration text (GPTQ, AWQ, SmoothQuant)
   int64_t calib_tokens = 128 * 512;
   int seq_len = 512;
   GptqOptions gptq;
@@ -45,7 +60,12 @@ struct QuantizeReport {
   size_t output_bytes = 0;
   std::vector<Fallback> fallbacks;
   bool compressed_tensors = false;  // every quantized linear in compressed-tensors' layout
+  std::vector<AwqGroupRecord> awq;
+  std::string method;  // "rtn", "gptq", "awq", "awq+gptq"
 };
+
+// Whether these options need calibration text.
+bool needs_calibration(const QuantizeOptions& options);
 
 // Validates everything first (formats, row lengths, output writable, calibration long enough),
 // then quantizes layer by layer and writes to a temporary directory renamed into place at the end.

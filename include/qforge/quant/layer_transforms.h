@@ -1,0 +1,81 @@
+// The layer rewrites that `qforge quantize` applies before quantizing each layer (see
+// LayerTransform in layerwise.h): QuaRot rotation, SmoothQuant and AWQ scaling (with AWQ's
+// clipping passed on to the quantizers).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "qforge/quant/awq.h"
+#include "qforge/quant/layerwise.h"
+#include "qforge/quant/rotation.h"
+
+namespace qforge {
+
+class RotationTransform final : public LayerTransform {
+ public:
+  RotationTransform(const ModelConfig& config, const RotationOptions& options)
+      : rotation_(config, options) {}
+  void embedded(float* x, int64_t n) const override { rotation_.rotate_residual(x, n); }
+  void apply(int, LayerWeights& lw, WeightArena& arena, const LayerStatistics*) override {
+    rotation_.rotate_layer(lw, arena);
+  }
+  const ModelRotation& rotation() const { return rotation_; }
+
+ private:
+  ModelRotation rotation_;
+};
+
+// SmoothQuant on every group of linears (q/k/v, o, gate/up, down) with `alpha`.
+class SmoothQuantTransform final : public LayerTransform {
+ public:
+  // `quantized(m)`: whether linear m will be quantized (only those shape the weight maxima).
+  SmoothQuantTransform(const ModelConfig& config, double alpha,
+                       std::function<bool(const Matrix&)> quantized)
+      : config_(config), alpha_(alpha), quantized_(std::move(quantized)) {}
+  bool needs_statistics() const override { return true; }
+  void apply(int layer, LayerWeights& lw, WeightArena& arena,
+             const LayerStatistics* stats) override;
+
+ private:
+  ModelConfig config_;
+  double alpha_;
+  std::function<bool(const Matrix&)> quantized_;
+};
+
+// What AWQ decided for one group of one layer (recorded in the output's metadata).
+struct AwqGroupRecord {
+  int layer = 0;
+  LinearGroup group = LinearGroup::AttnIn;
+  double alpha = -1;  // −1: no scaling beat plain RTN
+  double objective_identity = 0, objective = 0;
+};
+
+class AwqTransform final : public LayerTransform {
+ public:
+  // `maker(m)`: the quantizer maker of linear m's format, or an empty function when m is kept.
+  AwqTransform(const ModelConfig& config, const AwqOptions& options, bool clip,
+               std::function<QuantizerMaker(const Matrix&)> maker)
+      : config_(config), options_(options), clip_(clip), maker_(std::move(maker)) {}
+  bool needs_statistics() const override { return true; }
+  void apply(int layer, LayerWeights& lw, WeightArena& arena,
+             const LayerStatistics* stats) override;
+  std::unique_ptr<ColumnQuantizer> wrap(const Matrix& weight,
+                                        std::unique_ptr<ColumnQuantizer> q) const override;
+  const std::vector<AwqGroupRecord>& records() const { return records_; }
+
+ private:
+  ModelConfig config_;
+  AwqOptions options_;
+  bool clip_;
+  std::function<QuantizerMaker(const Matrix&)> maker_;
+  std::map<std::string, std::vector<float>> clip_ratios_;  // this layer's, by linear name
+  std::vector<AwqGroupRecord> records_;
+};
+
+// "attn_in", "attn_out", "mlp_in", "mlp_act"
+std::string linear_group_name(LinearGroup g);
+
+}  // namespace qforge

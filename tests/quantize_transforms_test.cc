@@ -1,0 +1,165 @@
+// End-to-end `quantize` with outlier methods on the embedded model: rotation written through the
+// streaming writer reproduces the original model when nothing is quantized; AWQ beats RTN;
+// W8A8 with SmoothQuant is recorded for vLLM and simulated at load; the KV cache format and
+// quantized embeddings travel with the model.
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "qforge/core/error.h"
+#include "qforge/core/mapped_file.h"
+#include "qforge/eval/compare.h"
+#include "qforge/io/model_loader.h"
+#include "qforge/io/safetensors.h"
+#include "qforge/quant/quantize_model.h"
+#include "test_util.h"
+
+namespace qforge {
+namespace {
+
+namespace fs = std::filesystem;
+
+QuantizeOptions base(const std::string& name, const std::string& format, QuantMethod method) {
+  QuantizeOptions o;
+  o.model = testing::embedded_model_dir();
+  o.output = fs::path(::testing::TempDir()) / ("qforge_qt_" + name);
+  fs::remove_all(o.output);
+  o.format = format;
+  o.method = method;
+  o.calib = testing::source_dir() / "data/sample.txt";
+  o.calib_tokens = 384;
+  o.seq_len = 64;
+  return o;
+}
+
+std::vector<int32_t> sample_ids(const LoadedModel& m) {
+  return m.tokenizer->encode(read_text_file(testing::source_dir() / "data/sample.txt"), false);
+}
+
+ComparisonResult compare_to_original(const fs::path& dir) {
+  LoadedModel q = load_model(dir), ref = load_model(testing::embedded_model_dir());
+  ThreadPool pool(2);
+  Transformer tq(q.config, q.weights, pool, q.inference), tr(ref.config, ref.weights, pool);
+  return compare_models(tq, tr, sample_ids(ref), {128, 0});
+}
+
+nlohmann::json config_of(const fs::path& dir) {
+  return nlohmann::json::parse(read_text_file(dir / "config.json"));
+}
+
+TEST(QuantizeTransforms, RotationAloneReproducesTheOriginalModel) {
+  for (bool online : {false, true}) {
+    QuantizeOptions o = base(online ? "rot_online" : "rot", "int4-g64", QuantMethod::RTN);
+    o.keep = {"."};  // every linear kept: only the rotation is written
+    o.rotate = RotationOptions{online, 7};
+    quantize_model(o);
+    const auto config = config_of(o.output);
+    EXPECT_EQ(config["tie_word_embeddings"], false);  // the head now carries the final norm
+    EXPECT_EQ(config["quantization_config"]["rotation"]["online_down"], online);
+    LoadedModel q = load_model(o.output), ref = load_model(testing::embedded_model_dir());
+    EXPECT_EQ(q.inference.online_hadamard_down, online);
+    ThreadPool pool(2);
+    Transformer tq(q.config, q.weights, pool, q.inference), tr(ref.config, ref.weights, pool);
+    std::vector<int32_t> ids = sample_ids(ref);
+    ids.resize(48);
+    KVCache cq = tq.new_cache(48), cr = tr.new_cache(48);
+    std::vector<float> a(ids.size() * ref.config.vocab_size), b(a.size());
+    tq.forward(ids, 0, cq, a.data(), true);
+    tr.forward(ids, 0, cr, b.data(), true);
+    double worst = 0;
+    for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::fabs(a[i] - b[i])));
+    EXPECT_LT(worst, 2e-3) << "online " << online;  // see equivalent_transforms_test.cc
+  }
+}
+
+TEST(QuantizeTransforms, AwqBeatsRtnAndRecordsItsChoices) {
+  if (testing::sanitized()) GTEST_SKIP() << "slow under sanitizers";
+  QuantizeOptions rtn = base("rtn4", "int4-g64", QuantMethod::RTN);
+  quantize_model(rtn);
+  QuantizeOptions awq = base("awq4", "int4-g64", QuantMethod::RTN);
+  awq.awq = true;
+  const QuantizeReport r = quantize_model(awq);
+  EXPECT_EQ(r.method, "awq");
+  ASSERT_EQ(r.awq.size(), 16u);  // 4 layers x 4 groups
+  for (const auto& a : r.awq) EXPECT_LE(a.objective, a.objective_identity);
+  const auto record = config_of(awq.output)["quantization_config"]["qforge"];
+  EXPECT_EQ(record["method"], "awq");
+  EXPECT_EQ(record["awq"]["groups"].size(), 16u);
+  EXPECT_LT(compare_to_original(awq.output).kld_mean, compare_to_original(rtn.output).kld_mean);
+}
+
+TEST(QuantizeTransforms, W8A8WithSmoothQuantIsRecordedForVllmAndSimulatedAtLoad) {
+  if (testing::sanitized()) GTEST_SKIP() << "slow under sanitizers";
+  QuantizeOptions plain = base("w8a8", "int8-channel", QuantMethod::RTN);
+  plain.activations = formats::ActivationFormat::Int8;
+  quantize_model(plain);
+  QuantizeOptions smooth = plain;
+  smooth.output = base("w8a8_sq", "int8-channel", QuantMethod::RTN).output;
+  smooth.smooth_alpha = 0.5;
+  quantize_model(smooth);
+  const auto qc = config_of(smooth.output)["quantization_config"];
+  ASSERT_EQ(qc["quant_method"], "compressed-tensors");
+  const auto& act = qc["config_groups"]["group_0"]["input_activations"];
+  EXPECT_EQ(act["num_bits"], 8);
+  EXPECT_EQ(act["type"], "int");
+  EXPECT_EQ(act["strategy"], "token");
+  EXPECT_EQ(act["dynamic"], true);
+  EXPECT_EQ(qc["qforge"]["smooth"]["alpha"], 0.5);
+  const LoadedModel q = load_model(smooth.output);
+  EXPECT_EQ(q.inference.activations, formats::ActivationFormat::Int8);
+  for (const auto& groups : q.inference.activation_groups)
+    for (bool g : groups) EXPECT_TRUE(g);
+  const ComparisonResult with = compare_to_original(smooth.output);
+  EXPECT_LT(with.kld_mean, compare_to_original(plain.output).kld_mean);
+  EXPECT_GT(with.top1_agreement, 0.97);
+}
+
+TEST(QuantizeTransforms, KvCacheFormatTravelsWithTheModel) {
+  QuantizeOptions o = base("kv", "int8-channel", QuantMethod::RTN);
+  o.kv = {formats::KvType::Int4, true, true, 32};
+  quantize_model(o);
+  const LoadedModel q = load_model(o.output);
+  EXPECT_EQ(q.inference.kv.type, formats::KvType::Int4);
+  EXPECT_TRUE(q.inference.kv.keys_per_channel);
+  EXPECT_TRUE(q.inference.kv.keys_pre_rope);
+  EXPECT_EQ(q.inference.kv.group, 32);
+  EXPECT_EQ(config_of(o.output)["quantization_config"]["qforge"]["kv_cache"]["type"], "int4");
+}
+
+TEST(QuantizeTransforms, EmbeddingIsQuantizedOnlyWhenNamed) {
+  QuantizeOptions o = base("embed", "int8-channel", QuantMethod::RTN);
+  o.tensor_formats = {{"embed_tokens", "q8_0"}};
+  quantize_model(o);
+  const auto st = SafetensorsFile::open(o.output / "model.safetensors");
+  EXPECT_NE(st->find("model.embed_tokens.weight.packed"), nullptr);
+  EXPECT_EQ(st->find("model.embed_tokens.weight"), nullptr);
+  const ComparisonResult r = compare_to_original(o.output);
+  EXPECT_LT(r.kld_mean, 2e-3);
+  EXPECT_EQ(config_of(o.output)["quantization_config"]["quant_method"], "qforge");
+
+  QuantizeOptions plain = base("embed_plain", "int8-channel", QuantMethod::RTN);
+  quantize_model(plain);
+  EXPECT_NE(
+      SafetensorsFile::open(plain.output / "model.safetensors")->find("model.embed_tokens.weight"),
+      nullptr);
+}
+
+TEST(QuantizeTransforms, MethodsThatNeedCalibrationRefuseWithoutIt) {
+  QuantizeOptions o = base("nocalib", "int8-channel", QuantMethod::RTN);
+  o.calib.clear();
+  o.smooth_alpha = 0.5;
+  try {
+    quantize_model(o);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("SmoothQuant needs calibration text"), std::string::npos)
+        << e.what();
+  }
+  o.smooth_alpha.reset();
+  o.awq = true;
+  EXPECT_THROW(quantize_model(o), Error);
+  EXPECT_FALSE(fs::exists(o.output));
+}
+
+}  // namespace
+}  // namespace qforge
