@@ -62,6 +62,11 @@ Layer outlier_layer(uint32_t seed) {
   return l;
 }
 
+ThreadPool& pool() {
+  static ThreadPool p(2);
+  return p;
+}
+
 auto identity_expand = [](std::span<const float> s) {
   return std::vector<float>(s.begin(), s.end());
 };
@@ -73,7 +78,7 @@ TEST(Awq, ScalesBeatPlainRtnAndTheObjectiveIsTheRealOutputError) {
   const Layer l = outlier_layer(1);
   const AwqLinear linear{l.w.data(), l.rows, l.cols, maker("int4-g32")};
   const AwqScales best = awq_search_scales({&linear, 1}, l.h, l.x_mean, identity_expand,
-                                           identity_reduce, AwqOptions{});
+                                           identity_reduce, AwqOptions{}, pool());
   ASSERT_FALSE(best.s.empty()) << "outlier channels must make some scaling worthwhile";
   EXPECT_GE(best.alpha, 0.0);
   EXPECT_LT(best.alpha, 1.0);
@@ -108,7 +113,7 @@ TEST(Awq, WithoutOutliersIdentityMayWinAndIsNeverBeaten) {
   std::fill(l.x_mean.begin(), l.x_mean.end(), 0.8);
   const AwqLinear linear{l.w.data(), l.rows, l.cols, maker("int4-g32")};
   const AwqScales best = awq_search_scales({&linear, 1}, l.h, l.x_mean, identity_expand,
-                                           identity_reduce, AwqOptions{});
+                                           identity_reduce, AwqOptions{}, pool());
   EXPECT_LE(best.objective, best.objective_identity);
   if (best.s.empty()) EXPECT_EQ(best.alpha, -1);
 }
@@ -116,7 +121,7 @@ TEST(Awq, WithoutOutliersIdentityMayWinAndIsNeverBeaten) {
 TEST(Awq, ClippingNeverLosesToNoClippingOnItsOwnObjective) {
   const Layer l = outlier_layer(3);
   const AwqLinear linear{l.w.data(), l.rows, l.cols, maker("int3-g32")};
-  const std::vector<float> ratios = awq_search_clip(linear, l.h, AwqOptions{});
+  const std::vector<float> ratios = awq_search_clip(linear, l.h, AwqOptions{}, pool());
   ASSERT_EQ(ratios.size(), static_cast<size_t>(l.rows * (l.cols / 32)));
   int clipped = 0;
   for (float r : ratios) {

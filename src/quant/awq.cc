@@ -72,7 +72,7 @@ AwqScales awq_search_scales(
     std::span<const double> x_mean,
     const std::function<std::vector<float>(std::span<const float>)>& expand,
     const std::function<std::vector<double>(std::span<const double>)>& reduce_mean,
-    const AwqOptions& o) {
+    const AwqOptions& o, ThreadPool& pool) {
   check(!linears.empty(), "AWQ: no linears in the group");
   for (const AwqLinear& l : linears)
     check(l.cols == linears[0].cols, "AWQ: linears of a group must share their input width");
@@ -81,32 +81,40 @@ AwqScales awq_search_scales(
         x_mean.size(), w_mean.size());
   AwqScales best;
   best.objective_identity = best.objective = rtn_objective(linears, h, {});
-  std::vector<float> s(x_mean.size());
-  for (int k = 0; k < o.grid; ++k) {
-    const double alpha = static_cast<double>(k) / o.grid;
-    // AutoAWQ's duo scaling: x̄^α / (w̄^(1−α) + 1e-4), clamped, normalised by sqrt(max · min).
-    double mx = 0, mn = std::numeric_limits<double>::infinity();
-    std::vector<double> sd(s.size());
-    for (size_t i = 0; i < s.size(); ++i) {
-      sd[i] = std::max(1e-4, std::pow(x_mean[i], alpha) / (std::pow(w_mean[i], 1 - alpha) + 1e-4));
-      mx = std::max(mx, sd[i]);
-      mn = std::min(mn, sd[i]);
+  // Every α is independent: evaluate them in parallel, then pick the best in order (the result
+  // does not depend on the thread count).
+  std::vector<std::vector<float>> candidates(static_cast<size_t>(o.grid));
+  std::vector<double> objectives(static_cast<size_t>(o.grid));
+  pool.parallel_for(static_cast<size_t>(o.grid), [&](size_t k0, size_t k1, int) {
+    for (size_t k = k0; k < k1; ++k) {
+      const double alpha = static_cast<double>(k) / o.grid;
+      // AutoAWQ's duo scaling: x̄^α / (w̄^(1−α) + 1e-4), clamped, normalised by sqrt(max · min).
+      double mx = 0, mn = std::numeric_limits<double>::infinity();
+      std::vector<double> sd(x_mean.size());
+      for (size_t i = 0; i < sd.size(); ++i) {
+        sd[i] =
+            std::max(1e-4, std::pow(x_mean[i], alpha) / (std::pow(w_mean[i], 1 - alpha) + 1e-4));
+        mx = std::max(mx, sd[i]);
+        mn = std::min(mn, sd[i]);
+      }
+      const double norm = std::sqrt(mx * mn);
+      std::vector<float>& s = candidates[k];
+      s.resize(sd.size());
+      for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<float>(sd[i] / norm);
+      objectives[k] = rtn_objective(linears, h, expand(s));
     }
-    const double norm = std::sqrt(mx * mn);
-    for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<float>(sd[i] / norm);
-    const std::vector<float> per_input = expand(s);
-    const double obj = rtn_objective(linears, h, per_input);
-    if (obj < best.objective) {
-      best.objective = obj;
-      best.alpha = alpha;
-      best.s = s;
+  });
+  for (int k = 0; k < o.grid; ++k)
+    if (objectives[k] < best.objective) {
+      best.objective = objectives[k];
+      best.alpha = static_cast<double>(k) / o.grid;
+      best.s = candidates[k];
     }
-  }
   return best;
 }
 
 std::vector<float> awq_search_clip(const AwqLinear& l, const std::vector<double>& h,
-                                   const AwqOptions& o) {
+                                   const AwqOptions& o, ThreadPool& pool) {
   const int64_t rows = l.rows, cols = l.cols;
   auto q = l.make(l.w, rows, cols);
   const int64_t gs = group_width(*q, cols), groups = (cols + gs - 1) / gs;
@@ -114,46 +122,49 @@ std::vector<float> awq_search_clip(const AwqLinear& l, const std::vector<double>
   for (int64_t i = 0; i < cols; ++i) diag[i] = static_cast<float>(h[i * cols + i]);
   std::vector<float> ratios(static_cast<size_t>(rows * groups), 1.0f);
   std::vector<double> best(ratios.size(), std::numeric_limits<double>::infinity());
-  std::vector<float> block;
-  std::vector<double> d, dh, hg;
-  for (int64_t g = 0; g < groups; ++g) {
-    const int64_t c0 = g * gs, width = std::min(gs, cols - c0);
-    hg.resize(static_cast<size_t>(width * width));
-    for (int64_t i = 0; i < width; ++i)
-      for (int64_t j = 0; j < width; ++j) hg[i * width + j] = h[(c0 + i) * cols + c0 + j];
-    block.resize(static_cast<size_t>(rows * width));
-    d.resize(block.size());
-    dh.resize(block.size());
-    for (int k = 0; k < static_cast<int>(o.max_shrink * o.clip_grid); ++k) {
-      const float r = 1.0f - static_cast<float>(k) / o.clip_grid;
-      for (int64_t row = 0; row < rows; ++row) {
-        const float* w = l.w + row * cols + c0;
-        float mx = 0;
-        for (int64_t c = 0; c < width; ++c) mx = std::max(mx, std::fabs(w[c]));
-        for (int64_t c = 0; c < width; ++c)
-          block[row * width + c] = std::clamp(w[c], -r * mx, r * mx);
-      }
-      q->choose_scales(g, block.data(), rows, width, width, diag.data() + c0);
-      for (int64_t row = 0; row < rows; ++row)
-        for (int64_t c = 0; c < width; ++c) {
-          const float w = l.w[row * cols + c0 + c];
-          d[row * width + c] = static_cast<double>(w) - q->round(row, c0 + c, w);
+  // Groups are independent (a quantizer keeps each group's scales apart): search them in parallel.
+  pool.parallel_for(static_cast<size_t>(groups), [&](size_t g0, size_t g1, int) {
+    std::vector<float> block;
+    std::vector<double> d, dh, hg;
+    for (auto g = static_cast<int64_t>(g0); g < static_cast<int64_t>(g1); ++g) {
+      const int64_t c0 = g * gs, width = std::min(gs, cols - c0);
+      hg.resize(static_cast<size_t>(width * width));
+      for (int64_t i = 0; i < width; ++i)
+        for (int64_t j = 0; j < width; ++j) hg[i * width + j] = h[(c0 + i) * cols + c0 + j];
+      block.resize(static_cast<size_t>(rows * width));
+      d.resize(block.size());
+      dh.resize(block.size());
+      for (int k = 0; k < static_cast<int>(o.max_shrink * o.clip_grid); ++k) {
+        const float r = 1.0f - static_cast<float>(k) / o.clip_grid;
+        for (int64_t row = 0; row < rows; ++row) {
+          const float* w = l.w + row * cols + c0;
+          float mx = 0;
+          for (int64_t c = 0; c < width; ++c) mx = std::max(mx, std::fabs(w[c]));
+          for (int64_t c = 0; c < width; ++c)
+            block[row * width + c] = std::clamp(w[c], -r * mx, r * mx);
         }
-      // Per row: Δ_g H_gg Δ_gᵀ.
-      cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, static_cast<blasint>(rows),
-                  static_cast<blasint>(width), 1.0, hg.data(), static_cast<blasint>(width),
-                  d.data(), static_cast<blasint>(width), 0.0, dh.data(),
-                  static_cast<blasint>(width));
-      for (int64_t row = 0; row < rows; ++row) {
-        double err = 0;
-        for (int64_t c = 0; c < width; ++c) err += d[row * width + c] * dh[row * width + c];
-        if (err < best[row * groups + g]) {
-          best[row * groups + g] = err;
-          ratios[row * groups + g] = r;
+        q->choose_scales(g, block.data(), rows, width, width, diag.data() + c0);
+        for (int64_t row = 0; row < rows; ++row)
+          for (int64_t c = 0; c < width; ++c) {
+            const float w = l.w[row * cols + c0 + c];
+            d[row * width + c] = static_cast<double>(w) - q->round(row, c0 + c, w);
+          }
+        // Per row: Δ_g H_gg Δ_gᵀ.
+        cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, static_cast<blasint>(rows),
+                    static_cast<blasint>(width), 1.0, hg.data(), static_cast<blasint>(width),
+                    d.data(), static_cast<blasint>(width), 0.0, dh.data(),
+                    static_cast<blasint>(width));
+        for (int64_t row = 0; row < rows; ++row) {
+          double err = 0;
+          for (int64_t c = 0; c < width; ++c) err += d[row * width + c] * dh[row * width + c];
+          if (err < best[row * groups + g]) {
+            best[row * groups + g] = err;
+            ratios[row * groups + g] = r;
+          }
         }
       }
     }
-  }
+  });
   return ratios;
 }
 

@@ -71,7 +71,8 @@ void AwqTransform::apply(int layer, LayerWeights& lw, WeightArena& arena,
     const AwqScales best = awq_search_scales(
         group, h, per_scale_entry(config_, g, st.mean_abs(), false),
         [&](std::span<const float> s) { return scales_per_input(config_, g, s); },
-        [&](std::span<const double> v) { return per_scale_entry(config_, g, v, false); }, options_);
+        [&](std::span<const double> v) { return per_scale_entry(config_, g, v, false); }, options_,
+        ThreadPool::global());
     records_.push_back({layer, g, best.alpha, best.objective_identity, best.objective});
     std::vector<double> hs = h;
     if (!best.s.empty()) {
@@ -87,7 +88,7 @@ void AwqTransform::apply(int layer, LayerWeights& lw, WeightArena& arena,
       // As the reference: no clipping for q/k, whose errors are amplified by the softmax.
       if (&m == &lw.wq || &m == &lw.wk) continue;
       const AwqLinear l{arena.matrix(m), m.rows, m.cols, makers[i]};
-      clip_ratios_[m.name] = awq_search_clip(l, hs, options_);
+      clip_ratios_[m.name] = awq_search_clip(l, hs, options_, ThreadPool::global());
     }
   }
 }

@@ -23,6 +23,7 @@
 #include <span>
 #include <vector>
 
+#include "qforge/core/thread_pool.h"
 #include "qforge/quant/gptq.h"
 
 namespace qforge {
@@ -50,19 +51,20 @@ struct AwqScales {
   double objective = 0;           // the same with the chosen scales
 };
 
-// Searches the scales of one group. x_mean (one per scale entry) is mean |x|; `expand` maps scale
-// entries to input channels (identity except for o_proj under GQA) and `reduce_mean` maps
-// per-input-channel values back to scale entries.
+// Searches the scales of one group (the α candidates in parallel on `pool`). x_mean (one per scale
+// entry) is mean |x|; `expand` maps scale entries to input channels (identity except for o_proj
+// under GQA) and `reduce_mean` maps per-input-channel values back to scale entries.
 AwqScales awq_search_scales(
     std::span<const AwqLinear> linears, const std::vector<double>& h,
     std::span<const double> x_mean,
     const std::function<std::vector<float>(std::span<const float>)>& expand,
     const std::function<std::vector<double>(std::span<const double>)>& reduce_mean,
-    const AwqOptions& options);
+    const AwqOptions& options, ThreadPool& pool);
 
-// Per (row, group) clip ratios [rows, groups] for one linear with input Hessian h.
+// Per (row, group) clip ratios [rows, groups] for one linear with input Hessian h (the groups in
+// parallel on `pool`).
 std::vector<float> awq_search_clip(const AwqLinear& linear, const std::vector<double>& h,
-                                   const AwqOptions& options);
+                                   const AwqOptions& options, ThreadPool& pool);
 
 // A quantizer whose scales are chosen from clipped weights: group g of row r is clipped to
 // ratio[r, g] · max|w| before the wrapped quantizer chooses its scales.
