@@ -522,13 +522,16 @@ void BlockFormat::decode_reference(const std::byte* data, int64_t rows, int64_t 
 }
 
 void BlockFormat::decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const {
-  if (s_.bits != 4 && s_.bits != 8) return decode_reference(data, rows, cols, out);
+  const bool packed = s_.bits != 4 && s_.bits != 8;  // LSB-first codes of 2, 3, 5, 6 or 7 bits
+  if (packed && s_.element == Element::Mini && s_.bits != 6)
+    return decode_reference(data, rows, cols, out);
   GroupScale tensor;
   float global = 1.0f;
   const std::byte* p = read_header(data, &tensor, &global);
   const bool asym = s_.element == Element::IntAsym;
   const int64_t width = group_width(cols), groups = cols / width;
   const size_t prefix = per_tensor() ? 0 : scale_zero_bytes();
+  const auto* end = reinterpret_cast<const uint8_t*>(data) + encoded_bytes(rows, cols);
   std::vector<float> scales(static_cast<size_t>(groups), tensor.scale);
   std::vector<int32_t> zeros(static_cast<size_t>(groups), tensor.zero);
   simd::RowGroups row{.codes = nullptr,
@@ -537,9 +540,16 @@ void BlockFormat::decode(const std::byte* data, int64_t rows, int64_t cols, floa
                       .width = width,
                       .scales = scales.data(),
                       .zeros = zeros.data()};
-  float unit[16] = {};
+  float unit[32] = {};
   simd::ByteCode byte_code = simd::ByteCode::MinusZero;
-  if (s_.bits == 4) {
+  simd::BitCode bit_code = simd::BitCode::MinusZero;
+  if (packed) {
+    if (s_.element == Element::IntSym) std::fill(zeros.begin(), zeros.end(), -qmin());
+    if (s_.element == Element::Mini) {  // FP6: sign and magnitude, like every MiniFloat
+      bit_code = simd::BitCode::SignMagnitude;
+      for (int c = 0; c < 32; ++c) unit[c] = unit_value(static_cast<uint32_t>(c), 0);
+    }
+  } else if (s_.bits == 4) {
     for (int c = 0; c < 16; ++c) unit[c] = unit_value(static_cast<uint32_t>(c), 0);
     if (!asym) row.zeros = nullptr;
   } else if (s_.element == Element::IntSym) {
@@ -579,7 +589,9 @@ void BlockFormat::decode(const std::byte* data, int64_t rows, int64_t cols, floa
       if (asym)
         for (int64_t g = 0; g < groups; ++g) zeros[g] = b[g * stride + scale_bytes(s_.scale)];
     }
-    if (s_.bits == 4)
+    if (packed)
+      simd::decode_row_bits(row, s_.bits, bit_code, unit, end, out + r * cols);
+    else if (s_.bits == 4)
       simd::decode_row_nibbles(row, unit, out + r * cols);
     else
       simd::decode_row_bytes(row, byte_code, out + r * cols);

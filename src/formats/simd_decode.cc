@@ -4,10 +4,14 @@
 // the group's scale is folded into a 16-entry table once and every code is one table lookup
 // (a lane permute); 8-bit codes are widened and converted arithmetically. The table entries are
 // computed with exactly the scalar decoder's operations, so the results are bit-identical.
+// Codes of other widths (2, 3, 5, 6, 7 bits; GGUF's split high bits) are first assembled in int32
+// lanes, then converted and scaled with the scalar decoder's operations in its order (integers)
+// or looked up in 32 magnitudes folded with the scale (FP6).
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "formats/simd_decode.cc"
 #include "formats/simd_decode.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -198,6 +202,135 @@ void DecodeRowBytes(const RowGroups& row, ByteCode kind, float* HWY_RESTRICT out
   }
 }
 
+// ------------------------------------------------------------------------ bit-packed codes
+
+#if HWY_TARGET != HWY_SCALAR
+// Codes of `bits` (2..8) packed LSB first, a chunk of kChunk codes (a multiple of 8 codes, so
+// whole bytes, and at most 16 bytes) at a time. The chunk's bytes are broadcast to every 128-bit
+// block (byte shuffles stay within a block); each int32 lane gathers the one or two bytes its
+// code straddles, then shifts it down and masks it.
+struct BitUnpacker {
+  using DB = hn::Repartition<uint8_t, DF>;
+  using VB = hn::Vec<DB>;
+  static constexpr int kN = static_cast<int>(hn::MaxLanes(DF()));
+  static constexpr int kChunk = kN < 8 ? 8 : kN;
+  static constexpr int kVectors = kChunk / kN;
+
+  explicit BitUnpacker(int bits) : chunk_bytes(kChunk * bits / 8) {
+    HWY_ALIGN uint8_t from[kChunk * 4];
+    HWY_ALIGN uint32_t shift[kChunk];
+    for (int k = 0; k < kChunk; ++k) {
+      const int bit = k * bits;
+      from[4 * k] = static_cast<uint8_t>(bit >> 3);
+      from[4 * k + 1] = static_cast<uint8_t>((bit + bits - 1) >> 3);
+      from[4 * k + 2] = from[4 * k + 3] = 0x80;  // zero
+      shift[k] = static_cast<uint32_t>(bit & 7);
+    }
+    for (int v = 0; v < kVectors; ++v) {
+      from_[v] = hn::Load(DB(), from + 4 * kN * v);
+      shift_[v] = hn::Load(DU(), shift + kN * v);
+    }
+    mask_ = hn::Set(DU(), (1u << bits) - 1);
+  }
+
+  // The 16 bytes from p, in every block (only the first chunk_bytes are used).
+  static VB Load(const uint8_t* p) { return hn::LoadDup128(DB(), p); }
+  // Codes [v * kN, (v + 1) * kN) of the chunk.
+  hn::Vec<DU> Codes(VB bytes, int v) const {
+    const auto pair = hn::BitCast(DU(), hn::TableLookupBytesOr0(bytes, from_[v]));
+    return hn::And(pair >> shift_[v], mask_);
+  }
+
+  const int chunk_bytes;
+
+ private:
+  VB from_[kVectors];
+  hn::Vec<DU> shift_[kVectors];
+  hn::Vec<DU> mask_;
+};
+#endif
+
+template <BitCode kKind>
+void DecodeRowBitsT(const RowGroups& row, int bits, const float* magnitudes, const uint8_t* end,
+                    float* HWY_RESTRICT out) {
+  const DF df;
+  const DI di;
+  const DU du;
+  const int64_t width = row.width;
+  // Sign-magnitude codes: the group scale is folded into two 16-entry tables of magnitudes and
+  // the sign applied after (-x * s is -(x * s) bit for bit).
+  Table16 mag_lo, mag_hi;
+  if constexpr (kKind == BitCode::SignMagnitude) {
+    mag_lo = LoadTable(magnitudes);
+    mag_hi = LoadTable(magnitudes + 16);
+  }
+#if HWY_TARGET != HWY_SCALAR
+  constexpr int kN = BitUnpacker::kN, kChunk = BitUnpacker::kChunk;
+  const BitUnpacker unpack(bits);
+  const int64_t step = unpack.chunk_bytes, chunks = width / kChunk;
+  const int64_t code_bytes = (width * bits + 7) / 8;
+#else
+  (void)end;
+#endif
+  for (int64_t g = 0; g < row.groups; ++g) {
+    const VF scale = hn::Set(df, row.scales[g]);
+    const VI zero = hn::Set(di, row.zeros ? row.zeros[g] : 0);
+    Table16 lo, hi;
+    if constexpr (kKind == BitCode::SignMagnitude) {
+      for (size_t k = 0; k < Table16::kSlices; ++k) {
+        lo.slice[k] = hn::Mul(mag_lo.slice[k], scale);
+        hi.slice[k] = hn::Mul(mag_hi.slice[k], scale);
+      }
+    }
+    // unit(code) * scale for N codes in int32 lanes.
+    const auto value = [&](hn::Vec<DU> code) -> VF {
+      if constexpr (kKind == BitCode::SignMagnitude) {
+        const VI low4 = hn::BitCast(di, hn::And(code, hn::Set(du, 15u)));
+        const auto upper = hn::RebindMask(df, hn::TestBit(code, hn::Set(du, 16u)));
+        const VF v = hn::IfThenElse(upper, Lookup16(hi, low4), Lookup16(lo, low4));
+        const auto sign = hn::ShiftLeft<26>(hn::And(code, hn::Set(du, 32u)));
+        return hn::BitCast(df, hn::Xor(hn::BitCast(du, v), sign));
+      } else {
+        return hn::Mul(hn::ConvertTo(df, hn::Sub(hn::BitCast(di, code), zero)), scale);
+      }
+    };
+    const uint8_t* p = row.codes + g * row.stride;
+    float* o = out + g * width;
+#if HWY_TARGET == HWY_SCALAR
+    for (int64_t i = 0; i < width; ++i) {
+      const int64_t bit = i * bits;
+      const uint32_t pair = p[bit >> 3] | static_cast<uint32_t>(p[(bit + bits - 1) >> 3]) << 8;
+      hn::StoreU(value(hn::Set(du, (pair >> (bit & 7)) & ((1u << bits) - 1))), df, o + i);
+    }
+#else
+    const auto chunk = [&](BitUnpacker::VB bytes, float* HWY_RESTRICT to) {
+      for (int v = 0; v < BitUnpacker::kVectors; ++v)
+        hn::StoreU(value(unpack.Codes(bytes, v)), df, to + v * kN);
+    };
+    int64_t c = 0;
+    // The 16-byte loads may run past the group (into the next one's bytes), not past `end`.
+    if (chunks > 0 && end - (p + (chunks - 1) * step) >= 16)
+      for (; c < chunks; ++c) chunk(BitUnpacker::Load(p + c * step), o + c * kChunk);
+    for (; c * kChunk < width; ++c) {  // the rest: the same on a zero-padded copy
+      HWY_ALIGN uint8_t tmp[16] = {};
+      HWY_ALIGN float res[kChunk];
+      std::memcpy(tmp, p + c * step,
+                  static_cast<size_t>(std::min<int64_t>(16, code_bytes - c * step)));
+      chunk(BitUnpacker::Load(tmp), res);
+      std::memcpy(o + c * kChunk, res,
+                  static_cast<size_t>(std::min<int64_t>(kChunk, width - c * kChunk)) * 4);
+    }
+#endif
+  }
+}
+
+void DecodeRowBits(const RowGroups& row, int bits, BitCode kind, const float* magnitudes,
+                   const uint8_t* end, float* HWY_RESTRICT out) {
+  if (kind == BitCode::SignMagnitude)
+    return DecodeRowBitsT<BitCode::SignMagnitude>(row, bits, magnitudes, end, out);
+  DecodeRowBitsT<BitCode::MinusZero>(row, bits, magnitudes, end, out);
+}
+
 // ------------------------------------------------------------------------------------ GGUF
 
 // lo[j] = tab_lo[p[j] & 15], hi[j] = tab_hi[p[j] >> 4] for j < n: llama.cpp's layout, where the
@@ -285,25 +418,25 @@ void DecodeIq4Xs(const uint8_t* p, int64_t nblocks, float* y) {
   }
 }
 
+// The 6-bit scale and min of sub-block k of a Q4_K/Q5_K block (llama.cpp's get_scale_min_k4).
+HWY_INLINE void ScaleMinK4(const uint8_t* s, int k, uint8_t* sc, uint8_t* mn) {
+  if (k < 4) {
+    *sc = s[k] & 63;
+    *mn = s[k + 4] & 63;
+  } else {
+    *sc = (s[k + 4] & 0xF) | ((s[k - 4] >> 6) << 4);
+    *mn = (s[k + 4] >> 4) | ((s[k] >> 6) << 4);
+  }
+}
+
 void DecodeQ4_K(const uint8_t* p, int64_t nblocks, float* y) {
   const DF df;
   for (int64_t b = 0; b < nblocks; ++b) {
     const auto* blk = reinterpret_cast<const gguf::BlockQ4_K*>(p + b * sizeof(gguf::BlockQ4_K));
     const float d = f16_to_f32(blk->d), dmin = f16_to_f32(blk->dmin);
-    const uint8_t* s = blk->scales;
     for (int j = 0; j < 4; ++j, y += 64) {
-      // The 6-bit scale and min of sub-blocks 2j and 2j+1 (llama.cpp's get_scale_min_k4).
       uint8_t sc[2], mn[2];
-      for (int h = 0; h < 2; ++h) {
-        const int k = 2 * j + h;
-        if (k < 4) {
-          sc[h] = s[k] & 63;
-          mn[h] = s[k + 4] & 63;
-        } else {
-          sc[h] = (s[k + 4] & 0xF) | ((s[k - 4] >> 6) << 4);
-          mn[h] = (s[k + 4] >> 4) | ((s[k] >> 6) << 4);
-        }
-      }
+      for (int h = 0; h < 2; ++h) ScaleMinK4(blk->scales, 2 * j + h, &sc[h], &mn[h]);
       const auto d1 = hn::Set(df, d * sc[0]), m1 = hn::Set(df, dmin * mn[0]);
       const auto d2 = hn::Set(df, d * sc[1]), m2 = hn::Set(df, dmin * mn[1]);
       const Table16 lo =
@@ -367,16 +500,185 @@ void DecodeQ6_K(const uint8_t* p, int64_t nblocks, float* y) {
   }
 }
 
+// Q5_0 / Q5_1: weight j's low four bits are nibble j of qs (low nibbles first, as Q4_0) and its
+// fifth bit is bit j of qh. f maps the 5-bit codes (int32 lanes) to the outputs.
+template <class F>
+HWY_INLINE void Q5Block(const uint8_t* HWY_RESTRICT qs, const uint8_t* qh_bytes, F f,
+                        float* HWY_RESTRICT y) {
+  const DF df;
+  const DI di;
+  const DU du;
+  const int N = static_cast<int>(hn::Lanes(df));
+  uint32_t qh_bits;
+  std::memcpy(&qh_bits, qh_bytes, 4);
+  const auto qh = hn::Set(du, qh_bits), one = hn::Set(du, 1u);
+  for (int j = 0; j < gguf::kQK / 2; j += N) {
+    const auto x = hn::PromoteTo(di, hn::LoadU(DU8(), qs + j));
+    const auto h0 = hn::And(qh >> hn::Iota(du, j), one);
+    const auto h1 = hn::And(qh >> hn::Iota(du, j + gguf::kQK / 2), one);
+    const auto q0 = hn::Or(hn::And(x, hn::Set(di, 15)), hn::BitCast(di, hn::ShiftLeft<4>(h0)));
+    const auto q1 = hn::Or(hn::ShiftRight<4>(x), hn::BitCast(di, hn::ShiftLeft<4>(h1)));
+    hn::StoreU(f(q0), df, y + j);
+    hn::StoreU(f(q1), df, y + j + gguf::kQK / 2);
+  }
+}
+
+void DecodeQ5_0(const uint8_t* p, int64_t nblocks, float* y) {
+  const DF df;
+  const DI di;
+  for (int64_t b = 0; b < nblocks; ++b, y += gguf::kQK) {
+    const auto* blk = reinterpret_cast<const gguf::BlockQ5_0*>(p + b * sizeof(gguf::BlockQ5_0));
+    const auto d = hn::Set(df, f16_to_f32(blk->d));
+    Q5Block(
+        blk->qs, blk->qh,
+        [&](VI q) { return hn::Mul(hn::ConvertTo(df, hn::Sub(q, hn::Set(di, 16))), d); }, y);
+  }
+}
+
+void DecodeQ5_1(const uint8_t* p, int64_t nblocks, float* y) {
+  const DF df;
+  for (int64_t b = 0; b < nblocks; ++b, y += gguf::kQK) {
+    const auto* blk = reinterpret_cast<const gguf::BlockQ5_1*>(p + b * sizeof(gguf::BlockQ5_1));
+    const auto d = hn::Set(df, f16_to_f32(blk->d)), m = hn::Set(df, f16_to_f32(blk->m));
+    // q * d is exact (5 x 11 significant bits), so a fused multiply-add rounds the same.
+    Q5Block(
+        blk->qs, blk->qh, [&](VI q) { return hn::Add(hn::Mul(hn::ConvertTo(df, q), d), m); }, y);
+  }
+}
+
+// In Q2_K, Q3_K and Q5_K the scale of a sub-block times a code is exact (at most 22 significant
+// bits), so whether the compiler fuses dl * q - ml or not, the one rounding is the subtraction's.
+
+void DecodeQ2_K(const uint8_t* p, int64_t nblocks, float* y) {
+  const DF df;
+  const DI di;
+  const int N = static_cast<int>(hn::Lanes(df));
+  const auto k3 = hn::Set(di, 3);
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const auto* blk = reinterpret_cast<const gguf::BlockQ2_K*>(p + b * sizeof(gguf::BlockQ2_K));
+    // The 16 sub-block scales and mins, d * (sc & 15) and dmin * (sc >> 4), a vector at a time.
+    HWY_ALIGN float dl[16], ml[16];
+    const auto d = hn::Set(df, f16_to_f32(blk->d)), dmin = hn::Set(df, f16_to_f32(blk->dmin));
+    for (int k = 0; k < 16; k += N) {
+      const auto sc = hn::PromoteTo(di, hn::LoadU(DU8(), blk->scales + k));
+      hn::Store(hn::Mul(d, hn::ConvertTo(df, hn::And(sc, hn::Set(di, 15)))), df, dl + k);
+      hn::Store(hn::Mul(dmin, hn::ConvertTo(df, hn::ShiftRight<4>(sc))), df, ml + k);
+    }
+    for (int n = 0; n < 2; ++n, y += 128) {
+      // Weight 32j + l of this half is bits 2j of q[l], in sub-block 8n + 2j + l / 16.
+      const uint8_t* q = blk->qs + 32 * n;
+      for (int l = 0; l < 32; l += N) {
+        const auto x = hn::PromoteTo(di, hn::LoadU(DU8(), q + l));
+        HWY_UNROLL(4)
+        for (int j = 0; j < 4; ++j) {
+          const int k = 8 * n + 2 * j + l / 16;
+          const auto code = hn::And(hn::ShiftRightSame(x, 2 * j), k3);
+          hn::StoreU(
+              hn::Sub(hn::Mul(hn::Set(df, dl[k]), hn::ConvertTo(df, code)), hn::Set(df, ml[k])), df,
+              y + 32 * j + l);
+        }
+      }
+    }
+  }
+}
+
+// The 16 6-bit scales of a Q3_K block (stored as 0..63, used as scale - 32).
+HWY_INLINE void Q3Scales(const uint8_t* packed, int8_t* scales) {
+  constexpr uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+  uint32_t aux[4];
+  std::memcpy(aux, packed, 12);
+  const uint32_t tmp = aux[2];
+  aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+  aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+  aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+  aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+  std::memcpy(scales, aux, 16);
+}
+
+void DecodeQ3_K(const uint8_t* p, int64_t nblocks, float* y) {
+  const DF df;
+  const DI di;
+  const int N = static_cast<int>(hn::Lanes(df));
+  const auto k1 = hn::Set(di, 1), k3 = hn::Set(di, 3), k4 = hn::Set(di, 4);
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const auto* blk = reinterpret_cast<const gguf::BlockQ3_K*>(p + b * sizeof(gguf::BlockQ3_K));
+    // The 16 sub-block scales d * (sc - 32), a vector at a time.
+    HWY_ALIGN int8_t sc[16];
+    HWY_ALIGN float dl[16];
+    Q3Scales(blk->scales, sc);
+    const auto d = hn::Set(df, f16_to_f32(blk->d));
+    for (int k = 0; k < 16; k += N) {
+      const auto s = hn::Sub(hn::PromoteTo(di, hn::LoadU(DI8(), sc + k)), hn::Set(di, 32));
+      hn::Store(hn::Mul(d, hn::ConvertTo(df, s)), df, dl + k);
+    }
+    for (int n = 0; n < 2; ++n, y += 128) {
+      // As Q2_K, plus a third bit: bit 4n + j of hmask[l] (clear means -4).
+      const uint8_t* q = blk->qs + 32 * n;
+      for (int l = 0; l < 32; l += N) {
+        const auto x = hn::PromoteTo(di, hn::LoadU(DU8(), q + l));
+        const auto hm =
+            hn::ShiftRightSame(hn::PromoteTo(di, hn::LoadU(DU8(), blk->hmask + l)), 4 * n);
+        HWY_UNROLL(4)
+        for (int j = 0; j < 4; ++j) {
+          const int k = 8 * n + 2 * j + l / 16;
+          const auto lo = hn::And(hn::ShiftRightSame(x, 2 * j), k3);
+          const auto hi = hn::ShiftLeft<2>(hn::And(hn::ShiftRightSame(hm, j), k1));
+          const auto code = hn::Sub(hn::Or(lo, hi), k4);
+          hn::StoreU(hn::Mul(hn::Set(df, dl[k]), hn::ConvertTo(df, code)), df, y + 32 * j + l);
+        }
+      }
+    }
+  }
+}
+
+void DecodeQ5_K(const uint8_t* p, int64_t nblocks, float* y) {
+  const DF df;
+  const DI di;
+  const int N = static_cast<int>(hn::Lanes(df));
+  const auto k1 = hn::Set(di, 1), k15 = hn::Set(di, 15);
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const auto* blk = reinterpret_cast<const gguf::BlockQ5_K*>(p + b * sizeof(gguf::BlockQ5_K));
+    const float d = f16_to_f32(blk->d), dmin = f16_to_f32(blk->dmin);
+    const uint8_t* ql = blk->qs;
+    for (int j = 0; j < 4; ++j, y += 64, ql += 32) {
+      // Q4_K's layout; the fifth bit of weight l (l + 32) is bit 2j (2j + 1) of qh[l].
+      uint8_t sc[2], mn[2];
+      for (int h = 0; h < 2; ++h) ScaleMinK4(blk->scales, 2 * j + h, &sc[h], &mn[h]);
+      const auto d1 = hn::Set(df, d * sc[0]), m1 = hn::Set(df, dmin * mn[0]);
+      const auto d2 = hn::Set(df, d * sc[1]), m2 = hn::Set(df, dmin * mn[1]);
+      for (int l = 0; l < 32; l += N) {
+        const auto x = hn::PromoteTo(di, hn::LoadU(DU8(), ql + l));
+        const auto qh = hn::ShiftRightSame(hn::PromoteTo(di, hn::LoadU(DU8(), blk->qh + l)), 2 * j);
+        const auto lo = hn::Or(hn::And(x, k15), hn::ShiftLeft<4>(hn::And(qh, k1)));
+        const auto hi =
+            hn::Or(hn::ShiftRight<4>(x), hn::ShiftLeft<4>(hn::And(hn::ShiftRight<1>(qh), k1)));
+        hn::StoreU(hn::Sub(hn::Mul(d1, hn::ConvertTo(df, lo)), m1), df, y + l);
+        hn::StoreU(hn::Sub(hn::Mul(d2, hn::ConvertTo(df, hi)), m2), df, y + l + 32);
+      }
+    }
+  }
+}
+
 void DecodeGguf(GgufType type, const uint8_t* blocks, int64_t nblocks, float* out) {
   switch (type) {
     case GgufType::Q4_0:
       return DecodeQ4_0(blocks, nblocks, out);
     case GgufType::Q4_1:
       return DecodeQ4_1(blocks, nblocks, out);
+    case GgufType::Q5_0:
+      return DecodeQ5_0(blocks, nblocks, out);
+    case GgufType::Q5_1:
+      return DecodeQ5_1(blocks, nblocks, out);
     case GgufType::Q8_0:
       return DecodeQ8_0(blocks, nblocks, out);
+    case GgufType::Q2_K:
+      return DecodeQ2_K(blocks, nblocks, out);
+    case GgufType::Q3_K:
+      return DecodeQ3_K(blocks, nblocks, out);
     case GgufType::Q4_K:
       return DecodeQ4_K(blocks, nblocks, out);
+    case GgufType::Q5_K:
+      return DecodeQ5_K(blocks, nblocks, out);
     case GgufType::Q6_K:
       return DecodeQ6_K(blocks, nblocks, out);
     case GgufType::IQ4_NL:
@@ -394,6 +696,7 @@ namespace qforge::formats::simd {
 
 HWY_EXPORT(DecodeRowNibbles);
 HWY_EXPORT(DecodeRowBytes);
+HWY_EXPORT(DecodeRowBits);
 HWY_EXPORT(DecodeGguf);
 
 void decode_row_nibbles(const RowGroups& row, const float unit[16], float* out) {
@@ -404,11 +707,21 @@ void decode_row_bytes(const RowGroups& row, ByteCode kind, float* out) {
   HWY_DYNAMIC_DISPATCH(DecodeRowBytes)(row, kind, out);
 }
 
+void decode_row_bits(const RowGroups& row, int bits, BitCode kind, const float* magnitudes,
+                     const uint8_t* end, float* out) {
+  HWY_DYNAMIC_DISPATCH(DecodeRowBits)(row, bits, kind, magnitudes, end, out);
+}
+
 std::optional<GgufType> gguf_type(std::string_view name) {
   if (name == "q4_0") return GgufType::Q4_0;
   if (name == "q4_1") return GgufType::Q4_1;
+  if (name == "q5_0") return GgufType::Q5_0;
+  if (name == "q5_1") return GgufType::Q5_1;
   if (name == "q8_0") return GgufType::Q8_0;
+  if (name == "q2_k") return GgufType::Q2_K;
+  if (name == "q3_k") return GgufType::Q3_K;
   if (name == "q4_k") return GgufType::Q4_K;
+  if (name == "q5_k") return GgufType::Q5_K;
   if (name == "q6_k") return GgufType::Q6_K;
   if (name == "iq4_nl") return GgufType::IQ4_NL;
   if (name == "iq4_xs") return GgufType::IQ4_XS;

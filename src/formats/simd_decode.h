@@ -33,8 +33,32 @@ enum class ByteCode : uint8_t {
 // 8-bit codes: out[i] = unit(code) * scale.
 void decode_row_bytes(const RowGroups& row, ByteCode kind, float* out);
 
+// How a 2- to 7-bit code becomes a unit value (before the group scale).
+enum class BitCode : uint8_t {
+  MinusZero,      // code - zero (symmetric intN stores q - qmin, so its zero is -qmin)
+  SignMagnitude,  // 6-bit codes: bit 5 the sign, bits 0-4 index 32 magnitudes (FP6 E3M2, E2M3)
+};
+// `bits`-wide codes (2 <= bits <= 8) packed LSB first, each group's from its first byte:
+// out[i] = unit(code) * scale. magnitudes: the unit values of codes 0..31 (SignMagnitude only).
+// Bytes up to `end` (exclusive) may be read, not only the groups'.
+void decode_row_bits(const RowGroups& row, int bits, BitCode kind, const float* magnitudes,
+                     const uint8_t* end, float* out);
+
 // GGUF block types with a SIMD decoder.
-enum class GgufType : uint8_t { Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, IQ4_NL, IQ4_XS };
+enum class GgufType : uint8_t {
+  Q4_0,
+  Q4_1,
+  Q5_0,
+  Q5_1,
+  Q8_0,
+  Q2_K,
+  Q3_K,
+  Q4_K,
+  Q5_K,
+  Q6_K,
+  IQ4_NL,
+  IQ4_XS
+};
 std::optional<GgufType> gguf_type(std::string_view name);
 // Decodes `nblocks` consecutive blocks into out (nblocks * block_weights floats).
 void decode_gguf(GgufType type, const uint8_t* blocks, int64_t nblocks, float* out);
