@@ -6,30 +6,15 @@
 #include "qforge/core/error.h"
 #include "qforge/formats/format.h"
 #include "qforge/quant/awq.h"
+#include "qforge/quant/format_quantizer.h"
 #include "qforge/quant/smoothquant.h"
 #include "test_util.h"
 
 namespace qforge {
 namespace {
 
-class RegistryQuantizer final : public ColumnQuantizer {
- public:
-  explicit RegistryQuantizer(std::unique_ptr<formats::GroupQuantizer> q) : q_(std::move(q)) {}
-  int64_t group_size() const override { return q_->group_size(); }
-  void choose_scales(int64_t g, const float* w, int64_t rows, int64_t width, int64_t ld,
-                     const float* h) override {
-    q_->choose_scales(g, w, rows, width, ld, h);
-  }
-  float round(int64_t r, int64_t c, float v) const override { return q_->round(r, c, v); }
-
- private:
-  std::unique_ptr<formats::GroupQuantizer> q_;
-};
-
 QuantizerMaker maker(const char* format) {
-  return [f = &formats::find_format(format)](const float* w, int64_t rows, int64_t cols) {
-    return std::make_unique<RegistryQuantizer>(f->make_quantizer(w, rows, cols));
-  };
+  return quantizer_maker(formats::find_format(format));
 }
 
 struct Layer {

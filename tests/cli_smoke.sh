@@ -49,6 +49,21 @@ grep -q "fallback: model.layers.0.mlp.down_proj.weight" "$TMP/err" || { echo "FA
 grep -q '"quant_method": "compressed-tensors"' "$TMP/qf/config.json" || { echo "FAIL quantize-fallback: not compressed-tensors"; fails=$((fails + 1)); }
 ok run-compressed-tensors "$QFORGE" run "$TMP/qf" -p "Once" -n 4 --temp 0
 
+# Outlier methods, activations and the KV cache.
+printf 'Call me Ishmael. Some years ago, never mind how long precisely, I thought I would sail about. %.0s' {1..12} >"$TMP/calib.txt"
+ok quantize-awq "$QFORGE" quantize "$M" -o "$TMP/qa" --format int4-g64 --method awq --calib "$TMP/calib.txt" --calib-tokens 256 --seq-len 64
+grep -q "AWQ: scaled" "$TMP/out" || { echo "FAIL quantize-awq: no AWQ summary"; fails=$((fails + 1)); }
+ok quantize-w8a8 "$QFORGE" quantize "$M" -o "$TMP/qw" --format int8-channel --method rtn --act int8 --smooth 0.5 --calib "$TMP/calib.txt" --calib-tokens 256 --seq-len 64 --kv int8
+grep -q '"input_activations"' "$TMP/qw/config.json" || { echo "FAIL quantize-w8a8: no input_activations"; fails=$((fails + 1)); }
+ok quantize-rotate "$QFORGE" quantize "$M" -o "$TMP/qr" --format int4-g64 --method rtn --rotate hadamard --rotate-online
+ok run-rotated "$QFORGE" run "$TMP/qr" -p "Once" -n 4 --temp 0
+ok eval-kv "$QFORGE" eval "$M" --ref "$M" --text "$TMP/text.txt" --ctx 64 --kv int4 --kv-keys token --json
+ok bench-kv "$QFORGE" bench "$M" --prefill 16 --decode 4 --repeats 1 --kv int8 --json
+bad quantize-smooth-nocalib "calibration" "$QFORGE" quantize "$M" -o "$TMP/qx" --format int8-channel --method rtn --smooth 0.5
+bad quantize-online-alone "rotate-online needs" "$QFORGE" quantize "$M" -o "$TMP/qx" --format int8-channel --method rtn --rotate-online
+bad eval-kv-group "does not divide head_dim" "$QFORGE" eval "$M" --text "$TMP/text.txt" --ctx 64 --kv int4 --kv-keys token --kv-group 48
+[ ! -e "$TMP/qx" ] || { echo "FAIL refused quantize left output behind"; fails=$((fails + 1)); }
+
 # Bad input: one line naming the file and the problem, exit 1.
 bad missing-model "no-such-dir" "$QFORGE" info "$TMP/no-such-dir"
 mkdir -p "$TMP/trunc" && cp "$M/config.json" "$TMP/trunc/" && head -c 1000 "$M/model.safetensors" >"$TMP/trunc/model.safetensors"

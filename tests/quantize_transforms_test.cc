@@ -144,6 +144,48 @@ TEST(QuantizeTransforms, EmbeddingIsQuantizedOnlyWhenNamed) {
       nullptr);
 }
 
+// A model directory whose safetensors metadata carries `record` as its quantization record.
+fs::path model_with_record(const std::string& name, const std::string& record) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("qforge_record_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path src = testing::embedded_model_dir();
+  for (const char* f : {"config.json", "tokenizer.json"}) fs::copy_file(src / f, dir / f);
+  const auto st = SafetensorsFile::open(src / "model.safetensors");
+  std::vector<TensorToWrite> tensors;
+  for (const TensorView& t : st->tensors())
+    tensors.push_back({t.name, t.dtype, t.shape, {t.data, t.data + t.nbytes()}});
+  write_safetensors(dir / "model.safetensors", tensors, {{"qforge.quantization", record}});
+  return dir;
+}
+
+TEST(QuantizeTransforms, MalformedInferenceRecordsAreRefusedNamingTheModel) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"tensors": {}, "kv_cache": {"type": "int5", "keys": "token", "keys_pre_rope": false, "group": 64}})",
+       "unknown KV cache type 'int5'"},
+      {R"({"tensors": {}, "kv_cache": {"type": "int4", "keys": "token", "keys_pre_rope": false, "group": 48}})",
+       "does not divide head_dim 64"},
+      {R"({"tensors": {}, "kv_cache": {"type": "int4"}})", "malformed"},
+      {R"({"tensors": {}, "activations": {"format": "int3"}})", "unknown activation format"},
+      {R"({"tensors": {}, "activations": {"format": 8}})", "malformed"}};
+  int i = 0;
+  for (const auto& [record, needle] : cases) {
+    const fs::path dir = model_with_record(std::to_string(i++), record);
+    try {
+      load_model(dir);
+      ADD_FAILURE() << record;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(dir.string()), std::string::npos) << e.what();
+    }
+  }
+  // A well-formed record is applied.
+  const fs::path ok = model_with_record(
+      "ok",
+      R"({"tensors": {}, "kv_cache": {"type": "fp8", "keys": "token", "keys_pre_rope": false, "group": 32}})");
+  EXPECT_EQ(load_model(ok).inference.kv.type, formats::KvType::Fp8E4M3);
+}
+
 TEST(QuantizeTransforms, MethodsThatNeedCalibrationRefuseWithoutIt) {
   QuantizeOptions o = base("nocalib", "int8-channel", QuantMethod::RTN);
   o.calib.clear();

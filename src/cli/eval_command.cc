@@ -28,7 +28,7 @@ struct EvalOpts {
 };
 
 void print_comparison(const EvalOpts& o, const LoadedModel& m, const LoadedModel& rm,
-                      const ComparisonResult& r, int threads) {
+                      const ComparisonResult& r, int threads, const std::string& inference) {
   if (o.json) {
     nlohmann::json j = {{"model", m.source.string()},
                         {"ref", rm.source.string()},
@@ -45,7 +45,8 @@ void print_comparison(const EvalOpts& o, const LoadedModel& m, const LoadedModel
                         {"tokens", r.tokens},
                         {"ctx", o.ctx},
                         {"seconds", r.seconds},
-                        {"threads", threads}};
+                        {"threads", threads},
+                        {"inference", inference}};
     fmt::print("{}\n", j.dump());
     return;
   }
@@ -57,6 +58,7 @@ void print_comparison(const EvalOpts& o, const LoadedModel& m, const LoadedModel
              r.kld_median, r.kld_p99, r.kld_max);
   fmt::print("top-1       {:.3f}% same top token\n", 100 * r.top1_agreement);
   fmt::print("delta-p     {:+.5f} mean change in p(correct token)\n", r.delta_p_mean);
+  fmt::print("inference   {}\n", inference);
   fmt::print("time        {:.2f} s ({} threads)\n", r.seconds, threads);
 }
 
@@ -108,7 +110,7 @@ void add_eval_command(CLI::App& app) {
           model, reference, ids, po,
           [&](int64_t done, int64_t) { progress.update(static_cast<size_t>(done)); });
       progress.finish();
-      print_comparison(*o, m, rm, r, pool.size());
+      print_comparison(*o, m, rm, r, pool.size(), model.options().describe());
       return;
     }
     const PerplexityResult r =
@@ -128,6 +130,7 @@ void add_eval_command(CLI::App& app) {
                           {"seconds", r.seconds},
                           {"tokenize_seconds", tokenize_s},
                           {"threads", pool.size()},
+                          {"inference", model.options().describe()},
                           {"tokens_per_second", r.tokens / r.seconds}};
       fmt::print("{}\n", j.dump());
     } else {

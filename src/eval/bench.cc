@@ -88,6 +88,8 @@ BenchResult run_bench(Transformer& model, ThreadPool& pool, const BenchOptions& 
   r.prefill_flops_per_token = 2 * linear + attn + 2.0 * c.vocab_size * d / n;
   r.prefill_peak_fraction = r.prefill_tok_s * r.prefill_flops_per_token / r.fma_peak_flops;
   r.peak_rss_bytes = peak_rss_bytes();
+  r.kv_cache_bytes = cache.bytes();
+  r.inference = model.options().describe();
   return r;
 }
 

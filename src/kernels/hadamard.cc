@@ -163,29 +163,16 @@ HadamardTransform::HadamardTransform(int64_t n) : n_(n) {
 }
 
 void HadamardTransform::apply(float* x, int64_t count) const {
-  // With x viewed as X [m, 2^k]: x · (A ⊗ B) = vec(Aᵀ X B).
-  const float norm = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n_)));
-  std::vector<float> tmp(m_ > 1 ? static_cast<size_t>(n_) : 0);
-  for (int64_t v = 0; v < count; ++v) {
-    float* xv = x + v * n_;
-    for (int64_t i = 0; i < m_; ++i) fwht(xv + i * pow2_, pow2_);
-    if (m_ > 1) {
-      std::fill(tmp.begin(), tmp.end(), 0.0f);
-      for (int64_t i = 0; i < m_; ++i)
-        for (int64_t k = 0; k < m_; ++k) {
-          const float a = dense_[i * m_ + k];  // Aᵀ[k][i]
-          float* out = &tmp[k * pow2_];
-          const float* in = xv + i * pow2_;
-          for (int64_t j = 0; j < pow2_; ++j) out[j] += a * in[j];
-        }
-      std::copy(tmp.begin(), tmp.end(), xv);
-    }
-    for (int64_t i = 0; i < n_; ++i) xv[i] *= norm;
-  }
+  transform(x, count, false);
 }
 
 void HadamardTransform::apply_transposed(float* x, int64_t count) const {
-  // x · (A ⊗ B)ᵀ = x · (Aᵀ ⊗ B) = vec(A X B) (B is symmetric).
+  transform(x, count, true);
+}
+
+void HadamardTransform::transform(float* x, int64_t count, bool transposed) const {
+  // With x viewed as X [m, 2^k]: x · (A ⊗ B) = vec(Aᵀ X B) and x · (A ⊗ B)ᵀ = vec(A X B)
+  // (B, Sylvester's matrix, is symmetric).
   const float norm = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n_)));
   std::vector<float> tmp(m_ > 1 ? static_cast<size_t>(n_) : 0);
   for (int64_t v = 0; v < count; ++v) {
@@ -195,7 +182,7 @@ void HadamardTransform::apply_transposed(float* x, int64_t count) const {
       std::fill(tmp.begin(), tmp.end(), 0.0f);
       for (int64_t k = 0; k < m_; ++k)
         for (int64_t i = 0; i < m_; ++i) {
-          const float a = dense_[k * m_ + i];  // A[k][i]
+          const float a = transposed ? dense_[k * m_ + i] : dense_[i * m_ + k];
           float* out = &tmp[k * pow2_];
           const float* in = xv + i * pow2_;
           for (int64_t j = 0; j < pow2_; ++j) out[j] += a * in[j];

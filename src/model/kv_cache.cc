@@ -3,14 +3,44 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
+#include "qforge/core/dtype.h"
 #include "qforge/core/error.h"
+#include "qforge/formats/minifloat.h"
 
 namespace qforge {
 
 using formats::KvGroupParams;
 using formats::KvType;
+
+namespace {
+
+// A group's parameters as floats, with the code -> value map of its type: value = scale ·
+// table[code] + offset (table: the code itself for integers, the E4M3 value for fp8).
+struct GroupDecoder {
+  float scale, offset;
+  const float* table;
+};
+
+const float* code_table(KvType t) {
+  static const auto tables = [] {
+    std::array<std::array<float, 256>, 2> tb{};
+    for (int c = 0; c < 256; ++c) {
+      tb[0][c] = static_cast<float>(c);
+      tb[1][c] = formats::kE4M3.decode(static_cast<uint32_t>(c));
+    }
+    return tb;
+  }();
+  return t == KvType::Fp8E4M3 ? tables[1].data() : tables[0].data();
+}
+
+GroupDecoder decoder(KvType t, KvGroupParams p) {
+  return {f16_to_f32(p.scale), t == KvType::Fp8E4M3 ? 0.0f : f16_to_f32(p.offset), code_table(t)};
+}
+
+}  // namespace
 
 std::string KvCacheFormat::describe() const {
   if (!quantized()) return "f32";
@@ -101,10 +131,10 @@ void KVCache::dequantize_per_token(const std::vector<uint8_t>& codes,
   const int groups = head_dim_ / token_group_;
   for (int j = begin; j < end; ++j)
     for (int g = 0; g < groups; ++g) {
-      const KvGroupParams p = params[static_cast<size_t>(j) * groups + g];
+      const GroupDecoder dec = decoder(format_.type, params[static_cast<size_t>(j) * groups + g]);
       const size_t base = static_cast<size_t>(j) * head_dim_ + g * token_group_;
       for (int i = 0; i < token_group_; ++i)
-        out[base + i] = formats::kv_decode(format_.type, get_code(codes, base + i), p);
+        out[base + i] = dec.table[get_code(codes, base + i)] * dec.scale + dec.offset;
     }
 }
 

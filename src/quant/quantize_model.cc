@@ -14,6 +14,7 @@
 #include "qforge/formats/format.h"
 #include "qforge/io/model_loader.h"
 #include "qforge/io/safetensors.h"
+#include "qforge/quant/format_quantizer.h"
 #include "quant/quantized_output.h"
 
 namespace qforge {
@@ -21,24 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using output::TensorPlan;
-
-// Adapts a format's GroupQuantizer to the algorithms' ColumnQuantizer.
-class FormatColumnQuantizer final : public ColumnQuantizer {
- public:
-  explicit FormatColumnQuantizer(std::unique_ptr<formats::GroupQuantizer> q) : q_(std::move(q)) {}
-  int64_t group_size() const override { return q_->group_size(); }
-  void choose_scales(int64_t group, const float* w, int64_t rows, int64_t width, int64_t ld,
-                     const float* h_diag) override {
-    q_->choose_scales(group, w, rows, width, ld, h_diag);
-  }
-  float round(int64_t row, int64_t col, float value) const override {
-    return q_->round(row, col, value);
-  }
-  std::vector<std::byte> pack(const float* values) const { return q_->pack(values); }
-
- private:
-  std::unique_ptr<formats::GroupQuantizer> q_;
-};
 
 const FormatColumnQuantizer& format_quantizer(const ColumnQuantizer& q) {
   if (const auto* clipped = dynamic_cast<const ClippedQuantizer*>(&q))
@@ -405,17 +388,12 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
     smooth = std::make_unique<SmoothQuantTransform>(m.config, *o.smooth_alpha, quantized);
     transforms.push_back(smooth.get());
   }
-  auto maker_for = [&](const formats::Format* f) -> QuantizerMaker {
-    return [f](const float* w, int64_t rows, int64_t cols) -> std::unique_ptr<ColumnQuantizer> {
-      return std::make_unique<FormatColumnQuantizer>(f->make_quantizer(w, rows, cols));
-    };
-  };
   std::unique_ptr<AwqTransform> awq;
   if (o.awq) {
     awq = std::make_unique<AwqTransform>(
         m.config, o.awq_options, o.awq_clip, [&](const Matrix& w) -> QuantizerMaker {
           auto it = plan.find(w.name);
-          return it == plan.end() ? QuantizerMaker{} : maker_for(it->second.format);
+          return it == plan.end() ? QuantizerMaker{} : quantizer_maker(*it->second.format);
         });
     transforms.push_back(awq.get());
   }
@@ -445,7 +423,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
     auto it = plan.find(w.name);
     if (it == plan.end()) return nullptr;
     const std::vector<float> wf = TensorView{w.name, w.dtype, {w.rows, w.cols}, w.data}.to_f32();
-    return maker_for(it->second.format)(wf.data(), w.rows, w.cols);
+    return quantizer_maker(*it->second.format)(wf.data(), w.rows, w.cols);
   };
   auto sink = [&](const Matrix& w, const std::vector<float>& values, const ColumnQuantizer& q,
                   const LinearResult& r) {

@@ -29,6 +29,8 @@ struct BenchResult {
   double prefill_flops_per_token = 0;  // useful FLOPs (causal attention counted once)
   double prefill_peak_fraction = 0;
   int64_t peak_rss_bytes = 0;
+  size_t kv_cache_bytes = 0;  // for prefill_tokens + decode_tokens positions
+  std::string inference;      // InferenceOptions::describe()
 };
 
 BenchResult run_bench(Transformer& model, ThreadPool& pool, const BenchOptions& options);

@@ -32,6 +32,7 @@ class HadamardTransform {
   std::vector<double> matrix() const;
 
  private:
+  void transform(float* x, int64_t count, bool transposed) const;
   int64_t n_ = 0, m_ = 1, pow2_ = 1;
   std::vector<float> dense_;  // H_m (entries ±1), row-major [m, m]
 };
