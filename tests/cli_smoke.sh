@@ -57,6 +57,8 @@ ok quantize-w8a8 "$QFORGE" quantize "$M" -o "$TMP/qw" --format int8-channel --me
 grep -q '"input_activations"' "$TMP/qw/config.json" || { echo "FAIL quantize-w8a8: no input_activations"; fails=$((fails + 1)); }
 ok quantize-rotate "$QFORGE" quantize "$M" -o "$TMP/qr" --format int4-g64 --method rtn --rotate hadamard --rotate-online
 ok run-rotated "$QFORGE" run "$TMP/qr" -p "Once" -n 4 --temp 0
+ok info-quantized "$QFORGE" info "$TMP/qr" --no-tensors
+grep -q "^quantized: .*rotation (online)" "$TMP/out" || { echo "FAIL info-quantized: $(cat "$TMP/out")"; fails=$((fails + 1)); }
 ok eval-kv "$QFORGE" eval "$M" --ref "$M" --text "$TMP/text.txt" --ctx 64 --kv int4 --kv-keys token --json
 ok bench-kv "$QFORGE" bench "$M" --prefill 16 --decode 4 --repeats 1 --kv int8 --json
 bad quantize-smooth-nocalib "calibration" "$QFORGE" quantize "$M" -o "$TMP/qx" --format int8-channel --method rtn --smooth 0.5

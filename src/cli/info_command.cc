@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -53,8 +54,26 @@ void add_info_command(CLI::App& app) {
     for (const auto& [k, v] : by_dtype) dt += fmt::format("{}{} {}", dt.empty() ? "" : ", ", v, k);
     fmt::print("tensor bytes: {} ({} tensors: {})\n", human_bytes(static_cast<double>(total_bytes)),
                m.tensors.size(), dt);
-    fmt::print("decode reads: {} of weights per token\n",
-               human_bytes(static_cast<double>(t.weight_bytes_per_token())));
+    fmt::print("decode reads: {} of weights per token{}\n",
+               human_bytes(static_cast<double>(t.weight_bytes_per_token())),
+               m.quantization_record.empty() ? "" : " (dequantized to f32 at load)");
+    if (!m.quantization_record.empty()) {
+      const auto r = nlohmann::json::parse(m.quantization_record);
+      std::map<std::string, int> formats;
+      const auto tensors = r.value("tensors", nlohmann::json::object());
+      for (const auto& [name, t] : tensors.items()) ++formats[t.value("format", std::string("?"))];
+      std::string fs;
+      for (const auto& [f, n] : formats)
+        fs += fmt::format("{}{} x{}", fs.empty() ? "" : ", ", f, n);
+      std::string how = r.value("method", std::string("?"));
+      if (r.contains("smooth") && r["smooth"].is_object())
+        how = fmt::format("smooth {} + {}", r["smooth"].value("alpha", 0.0), how);
+      if (r.contains("rotation") && r["rotation"].is_object())
+        how += r["rotation"].value("online_down", false) ? " + rotation (online)" : " + rotation";
+      fmt::print("quantized:    {} ({}; qforge {})\n", fs, how,
+                 r.value("tool_version", std::string("?")));
+      fmt::print("inference:    {}\n", m.inference.describe());
+    }
     if (!opts->no_tensors) {
       fmt::print("\n{:<56} {:>6} {:>16} {:>12}\n", "tensor", "dtype", "shape", "bytes");
       for (const auto& tv : m.tensors)

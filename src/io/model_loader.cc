@@ -35,6 +35,7 @@ class HfTensorMapper {
     }
   }
   std::vector<std::shared_ptr<const void>> take_buffers() { return std::move(buffers_); }
+  std::string record() const { return quantization_.is_object() ? quantization_.dump() : ""; }
 
   // The inference options the quantization record asks for (activation quantization of the
   // groups whose linears carry "input_activations", KV cache format, online Hadamard).
@@ -156,7 +157,7 @@ std::vector<const Matrix*> group_linears(const LayerWeights& lw, int group) {
 }
 
 ModelWeights map_hf_weights(const ModelConfig& c, const TensorStore& store, const fs::path& dir,
-                            InferenceOptions* inference) {
+                            InferenceOptions* inference, std::string* record) {
   HfTensorMapper m(store, dir);
   const int64_t d = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.intermediate_size,
                 hd = c.head_dim, v = c.vocab_size;
@@ -206,6 +207,7 @@ ModelWeights map_hf_weights(const ModelConfig& c, const TensorStore& store, cons
   };
   for (auto& b : m.take_buffers()) w.storage.push_back(std::move(b));
   *inference = m.inference(c, w);
+  *record = m.record();
   return w;
 }
 
@@ -226,7 +228,7 @@ LoadedModel load_hf_model(const fs::path& dir, const LoadOptions& o) {
         dir.string());
   m.config = load_config_json(dir / "config.json");
   const TensorStore store = TensorStore::open(dir);
-  m.weights = map_hf_weights(m.config, store, dir, &m.inference);
+  m.weights = map_hf_weights(m.config, store, dir, &m.inference, &m.quantization_record);
   for (const TensorView* tv : store.all()) m.tensors.push_back(*tv);
   m.tokenizer = find_tokenizer(dir, o);
   return m;

@@ -23,6 +23,8 @@ struct LoadedModel {
   // How a quantized model runs (activation quantization, KV cache format, online rotation), as
   // its quantization record says; defaults for anything else.
   InferenceOptions inference;
+  // The qforge quantization record (JSON text) of a model written by `qforge quantize`, else empty.
+  std::string quantization_record;
 };
 
 struct LoadOptions {
