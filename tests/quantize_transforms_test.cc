@@ -88,6 +88,22 @@ TEST(QuantizeTransforms, AwqBeatsRtnAndRecordsItsChoices) {
   EXPECT_LT(compare_to_original(awq.output).kld_mean, compare_to_original(rtn.output).kld_mean);
 }
 
+TEST(QuantizeTransforms, AwqWorksWithEveryFormatFamily) {
+  if (testing::sanitized()) GTEST_SKIP() << "slow under sanitizers";
+  // One format per family: integer (asymmetric), minifloat, MX, NVFP4, NF4, GGUF k-quant.
+  for (const char* format : {"int3-asym-g64", "fp8-e4m3", "mxfp4", "nvfp4", "nf4", "q4_k"}) {
+    QuantizeOptions o = base(std::string("awq_") + format, format, QuantMethod::RTN);
+    o.awq = true;
+    o.awq_options.grid = 4;
+    o.awq_options.clip_grid = 10;  // ratios 1.0, 0.9, ..., 0.6: the test is about coverage
+    o.calib_tokens = 128;
+    const QuantizeReport r = quantize_model(o);
+    ASSERT_EQ(r.awq.size(), 16u) << format;
+    for (const auto& a : r.awq) EXPECT_LE(a.objective, a.objective_identity) << format;
+    EXPECT_LT(compare_to_original(o.output).kld_mean, 0.5) << format;  // it reloads and runs
+  }
+}
+
 TEST(QuantizeTransforms, W8A8WithSmoothQuantIsRecordedForVllmAndSimulatedAtLoad) {
   if (testing::sanitized()) GTEST_SKIP() << "slow under sanitizers";
   QuantizeOptions plain = base("w8a8", "int8-channel", QuantMethod::RTN);
