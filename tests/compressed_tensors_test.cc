@@ -53,17 +53,18 @@ float scale_at(const CtTensor& t, size_t i) {
 
 // Encode, repack to compressed-tensors, dequantize by compressed-tensors' rules, compare with
 // qforge's decode; then repack back and compare bytes.
-void check(const std::string& name, int64_t rows, int64_t cols, const std::string& want_format) {
+void check(const std::string& name, int64_t rows, int64_t cols, const std::string& want_format,
+           bool activations_quantized = false) {
   const Format& f = find_format(name);
   const auto w = gaussian(rows * cols, 3);
   const auto bytes = f.encode(w.data(), rows, cols);
   std::vector<float> ours(w.size());
   f.decode(bytes.data(), rows, cols, ours.data());
 
-  const auto scheme = compressed_tensors_scheme(f, rows, cols);
+  const auto scheme = compressed_tensors_scheme(f, rows, cols, activations_quantized);
   ASSERT_TRUE(scheme.has_value()) << name;
   EXPECT_EQ(scheme->format, want_format) << name;
-  const auto ct = to_compressed_tensors(f, bytes.data(), rows, cols);
+  const auto ct = to_compressed_tensors(f, bytes.data(), rows, cols, activations_quantized);
   std::vector<float> theirs(w.size());
   if (scheme->format == "pack-quantized") {
     const CtTensor& packed = tensor(ct, "weight_packed");
@@ -80,6 +81,16 @@ void check(const std::string& name, int64_t rows, int64_t cols, const std::strin
         const int q = code - (1 << (bits - 1));
         const size_t si = scheme->strategy == "tensor" ? 0 : r * (cols / group) + c / group;
         theirs[r * cols + c] = static_cast<float>(q) * scale_at(scale, si);
+      }
+  } else if (scheme->format == "int-quantized") {  // x = int8 weight * scale
+    const CtTensor& weight = tensor(ct, "weight");
+    const CtTensor& scale = tensor(ct, "weight_scale");
+    EXPECT_EQ(weight.dtype, DType::I8);
+    const int64_t group = scheme->group_size ? scheme->group_size : cols;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        const size_t si = scheme->strategy == "tensor" ? 0 : r * (cols / group) + c / group;
+        theirs[r * cols + c] = at<int8_t>(weight, r * cols + c) * scale_at(scale, si);
       }
   } else if (scheme->format == "float-quantized") {
     const CtTensor& weight = tensor(ct, "weight");
@@ -104,10 +115,13 @@ void check(const std::string& name, int64_t rows, int64_t cols, const std::strin
   for (size_t i = 0; i < w.size(); ++i)
     ASSERT_NEAR(theirs[i], ours[i], std::fabs(ours[i]) * 2e-7f) << name << " element " << i;
 
-  const auto back = from_compressed_tensors(f, rows, cols, [&](const std::string& suffix) {
-    const CtTensor& t = tensor(ct, suffix);
-    return std::span<const std::byte>(t.data);
-  });
+  const auto back = from_compressed_tensors(
+      f, rows, cols,
+      [&](const std::string& suffix) {
+        const CtTensor& t = tensor(ct, suffix);
+        return std::span<const std::byte>(t.data);
+      },
+      activations_quantized);
   EXPECT_EQ(back, bytes) << name << ": repacking is not lossless";
 }
 
@@ -118,6 +132,14 @@ TEST(CompressedTensors, PackQuantizedIntegers) {
   check("int8-channel", 4, 72, "pack-quantized");
   check("int8-g128", 2, 256, "pack-quantized");
   check("int4-g128-bf16", 2, 256, "pack-quantized");
+}
+
+TEST(CompressedTensors, IntQuantizedInt8ForW8A8) {
+  check("int8-channel", 4, 72, "int-quantized", true);
+  check("int8-g128", 2, 256, "int-quantized", true);
+  check("int8-tensor", 3, 40, "int-quantized", true);
+  check("int4-g128", 5, 256, "pack-quantized", true);  // W4A8 keeps int4 packed
+  check("fp8-e4m3", 4, 100, "float-quantized", true);
 }
 
 TEST(CompressedTensors, FloatQuantizedFp8) {

@@ -120,6 +120,11 @@ TEST(QuantizeTransforms, W8A8WithSmoothQuantIsRecordedForVllmAndSimulatedAtLoad)
   EXPECT_EQ(act["type"], "int");
   EXPECT_EQ(act["strategy"], "token");
   EXPECT_EQ(act["dynamic"], true);
+  EXPECT_EQ(qc["format"], "int-quantized");  // the layout vLLM's W8A8 int8 scheme reads
+  const auto st = SafetensorsFile::open(smooth.output / "model.safetensors");
+  const TensorView* w0 = st->find("model.layers.0.self_attn.q_proj.weight");
+  ASSERT_NE(w0, nullptr);
+  EXPECT_EQ(w0->dtype, DType::I8);
   EXPECT_EQ(qc["qforge"]["smooth"]["alpha"], 0.5);
   const LoadedModel q = load_model(smooth.output);
   EXPECT_EQ(q.inference.activations, formats::ActivationFormat::Int8);

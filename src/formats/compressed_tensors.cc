@@ -73,7 +73,8 @@ std::vector<int64_t> scale_shape(const BlockSpec& s, int64_t rows, int64_t group
 
 }  // namespace
 
-std::optional<CtScheme> compressed_tensors_scheme(const Format& f, int64_t rows, int64_t cols) {
+std::optional<CtScheme> compressed_tensors_scheme(const Format& f, int64_t rows, int64_t cols,
+                                                  bool activations_quantized) {
   const BlockSpec* s = block_spec(f);
   if (s == nullptr || rows <= 0 || cols <= 0 || cols % f.info().row_multiple != 0)
     return std::nullopt;
@@ -83,6 +84,14 @@ std::optional<CtScheme> compressed_tensors_scheme(const Format& f, int64_t rows,
                          : s->granularity == Granularity::Row  ? "channel"
                                                                : "group";
   CtScheme c;
+  if (activations_quantized && s->element == Element::IntSym && s->bits == 8 && float_scale) {
+    c.format = "int-quantized";
+    c.num_bits = 8;
+    c.type = "int";
+    c.strategy = strategy;
+    c.group_size = s->granularity == Granularity::Block ? s->block : 0;
+    return c;
+  }
   if (s->element == Element::IntSym && (s->bits == 4 || s->bits == 8) && float_scale &&
       cols * s->bits % 32 == 0) {
     c.format = "pack-quantized";
@@ -111,8 +120,9 @@ std::optional<CtScheme> compressed_tensors_scheme(const Format& f, int64_t rows,
   return std::nullopt;
 }
 
-std::vector<CtTensor> compressed_tensors_layout(const Format& f, int64_t rows, int64_t cols) {
-  const auto scheme = compressed_tensors_scheme(f, rows, cols);
+std::vector<CtTensor> compressed_tensors_layout(const Format& f, int64_t rows, int64_t cols,
+                                                bool activations_quantized) {
+  const auto scheme = compressed_tensors_scheme(f, rows, cols, activations_quantized);
   check(scheme.has_value(), "format {} has no compressed-tensors scheme for a [{}, {}] weight",
         f.name(), rows, cols);
   const BlockSpec& s = *block_spec(f);
@@ -121,6 +131,9 @@ std::vector<CtTensor> compressed_tensors_layout(const Format& f, int64_t rows, i
     return {{"weight_packed", DType::I32, {rows, cols * s.bits / 32}, {}},
             {"weight_scale", scale_dtype(s.scale), scale_shape(s, rows, g.groups), {}},
             {"weight_shape", DType::I64, {2}, {}}};
+  if (scheme->format == "int-quantized")
+    return {{"weight", DType::I8, {rows, cols}, {}},
+            {"weight_scale", scale_dtype(s.scale), scale_shape(s, rows, g.groups), {}}};
   if (scheme->format == "float-quantized")
     return {{"weight", DType::F8_E4M3, {rows, cols}, {}},
             {"weight_scale", scale_dtype(s.scale), scale_shape(s, rows, g.groups), {}}};
@@ -129,9 +142,17 @@ std::vector<CtTensor> compressed_tensors_layout(const Format& f, int64_t rows, i
           {"weight_global_scale", DType::F32, {1}, {}}};
 }
 
+namespace {
+// int-quantized stores q as int8; qforge's symmetric int8 code is q + 128: the two differ in the
+// top bit only.
+void flip_top_bits(std::vector<std::byte>& codes) {
+  for (std::byte& b : codes) b ^= std::byte{0x80};
+}
+}  // namespace
+
 std::vector<CtTensor> to_compressed_tensors(const Format& f, const std::byte* packed, int64_t rows,
-                                            int64_t cols) {
-  std::vector<CtTensor> out = compressed_tensors_layout(f, rows, cols);
+                                            int64_t cols, bool activations_quantized) {
+  std::vector<CtTensor> out = compressed_tensors_layout(f, rows, cols, activations_quantized);
   const BlockSpec& s = *block_spec(f);
   const Geometry g = geometry(s, cols);
   for (CtTensor& t : out) {
@@ -155,6 +176,7 @@ std::vector<CtTensor> to_compressed_tensors(const Format& f, const std::byte* pa
     std::memcpy(scales + scale_at, p + packed_at, g.scale_bytes);
     std::memcpy(codes + code_at, p + packed_at + g.scale_bytes, g.code_bytes);
   });
+  if (out[0].suffix == "weight" && out[0].dtype == DType::I8) flip_top_bits(out[0].data);
   if (out[0].suffix == "weight_packed" && out.size() == 3 && out[2].suffix == "weight_shape") {
     const int64_t shape[2] = {rows, cols};
     std::memcpy(out[2].data.data(), shape, sizeof shape);
@@ -164,8 +186,10 @@ std::vector<CtTensor> to_compressed_tensors(const Format& f, const std::byte* pa
 
 std::vector<std::byte> from_compressed_tensors(
     const Format& f, int64_t rows, int64_t cols,
-    const std::function<std::span<const std::byte>(const std::string& suffix)>& get) {
-  const std::vector<CtTensor> layout = compressed_tensors_layout(f, rows, cols);
+    const std::function<std::span<const std::byte>(const std::string& suffix)>& get,
+    bool activations_quantized) {
+  const std::vector<CtTensor> layout =
+      compressed_tensors_layout(f, rows, cols, activations_quantized);
   std::vector<std::span<const std::byte>> in;
   for (const CtTensor& t : layout) {
     size_t n = dtype_size(t.dtype);
@@ -179,6 +203,12 @@ std::vector<std::byte> from_compressed_tensors(
   const Geometry g = geometry(s, cols);
   std::vector<std::byte> out(f.encoded_bytes(rows, cols));
   std::byte* p = out.data();
+  std::vector<std::byte> int8_codes;  // int-quantized: back to qforge's q + 128
+  if (layout[0].dtype == DType::I8) {
+    int8_codes.assign(in[0].begin(), in[0].end());
+    flip_top_bits(int8_codes);
+    in[0] = int8_codes;
+  }
   const std::byte* codes = in[0].data();
   const std::byte* scales = in[1].data();
   if (is_nvfp4(s)) {

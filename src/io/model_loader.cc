@@ -74,7 +74,9 @@ class HfTensorMapper {
 
   const TensorView& get(const std::string& name, const std::vector<int64_t>& shape) const {
     const TensorView* tv = store_.find(name);
-    if ((tv == nullptr || tv->dtype == DType::F8_E4M3) && is_quantized(name))
+    // Quantized weights: "<name>.packed", or compressed-tensors' tensors, some of which are named
+    // "<module>.weight" too (F8_E4M3 for FP8, I8 for int-quantized).
+    if ((tv == nullptr || !is_float_weight_dtype(tv->dtype)) && is_quantized(name))
       tv = &dequantized(name, shape);
     check(tv != nullptr, "{}: missing tensor '{}'", dir_.string(), name);
     check(tv->shape == shape, "{}: tensor '{}' has shape {}, expected {}", dir_.string(), name,
@@ -112,13 +114,15 @@ class HfTensorMapper {
     const std::byte* bytes = nullptr;
     if (layout == "compressed-tensors") {
       const std::string module = name.ends_with(".weight") ? name.substr(0, name.size() - 7) : name;
-      repacked =
-          formats::from_compressed_tensors(f, shape[0], shape[1], [&](const std::string& suffix) {
+      repacked = formats::from_compressed_tensors(
+          f, shape[0], shape[1],
+          [&](const std::string& suffix) {
             const TensorView* t = store_.find(module + "." + suffix);
             check(t != nullptr, "{}: missing tensor '{}.{}' of the compressed-tensors weight '{}'",
                   dir_.string(), module, suffix, name);
             return std::span<const std::byte>(t->data, t->nbytes());
-          });
+          },
+          entry.value("ct_format", std::string()) == "int-quantized");
       bytes = repacked.data();
     } else {
       const TensorView* packed = store_.find(name + ".packed");

@@ -174,6 +174,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
   const bool rewrites_layers = rotation || o.awq || o.smooth_alpha;
 
   // --- which weights are quantized, into what
+  const bool act_quantized = o.activations != formats::ActivationFormat::None;
   auto format_for = [&](const std::string& name) {
     const formats::Format* f = &default_format;
     for (const auto& [re, fo] : overrides)
@@ -198,8 +199,8 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
           continue;
         }
         f->check_shape(w->name, w->rows, w->cols);  // names the tensor and the rule
-        plan[w->name] = {f, formats::compressed_tensors_scheme(*f, w->rows, w->cols), w->rows,
-                         w->cols};
+        plan[w->name] = {f, formats::compressed_tensors_scheme(*f, w->rows, w->cols, act_quantized),
+                         w->rows, w->cols};
       }
   // The embedding and the output head only when a --tensor-format names them (RTN, qforge layout).
   const bool tied = m.weights.lm_head.data == m.weights.embedding.data;
@@ -245,6 +246,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
     per_tensor[name] = {{"format", tp.format->name()},
                         {"shape", {tp.rows, tp.cols}},
                         {"layout", tp.scheme ? "compressed-tensors" : "qforge"}};
+    if (tp.scheme) per_tensor[name]["ct_format"] = tp.scheme->format;
     if (o.activations != formats::ActivationFormat::None)
       per_tensor[name]["input_activations"] = formats::activation_format_name(o.activations);
     all_compressed_tensors = all_compressed_tensors && tp.scheme.has_value();
@@ -310,8 +312,8 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
     auto it = plan.find(t.name);
     if (it != plan.end()) {
       if (it->second.scheme) {
-        for (const auto& ct : formats::compressed_tensors_layout(*it->second.format,
-                                                                 it->second.rows, it->second.cols))
+        for (const auto& ct : formats::compressed_tensors_layout(
+                 *it->second.format, it->second.rows, it->second.cols, act_quantized))
           entries.push_back({output::module_of(t.name) + "." + ct.suffix, ct.dtype, ct.shape});
       } else {
         const auto n = static_cast<int64_t>(
@@ -444,7 +446,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
     report.formats.push_back(tp.format->name());
     if (tp.scheme) {
       for (const auto& ct :
-           formats::to_compressed_tensors(*tp.format, bytes.data(), w.rows, w.cols))
+           formats::to_compressed_tensors(*tp.format, bytes.data(), w.rows, w.cols, act_quantized))
         writer.write(output::module_of(w.name) + "." + ct.suffix, ct.data.data(), ct.data.size());
     } else {
       writer.write(w.name + ".packed", bytes.data(), bytes.size());
