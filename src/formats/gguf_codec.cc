@@ -12,6 +12,19 @@
 #include "qforge/formats/gguf_blocks.h"
 
 namespace qforge::formats::gguf {
+
+void q3_scales(const uint8_t* packed, int8_t* scales) {
+  constexpr uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+  uint32_t aux[4];
+  std::memcpy(aux, packed, 12);
+  const uint32_t tmp = aux[2];
+  aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+  aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+  aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+  aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+  std::memcpy(scales, aux, 16);
+}
+
 namespace {
 
 constexpr float kGroupMaxEps = 1e-15f;
@@ -445,17 +458,6 @@ void q_q2_k(const float* x, uint8_t* p) {
 
 // ---------------------------------------------------------------- Q3_K
 
-void q3_scales(const uint8_t* packed, int8_t* scales) {
-  constexpr uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
-  uint32_t aux[4];
-  std::memcpy(aux, packed, 12);
-  const uint32_t tmp = aux[2];
-  aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-  aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-  aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
-  aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
-  std::memcpy(scales, aux, 16);
-}
 void deq_q3_k(const uint8_t* p, float* y) {
   const auto* b = as<BlockQ3_K>(p);
   const float d_all = h2f(b->d);

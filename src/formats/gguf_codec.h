@@ -38,6 +38,10 @@ struct TypeCodec {
 // would give it.
 float round_element(const TypeCodec& c, float a, float m, float x);
 
+// The 16 signed 6-bit sub-block scales of a Q3_K block from its 12 packed bytes (llama.cpp's
+// kmask shuffle); shared by the scalar codec and the SIMD decoder.
+void q3_scales(const uint8_t* packed, int8_t* scales);
+
 // nullptr when `name` is not a supported GGUF type.
 const TypeCodec* find_codec(const std::string& name);
 // All supported types in a stable order.

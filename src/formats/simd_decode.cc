@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "formats/gguf_codec.h"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 #include "qforge/core/dtype.h"
@@ -582,19 +583,6 @@ void DecodeQ2_K(const uint8_t* p, int64_t nblocks, float* y) {
   }
 }
 
-// The 16 6-bit scales of a Q3_K block (stored as 0..63, used as scale - 32).
-HWY_INLINE void Q3Scales(const uint8_t* packed, int8_t* scales) {
-  constexpr uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
-  uint32_t aux[4];
-  std::memcpy(aux, packed, 12);
-  const uint32_t tmp = aux[2];
-  aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-  aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-  aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
-  aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
-  std::memcpy(scales, aux, 16);
-}
-
 void DecodeQ3_K(const uint8_t* p, int64_t nblocks, float* y) {
   const DF df;
   const DI di;
@@ -605,7 +593,7 @@ void DecodeQ3_K(const uint8_t* p, int64_t nblocks, float* y) {
     // The 16 sub-block scales d * (sc - 32), a vector at a time.
     HWY_ALIGN int8_t sc[16];
     HWY_ALIGN float dl[16];
-    Q3Scales(blk->scales, sc);
+    gguf::q3_scales(blk->scales, sc);
     const auto d = hn::Set(df, f16_to_f32(blk->d));
     for (int k = 0; k < 16; k += N) {
       const auto s = hn::Sub(hn::PromoteTo(di, hn::LoadU(DI8(), sc + k)), hn::Set(di, 32));
