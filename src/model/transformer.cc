@@ -140,15 +140,20 @@ void Transformer::attention(int layer, int n, int pos, KVCache& cache) {
       vbuf.resize(static_cast<size_t>(ctx) * hd);
       gbuf.resize(static_cast<size_t>(cache.format().group) * hd);
     }
+    const float *keys = nullptr, *values = nullptr;
+    int loaded_kvh = -1;  // query heads of one KV head are adjacent: decode its cache once
     for (size_t h = h0; h < h1; ++h) {
       const int kvh = static_cast<int>(h) / group;
-      const float* keys = cache.keys(layer, kvh, ctx, kbuf.data());
-      if (pre_rope) {  // stored before RoPE: rotate now, at each key's own position
-        if (keys != kbuf.data()) std::copy_n(keys, static_cast<size_t>(ctx) * hd, kbuf.data());
-        rope_keys(kbuf.data(), 0, ctx);
-        keys = kbuf.data();
+      if (kvh != loaded_kvh) {
+        keys = cache.keys(layer, kvh, ctx, kbuf.data());
+        if (pre_rope) {  // stored before RoPE: rotate now, at each key's own position
+          if (keys != kbuf.data()) std::copy_n(keys, static_cast<size_t>(ctx) * hd, kbuf.data());
+          rope_keys(kbuf.data(), 0, ctx);
+          keys = kbuf.data();
+        }
+        values = cache.values(layer, kvh, ctx, vbuf.data());
+        loaded_kvh = kvh;
       }
-      const float* values = cache.values(layer, kvh, ctx, vbuf.data());
       const float* qh = &q_[h * hd];
       // scores = scale * Q_h K_hᵀ, [n, ctx]
       kn::sgemm_nt(n, ctx, hd, scale, qh, qd, keys, hd, 0.0f, scores.data(), ctx);
