@@ -79,7 +79,6 @@ class KVCache {
   Head& head(int layer, int kv_head);
   const Head& head(int layer, int kv_head) const;
   void put_code(std::vector<uint8_t>& codes, size_t index, uint8_t code) const;
-  uint8_t get_code(const std::vector<uint8_t>& codes, size_t index) const;
   void store_per_token(std::vector<uint8_t>& codes, std::vector<formats::KvGroupParams>& params,
                        int pos, const float* x);
   void dequantize_per_token(const std::vector<uint8_t>& codes,
