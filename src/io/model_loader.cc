@@ -9,14 +9,13 @@
 #include "qforge/formats/compressed_tensors.h"
 #include "qforge/formats/format.h"
 #include "qforge/io/config_json.h"
+#include "qforge/io/quantization_record.h"
 #include "qforge/io/safetensors.h"
 
 namespace qforge {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::vector<const Matrix*> group_linears(const LayerWeights& lw, int group);
 
 // Looks tensors up by Hugging Face name and checks their shapes against the config.
 // Quantized linears of a qforge-native directory are stored as "<name>.packed" (U8) with their
@@ -37,39 +36,14 @@ class HfTensorMapper {
   std::vector<std::shared_ptr<const void>> take_buffers() { return std::move(buffers_); }
   std::string record() const { return quantization_.is_object() ? quantization_.dump() : ""; }
 
-  // The inference options the quantization record asks for (activation quantization of the
-  // groups whose linears carry "input_activations", KV cache format, online Hadamard).
-  InferenceOptions inference(const ModelConfig& c, ModelWeights& w) const {
-    InferenceOptions o;
-    if (!quantization_.is_object()) return o;
+  // The inference options the quantization record asks for (io/quantization_record.h).
+  InferenceOptions inference(const ModelConfig& c, const ModelWeights& w) const {
+    if (!quantization_.is_object()) return {};
     try {
-      const auto& a = quantization_.value("activations", nlohmann::json());
-      if (a.is_object()) {
-        o.activations = formats::parse_activation_format(a.at("format").get<std::string>());
-        o.activation_groups.assign(c.num_layers, {});
-        for (int l = 0; l < c.num_layers; ++l)
-          for (int g = 0; g < kLinearGroups; ++g)
-            for (const Matrix* m : group_linears(w.layers[l], g))
-              if (is_quantized(m->name) &&
-                  quantization_["tensors"][m->name].contains("input_activations"))
-                o.activation_groups[l][g] = true;
-      }
-      const auto& kv = quantization_.value("kv_cache", nlohmann::json());
-      if (kv.is_object()) {
-        o.kv.type = formats::parse_kv_type(kv.at("type").get<std::string>());
-        o.kv.keys_per_channel = kv.at("keys").get<std::string>() == "channel";
-        o.kv.keys_pre_rope = kv.at("keys_pre_rope").get<bool>();
-        o.kv.group = kv.at("group").get<int>();
-        o.kv.validate(c);
-      }
-      const auto& r = quantization_.value("rotation", nlohmann::json());
-      if (r.is_object()) o.online_hadamard_down = r.value("online_down", false);
-    } catch (const nlohmann::json::exception& e) {
-      fail("{}: malformed qforge.quantization metadata: {}", dir_.string(), e.what());
+      return inference_from_record(quantization_.dump(), c, w.layers);
     } catch (const Error& e) {
-      fail("{}: qforge.quantization metadata: {}", dir_.string(), e.what());
+      fail("{}: {}", dir_.string(), e.what());
     }
-    return o;
   }
 
   const TensorView& get(const std::string& name, const std::vector<int64_t>& shape) const {
@@ -146,19 +120,6 @@ class HfTensorMapper {
   mutable std::vector<std::shared_ptr<const void>> buffers_;
   mutable std::vector<std::unique_ptr<TensorView>> views_;
 };
-
-std::vector<const Matrix*> group_linears(const LayerWeights& lw, int group) {
-  switch (group) {
-    case 0:
-      return {&lw.wq, &lw.wk, &lw.wv};
-    case 1:
-      return {&lw.wo};
-    case 2:
-      return {&lw.w_gate, &lw.w_up};
-    default:
-      return {&lw.w_down};
-  }
-}
 
 ModelWeights map_hf_weights(const ModelConfig& c, const TensorStore& store, const fs::path& dir,
                             InferenceOptions* inference, std::string* record) {
