@@ -88,6 +88,31 @@ TEST(QuantizeTransforms, AwqBeatsRtnAndRecordsItsChoices) {
   EXPECT_LT(compare_to_original(awq.output).kld_mean, compare_to_original(rtn.output).kld_mean);
 }
 
+TEST(QuantizeTransforms, AwqGptqKeepsScalesOnlyWhereGptqProfits) {
+  if (testing::sanitized()) GTEST_SKIP() << "slow under sanitizers";
+  QuantizeOptions o = base("awq_gptq", "int3-g64", QuantMethod::GPTQ);
+  o.awq = true;
+  o.awq_clip = false;
+  const QuantizeReport r = quantize_model(o);
+  EXPECT_EQ(r.method, "awq+gptq");
+  int checked = 0;
+  for (const auto& a : r.awq) {
+    if (a.gptq_objective_identity == 0) {  // AWQ found nothing better than identity for RTN
+      EXPECT_EQ(a.alpha, -1);
+      continue;
+    }
+    ++checked;
+    if (a.gptq_rejected) {
+      EXPECT_EQ(a.alpha, -1);
+      EXPECT_GE(a.gptq_objective, a.gptq_objective_identity);
+    } else {
+      EXPECT_GE(a.alpha, 0);
+      EXPECT_LT(a.gptq_objective, a.gptq_objective_identity);
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
 TEST(QuantizeTransforms, AwqWorksWithEveryFormatFamily) {
   if (testing::sanitized()) GTEST_SKIP() << "slow under sanitizers";
   // One format per family: integer (asymmetric), minifloat, MX, NVFP4, NF4, GGUF k-quant.

@@ -149,11 +149,16 @@ void add_quantize_command(CLI::App& app) {
       int scaled = 0;
       for (const auto& a : r.awq) {
         before += a.objective_identity;
-        after += a.objective;
+        after += a.alpha >= 0 ? a.objective : a.objective_identity;
         scaled += a.alpha >= 0;
       }
-      fmt::print("AWQ: scaled {} of {} linear groups; RTN objective {:.4g} -> {:.4g} ({:.1f}%)\n",
-                 scaled, r.awq.size(), before, after, 100 * after / std::max(before, 1e-30));
+      int rejected = 0;
+      for (const auto& a : r.awq) rejected += a.gptq_rejected;
+      fmt::print(
+          "AWQ: scaled {} of {} linear groups{}; RTN objective {:.4g} -> {:.4g} ({:.1f}%)\n",
+          scaled, r.awq.size(),
+          rejected ? fmt::format(" ({} more rejected: GPTQ did better without)", rejected) : "",
+          before, after, 100 * after / std::max(before, 1e-30));
     }
     if (!r.linears.empty() && r.calib_tokens > 0)
       fmt::print(

@@ -36,15 +36,6 @@ std::vector<double> normalised_weight_mean(std::span<const AwqLinear> linears) {
   return mean;
 }
 
-// H_s = diag(1/s) H diag(1/s): the Hessian of the scaled input X diag(1/s).
-std::vector<double> scaled_hessian(const std::vector<double>& h, std::span<const float> s) {
-  const size_t n = s.size();
-  std::vector<double> hs(h.size());
-  for (size_t i = 0; i < n; ++i)
-    for (size_t j = 0; j < n; ++j) hs[i * n + j] = h[i * n + j] / (double(s[i]) * s[j]);
-  return hs;
-}
-
 // Summed RTN objective of the group's linears with their columns multiplied by s (empty: none).
 double rtn_objective(std::span<const AwqLinear> linears, const std::vector<double>& h,
                      std::span<const float> s) {
@@ -66,6 +57,14 @@ double rtn_objective(std::span<const AwqLinear> linears, const std::vector<doubl
 }
 
 }  // namespace
+
+std::vector<double> scaled_hessian(const std::vector<double>& h, std::span<const float> s) {
+  const size_t n = s.size();
+  std::vector<double> hs(h.size());
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < n; ++j) hs[i * n + j] = h[i * n + j] / (double(s[i]) * s[j]);
+  return hs;
+}
 
 AwqScales awq_search_scales(
     std::span<const AwqLinear> linears, const std::vector<double>& h,

@@ -73,16 +73,29 @@ void AwqTransform::apply(int layer, LayerWeights& lw, WeightArena& arena,
         [&](std::span<const float> s) { return scales_per_input(config_, g, s); },
         [&](std::span<const double> v) { return per_scale_entry(config_, g, v, false); }, options_,
         ThreadPool::global());
-    records_.push_back({layer, g, best.alpha, best.objective_identity, best.objective});
-    std::vector<double> hs = h;
-    if (!best.s.empty()) {
-      scale_group_input(config_, lw, g, best.s, arena);
+    AwqGroupRecord rec{layer, g, best.alpha, best.objective_identity, best.objective};
+    if (!best.s.empty() && gptq_) {
+      // GPTQ with and without the scales, on the same Hessian (the scaled input's for the former).
       const std::vector<float> s = scales_per_input(config_, g, best.s);
-      const size_t n = s.size();
-      for (size_t i = 0; i < n; ++i)
-        for (size_t j = 0; j < n; ++j) hs[i * n + j] /= double(s[i]) * s[j];
+      const std::vector<double> hs = scaled_hessian(h, s);
+      for (const AwqLinear& l : group) {
+        auto q = l.make(l.w, l.rows, l.cols);
+        rec.gptq_objective_identity += gptq_quantize(l.w, l.rows, l.cols, h, *q, *gptq_).objective;
+        std::vector<float> ws(l.w, l.w + l.rows * l.cols);
+        for (int64_t r = 0; r < l.rows; ++r)
+          for (int64_t c = 0; c < l.cols; ++c) ws[r * l.cols + c] *= s[c];
+        auto qs = l.make(ws.data(), l.rows, l.cols);
+        rec.gptq_objective += gptq_quantize(ws.data(), l.rows, l.cols, hs, *qs, *gptq_).objective;
+      }
+      rec.gptq_rejected = rec.gptq_objective >= rec.gptq_objective_identity;
     }
+    const bool scale = !best.s.empty() && !rec.gptq_rejected;
+    if (!scale) rec.alpha = -1;
+    records_.push_back(rec);
+    if (scale) scale_group_input(config_, lw, g, best.s, arena);
     if (!clip_) continue;
+    const std::vector<double> hs =
+        scale ? scaled_hessian(h, scales_per_input(config_, g, best.s)) : h;
     for (size_t i = 0; i < linears.size(); ++i) {
       Matrix& m = *linears[i];
       // As the reference: no clipping for q/k, whose errors are amplified by the softmax.

@@ -393,10 +393,12 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
   std::unique_ptr<AwqTransform> awq;
   if (o.awq) {
     awq = std::make_unique<AwqTransform>(
-        m.config, o.awq_options, o.awq_clip, [&](const Matrix& w) -> QuantizerMaker {
+        m.config, o.awq_options, o.awq_clip,
+        [&](const Matrix& w) -> QuantizerMaker {
           auto it = plan.find(w.name);
           return it == plan.end() ? QuantizerMaker{} : quantizer_maker(*it->second.format);
-        });
+        },
+        o.method == QuantMethod::GPTQ ? std::optional<GptqOptions>(o.gptq) : std::nullopt);
     transforms.push_back(awq.get());
   }
   const bool data_free = sequences.empty();
@@ -460,12 +462,19 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
   if (awq) {
     report.awq = awq->records();
     nlohmann::json groups = nlohmann::json::array();
-    for (const AwqGroupRecord& a : report.awq)
-      groups.push_back({{"layer", a.layer},
-                        {"group", linear_group_name(a.group)},
-                        {"alpha", a.alpha},
-                        {"objective_identity", a.objective_identity},
-                        {"objective", a.objective}});
+    for (const AwqGroupRecord& a : report.awq) {
+      nlohmann::json g = {{"layer", a.layer},
+                          {"group", linear_group_name(a.group)},
+                          {"alpha", a.alpha},
+                          {"objective_identity", a.objective_identity},
+                          {"objective", a.objective}};
+      if (a.gptq_objective_identity > 0) {
+        g["gptq_objective_identity"] = a.gptq_objective_identity;
+        g["gptq_objective"] = a.gptq_objective;
+        g["gptq_rejected"] = a.gptq_rejected;
+      }
+      groups.push_back(g);
+    }
     qc["awq"]["groups"] = groups;
   }
   qc["tensors"] = per_tensor;

@@ -51,6 +51,9 @@ struct AwqScales {
   double objective = 0;           // the same with the chosen scales
 };
 
+// diag(1/s) H diag(1/s): the Hessian of the scaled input X diag(1/s).
+std::vector<double> scaled_hessian(const std::vector<double>& h, std::span<const float> s);
+
 // Searches the scales of one group (the α candidates in parallel on `pool`). x_mean (one per scale
 // entry) is mean |x|; `expand` maps scale entries to input channels (identity except for o_proj
 // under GQA) and `reduce_mean` maps per-input-channel values back to scale entries.

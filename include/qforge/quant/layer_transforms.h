@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,16 +50,23 @@ class SmoothQuantTransform final : public LayerTransform {
 struct AwqGroupRecord {
   int layer = 0;
   LinearGroup group = LinearGroup::AttnIn;
-  double alpha = -1;  // −1: no scaling beat plain RTN
-  double objective_identity = 0, objective = 0;
+  double alpha = -1;  // the α applied; −1: none (no scaling beat RTN, or GPTQ rejected it)
+  double objective_identity = 0, objective = 0;  // RTN objectives without / with AWQ's best scales
+  // With a GPTQ check: GPTQ's objectives without / with those scales (0 when not checked).
+  double gptq_objective_identity = 0, gptq_objective = 0;
+  bool gptq_rejected = false;  // AWQ found scales, GPTQ did better without them
 };
 
 class AwqTransform final : public LayerTransform {
  public:
   // `maker(m)`: the quantizer maker of linear m's format, or an empty function when m is kept.
+  // `gptq`: the linears will be quantized by GPTQ with these options; AWQ's scales (chosen for
+  // round-to-nearest) are then kept for a group only if GPTQ's objective on the calibration
+  // Hessian is lower with them than without, so awq+gptq never does worse than GPTQ there.
   AwqTransform(const ModelConfig& config, const AwqOptions& options, bool clip,
-               std::function<QuantizerMaker(const Matrix&)> maker)
-      : config_(config), options_(options), clip_(clip), maker_(std::move(maker)) {}
+               std::function<QuantizerMaker(const Matrix&)> maker,
+               std::optional<GptqOptions> gptq = std::nullopt)
+      : config_(config), options_(options), clip_(clip), maker_(std::move(maker)), gptq_(gptq) {}
   bool needs_statistics() const override { return true; }
   void apply(int layer, LayerWeights& lw, WeightArena& arena,
              const LayerStatistics* stats) override;
@@ -71,6 +79,7 @@ class AwqTransform final : public LayerTransform {
   AwqOptions options_;
   bool clip_;
   std::function<QuantizerMaker(const Matrix&)> maker_;
+  std::optional<GptqOptions> gptq_;
   std::map<std::string, std::vector<float>> clip_ratios_;  // this layer's, by linear name
   std::vector<AwqGroupRecord> records_;
 };
