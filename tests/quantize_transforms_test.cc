@@ -160,6 +160,30 @@ TEST(QuantizeTransforms, W8A8WithSmoothQuantIsRecordedForVllmAndSimulatedAtLoad)
   EXPECT_GT(with.top1_agreement, 0.97);
 }
 
+TEST(QuantizeTransforms, ScalingAfterAnOnlineRotationLeavesDownProjAlone) {
+  // down_proj's input is rotated online: a SmoothQuant / AWQ scale cannot be folded around it. With
+  // near-lossless int8 weights, smoothing must not change the rotated model's quality.
+  if (testing::sanitized()) GTEST_SKIP() << "slow under sanitizers";
+  QuantizeOptions rot = base("rot_int8", "int8-channel", QuantMethod::RTN);
+  rot.rotate = RotationOptions{true, 3};
+  quantize_model(rot);
+  QuantizeOptions smooth = base("rot_int8_smooth", "int8-channel", QuantMethod::RTN);
+  smooth.rotate = rot.rotate;
+  smooth.smooth_alpha = 0.5;
+  quantize_model(smooth);
+  QuantizeOptions awq = base("rot_int8_awq", "int8-channel", QuantMethod::RTN);
+  awq.rotate = rot.rotate;
+  awq.awq = true;
+  awq.awq_options.grid = 4;
+  const QuantizeReport r = quantize_model(awq);
+  for (const auto& a : r.awq)
+    if (a.group == LinearGroup::MlpAct) EXPECT_EQ(a.alpha, -1);
+  const double base_kld = compare_to_original(rot.output).kld_mean;
+  EXPECT_LT(base_kld, 1e-3);
+  EXPECT_LT(compare_to_original(smooth.output).kld_mean, 2 * base_kld + 1e-4);
+  EXPECT_LT(compare_to_original(awq.output).kld_mean, 2 * base_kld + 1e-4);
+}
+
 TEST(QuantizeTransforms, KvCacheFormatTravelsWithTheModel) {
   QuantizeOptions o = base("kv", "int8-channel", QuantMethod::RTN);
   o.kv = {formats::KvType::Int4, true, true, 32};

@@ -28,6 +28,7 @@ void SmoothQuantTransform::apply(int, LayerWeights& lw, WeightArena& arena,
   check(stats != nullptr, "SmoothQuant needs calibration statistics");
   for (int gi = 0; gi < kLinearGroups; ++gi) {
     const auto g = static_cast<LinearGroup>(gi);
+    if (!scalable_group(g, online_hadamard_down_)) continue;
     std::vector<Matrix*> linears;
     for (Matrix* m : linears_of_group(lw, g))
       if (quantized_(*m)) linears.push_back(m);
@@ -55,6 +56,7 @@ void AwqTransform::apply(int layer, LayerWeights& lw, WeightArena& arena,
   clip_ratios_.clear();
   for (int gi = 0; gi < kLinearGroups; ++gi) {
     const auto g = static_cast<LinearGroup>(gi);
+    const bool scalable = scalable_group(g, online_hadamard_down_);
     std::vector<Matrix*> linears;
     std::vector<QuantizerMaker> makers;
     for (Matrix* m : linears_of_group(lw, g))
@@ -68,11 +70,15 @@ void AwqTransform::apply(int layer, LayerWeights& lw, WeightArena& arena,
     std::vector<AwqLinear> group;
     for (size_t i = 0; i < linears.size(); ++i)
       group.push_back({arena.matrix(*linears[i]), linears[i]->rows, linears[i]->cols, makers[i]});
-    const AwqScales best = awq_search_scales(
-        group, h, per_scale_entry(config_, g, st.mean_abs(), false),
-        [&](std::span<const float> s) { return scales_per_input(config_, g, s); },
-        [&](std::span<const double> v) { return per_scale_entry(config_, g, v, false); }, options_,
-        ThreadPool::global());
+    // Not scalable: only AWQ's clipping (identity scales, the search is skipped).
+    const AwqScales best =
+        !scalable
+            ? AwqScales{{}, -1, 0, 0}
+            : awq_search_scales(
+                  group, h, per_scale_entry(config_, g, st.mean_abs(), false),
+                  [&](std::span<const float> s) { return scales_per_input(config_, g, s); },
+                  [&](std::span<const double> v) { return per_scale_entry(config_, g, v, false); },
+                  options_, ThreadPool::global());
     AwqGroupRecord rec{layer, g, best.alpha, best.objective_identity, best.objective};
     if (!best.s.empty() && gptq_) {
       // GPTQ with and without the scales, on the same Hessian (the scaled input's for the former).

@@ -384,10 +384,12 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
   // --- the layers, each linear written as soon as it is quantized
   std::vector<LayerTransform*> transforms;
   if (rotation) transforms.push_back(rotation.get());
+  const bool online_down = o.rotate && o.rotate->online_down;
   auto quantized = [&](const Matrix& w) { return plan.contains(w.name); };
   std::unique_ptr<SmoothQuantTransform> smooth;
   if (o.smooth_alpha) {
-    smooth = std::make_unique<SmoothQuantTransform>(m.config, *o.smooth_alpha, quantized);
+    smooth =
+        std::make_unique<SmoothQuantTransform>(m.config, *o.smooth_alpha, quantized, online_down);
     transforms.push_back(smooth.get());
   }
   std::unique_ptr<AwqTransform> awq;
@@ -398,7 +400,8 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
           auto it = plan.find(w.name);
           return it == plan.end() ? QuantizerMaker{} : quantizer_maker(*it->second.format);
         },
-        o.method == QuantMethod::GPTQ ? std::optional<GptqOptions>(o.gptq) : std::nullopt);
+        o.method == QuantMethod::GPTQ ? std::optional<GptqOptions>(o.gptq) : std::nullopt,
+        online_down);
     transforms.push_back(awq.get());
   }
   const bool data_free = sequences.empty();
@@ -409,7 +412,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
   lo.transforms = transforms;
   lo.inference.activations = o.activations;
   lo.inference.kv = o.kv;
-  lo.inference.online_hadamard_down = o.rotate && o.rotate->online_down;
+  lo.inference.online_hadamard_down = online_down;
   lo.inference.activation_groups.assign(m.config.num_layers, {});
   for (int l = 0; l < m.config.num_layers; ++l)
     for (int g = 0; g < kLinearGroups; ++g)

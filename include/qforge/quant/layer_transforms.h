@@ -29,13 +29,25 @@ class RotationTransform final : public LayerTransform {
   ModelRotation rotation_;
 };
 
+// Which linear groups channel scaling may touch. With QuaRot's online Hadamard before down_proj,
+// down_proj's input channels are rotated ones: a scale folded into up_proj's rows would land
+// before the rotation and the matching one in down_proj's columns after it, which is not the
+// same function. Scaling transforms then leave that group alone.
+inline bool scalable_group(LinearGroup g, bool online_hadamard_down) {
+  return !(online_hadamard_down && g == LinearGroup::MlpAct);
+}
+
 // SmoothQuant on every group of linears (q/k/v, o, gate/up, down) with `alpha`.
 class SmoothQuantTransform final : public LayerTransform {
  public:
   // `quantized(m)`: whether linear m will be quantized (only those shape the weight maxima).
   SmoothQuantTransform(const ModelConfig& config, double alpha,
-                       std::function<bool(const Matrix&)> quantized)
-      : config_(config), alpha_(alpha), quantized_(std::move(quantized)) {}
+                       std::function<bool(const Matrix&)> quantized,
+                       bool online_hadamard_down = false)
+      : config_(config),
+        alpha_(alpha),
+        quantized_(std::move(quantized)),
+        online_hadamard_down_(online_hadamard_down) {}
   bool needs_statistics() const override { return true; }
   void apply(int layer, LayerWeights& lw, WeightArena& arena,
              const LayerStatistics* stats) override;
@@ -44,6 +56,7 @@ class SmoothQuantTransform final : public LayerTransform {
   ModelConfig config_;
   double alpha_;
   std::function<bool(const Matrix&)> quantized_;
+  bool online_hadamard_down_;
 };
 
 // What AWQ decided for one group of one layer (recorded in the output's metadata).
@@ -65,8 +78,13 @@ class AwqTransform final : public LayerTransform {
   // Hessian is lower with them than without, so awq+gptq never does worse than GPTQ there.
   AwqTransform(const ModelConfig& config, const AwqOptions& options, bool clip,
                std::function<QuantizerMaker(const Matrix&)> maker,
-               std::optional<GptqOptions> gptq = std::nullopt)
-      : config_(config), options_(options), clip_(clip), maker_(std::move(maker)), gptq_(gptq) {}
+               std::optional<GptqOptions> gptq = std::nullopt, bool online_hadamard_down = false)
+      : config_(config),
+        options_(options),
+        clip_(clip),
+        maker_(std::move(maker)),
+        gptq_(gptq),
+        online_hadamard_down_(online_hadamard_down) {}
   bool needs_statistics() const override { return true; }
   void apply(int layer, LayerWeights& lw, WeightArena& arena,
              const LayerStatistics* stats) override;
@@ -80,6 +98,7 @@ class AwqTransform final : public LayerTransform {
   bool clip_;
   std::function<QuantizerMaker(const Matrix&)> maker_;
   std::optional<GptqOptions> gptq_;
+  bool online_hadamard_down_;
   std::map<std::string, std::vector<float>> clip_ratios_;  // this layer's, by linear name
   std::vector<AwqGroupRecord> records_;
 };
