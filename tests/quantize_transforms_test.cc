@@ -176,8 +176,11 @@ TEST(QuantizeTransforms, ScalingAfterAnOnlineRotationLeavesDownProjAlone) {
   awq.awq = true;
   awq.awq_options.grid = 4;
   const QuantizeReport r = quantize_model(awq);
-  for (const auto& a : r.awq)
-    if (a.group == LinearGroup::MlpAct) EXPECT_EQ(a.alpha, -1);
+  for (const auto& a : r.awq) {
+    if (a.group == LinearGroup::MlpAct) {
+      EXPECT_EQ(a.alpha, -1);
+    }
+  }
   const double base_kld = compare_to_original(rot.output).kld_mean;
   EXPECT_LT(base_kld, 1e-3);
   EXPECT_LT(compare_to_original(smooth.output).kld_mean, 2 * base_kld + 1e-4);

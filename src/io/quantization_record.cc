@@ -5,24 +5,6 @@
 #include "qforge/core/error.h"
 
 namespace qforge {
-namespace {
-
-std::vector<const Matrix*> group_linears(const LayerWeights& lw, int group) {
-  switch (static_cast<LinearGroup>(group)) {
-    case LinearGroup::AttnIn:
-      return {&lw.wq, &lw.wk, &lw.wv};
-    case LinearGroup::AttnOut:
-      return {&lw.wo};
-    case LinearGroup::MlpIn:
-      return {&lw.w_gate, &lw.w_up};
-    case LinearGroup::MlpAct:
-      return {&lw.w_down};
-  }
-  return {};
-}
-
-}  // namespace
-
 InferenceOptions inference_from_record(std::string_view record, const ModelConfig& c,
                                        const std::vector<LayerWeights>& layers) {
   InferenceOptions o;
@@ -38,7 +20,7 @@ InferenceOptions inference_from_record(std::string_view record, const ModelConfi
       o.activation_groups.assign(c.num_layers, {});
       for (int l = 0; l < c.num_layers; ++l)
         for (int g = 0; g < kLinearGroups; ++g)
-          for (const Matrix* m : group_linears(layers[l], g)) {
+          for (const Matrix* m : linears_of_group(layers[l], static_cast<LinearGroup>(g))) {
             const auto it = tensors.is_object() ? tensors.find(m->name) : tensors.end();
             if (it != tensors.end() && it->is_object() && it->contains("input_activations"))
               o.activation_groups[l][g] = true;

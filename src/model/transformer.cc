@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "qforge/core/error.h"
 #include "qforge/kernels/kernels.h"
@@ -10,6 +11,28 @@
 namespace qforge {
 
 namespace kn = kernels;
+
+std::vector<const Matrix*> linears_of_group(const LayerWeights& lw, LinearGroup group) {
+  switch (group) {
+    case LinearGroup::AttnIn:
+      return {&lw.wq, &lw.wk, &lw.wv};
+    case LinearGroup::AttnOut:
+      return {&lw.wo};
+    case LinearGroup::MlpIn:
+      return {&lw.w_gate, &lw.w_up};
+    case LinearGroup::MlpAct:
+      return {&lw.w_down};
+  }
+  return {};
+}
+
+std::vector<Matrix*> linears_of_group(LayerWeights& lw, LinearGroup group) {
+  // The same members; the layer is mutable here, so handing out mutable pointers is sound.
+  std::vector<Matrix*> out;
+  for (const Matrix* m : linears_of_group(std::as_const(lw), group))
+    out.push_back(const_cast<Matrix*>(m));
+  return out;
+}
 
 namespace {
 

@@ -6,20 +6,6 @@
 
 namespace qforge {
 
-std::vector<Matrix*> linears_of_group(LayerWeights& lw, LinearGroup group) {
-  switch (group) {
-    case LinearGroup::AttnIn:
-      return {&lw.wq, &lw.wk, &lw.wv};
-    case LinearGroup::AttnOut:
-      return {&lw.wo};
-    case LinearGroup::MlpIn:
-      return {&lw.w_gate, &lw.w_up};
-    case LinearGroup::MlpAct:
-      return {&lw.w_down};
-  }
-  return {};
-}
-
 namespace {
 
 // Statistics of every group of layer l in one pass over the calibration inputs (x is left as is).

@@ -32,6 +32,10 @@ enum class LinearGroup : uint8_t {
 };
 constexpr int kLinearGroups = 4;
 
+// The linears of a layer that read a group's input, in a fixed order.
+std::vector<Matrix*> linears_of_group(LayerWeights& layer, LinearGroup group);
+std::vector<const Matrix*> linears_of_group(const LayerWeights& layer, LinearGroup group);
+
 // Observer of linear-layer inputs: called with the [n, dim] input of `group` in `layer`.
 struct ForwardHooks {
   std::function<void(int layer, LinearGroup group, const float* x, int n, int dim)> on_input;

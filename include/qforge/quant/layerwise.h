@@ -97,7 +97,4 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
                                              const LayerwiseOptions& options, ThreadPool& pool,
                                              const std::function<void(int, int)>& progress = {});
 
-// The linears of a layer that read a group's input, in a fixed order.
-std::vector<Matrix*> linears_of_group(LayerWeights& layer, LinearGroup group);
-
 }  // namespace qforge
