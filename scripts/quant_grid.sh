@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Quantizes a model into each format with RTN and GPTQ and evaluates each result against the
-# original (docs/RESULTS.md, issue 4). One Markdown table row per (format, method) on stdout:
+# Quantizes a model into each format with each method (RTN and GPTQ by default) and evaluates each
+# result against the original (docs/RESULTS.md, issues 4 and 5). One Markdown table row per (format, method) on stdout:
 #   format | method | bits per quantized weight (fallbacks included) | PPL | ref PPL | KLD mean | KLD p99 | top-1 | quantize s | peak RSS MiB
 # Usage: scripts/quant_grid.sh MODEL_DIR "fmt1 fmt2 ..." [METHODS] [EVAL_TOKENS] [EXTRA_QUANTIZE_ARGS...]
-#   METHODS defaults to "rtn gptq"; EVAL_TOKENS to 65536 (first tokens of data/valid.txt).
+#   METHODS defaults to "rtn gptq" (any --method: awq, awq+gptq ...); EVAL_TOKENS to 65536 (first
+#   tokens of data/valid.txt).
 # Calibration: ../shared/data/calib.txt with qforge's default 128 x 512 tokens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +36,7 @@ for fmt in $FORMATS; do
   for method in $METHODS; do
     dir="$OUT/$name-$fmt-$method"
     calib=()
-    [ "$method" = gptq ] && calib=(--calib "$SHARED/data/calib.txt")
+    [ "$method" != rtn ] && calib=(--calib "$SHARED/data/calib.txt")
     /usr/bin/time -f "%M %e" -o "$dir.time" "$Q" quantize "$MODEL" -o "$dir" --format "$fmt" \
       --method "$method" "${calib[@]}" --force "$@" > "$dir.log" 2>&1
     read -r rss_kb secs < "$dir.time"
