@@ -17,7 +17,17 @@ TOKENS=${4:-65536}
 shift $(($# < 4 ? $# : 4))
 OUT=${GRID_DIR:-/tmp/qforge-grid}
 mkdir -p "$OUT"
+# The registry's list plus every requested name it does not list itself (e.g. int3-asym-g64).
 "$Q" formats --json > "$OUT/formats.json"
+for fmt in $FORMATS; do
+  "$Q" formats -f "$fmt" --json > "$OUT/format-$fmt.json"
+  python3 - "$OUT/formats.json" "$OUT/format-$fmt.json" <<'EOF'
+import json, sys
+fmts = json.load(open(sys.argv[1]))
+fmts += [f for f in json.load(open(sys.argv[2])) if f["name"] not in {g["name"] for g in fmts}]
+json.dump(fmts, open(sys.argv[1], "w"))
+EOF
+done
 bpw_of() {  # exact bits per quantized linear weight of an output (fallbacks included)
   python3 - "$OUT/formats.json" "$1/config.json" <<'EOF'
 import json, sys
