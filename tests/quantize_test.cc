@@ -11,38 +11,19 @@
 #include "qforge/io/model_loader.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/quant/quantize_model.h"
-#include "test_util.h"
+#include "quantize_test_util.h"
 
 namespace qforge {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path out_dir(const std::string& name) {
-  const fs::path p = fs::path(::testing::TempDir()) / ("qforge_quant_" + name);
-  fs::remove_all(p);
-  return p;
+QuantizeOptions base(const std::string& name, const std::string& format, QuantMethod method) {
+  return testing::embedded_quantize_options(name, format, method);
 }
 
 ComparisonResult compare_to_original(const fs::path& quantized) {
-  LoadedModel q = load_model(quantized), ref = load_model(testing::embedded_model_dir());
-  ThreadPool pool(2);
-  Transformer tq(q.config, q.weights, pool), tr(ref.config, ref.weights, pool);
-  const auto ids =
-      ref.tokenizer->encode(read_text_file(testing::source_dir() / "data/sample.txt"), false);
-  return compare_models(tq, tr, ids, {128, 0});
-}
-
-QuantizeOptions base(const std::string& name, const std::string& format, QuantMethod method) {
-  QuantizeOptions o;
-  o.model = testing::embedded_model_dir();
-  o.output = out_dir(name);
-  o.format = format;
-  o.method = method;
-  o.calib = testing::source_dir() / "data/sample.txt";
-  o.calib_tokens = 384;
-  o.seq_len = 64;
-  return o;
+  return testing::compare_to_embedded(quantized);
 }
 
 TEST(Quantize, RtnInt8IsNearlyLossless) {

@@ -12,7 +12,7 @@
 #include "qforge/io/model_loader.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/quant/quantize_model.h"
-#include "test_util.h"
+#include "quantize_test_util.h"
 
 namespace qforge {
 namespace {
@@ -20,27 +20,13 @@ namespace {
 namespace fs = std::filesystem;
 
 QuantizeOptions base(const std::string& name, const std::string& format, QuantMethod method) {
-  QuantizeOptions o;
-  o.model = testing::embedded_model_dir();
-  o.output = fs::path(::testing::TempDir()) / ("qforge_qt_" + name);
-  fs::remove_all(o.output);
-  o.format = format;
-  o.method = method;
-  o.calib = testing::source_dir() / "data/sample.txt";
-  o.calib_tokens = 384;
-  o.seq_len = 64;
-  return o;
+  return testing::embedded_quantize_options("t_" + name, format, method);
 }
 
-std::vector<int32_t> sample_ids(const LoadedModel& m) {
-  return m.tokenizer->encode(read_text_file(testing::source_dir() / "data/sample.txt"), false);
-}
+using testing::sample_ids;
 
 ComparisonResult compare_to_original(const fs::path& dir) {
-  LoadedModel q = load_model(dir), ref = load_model(testing::embedded_model_dir());
-  ThreadPool pool(2);
-  Transformer tq(q.config, q.weights, pool, q.inference), tr(ref.config, ref.weights, pool);
-  return compare_models(tq, tr, sample_ids(ref), {128, 0});
+  return testing::compare_to_embedded(dir);
 }
 
 nlohmann::json config_of(const fs::path& dir) {
