@@ -146,14 +146,13 @@ void add_quantize_command(CLI::App& app) {
     if (io.describe() != "none") fmt::print("inference: {}\n", io.describe());
     if (!r.awq.empty()) {
       double before = 0, after = 0;
-      int scaled = 0;
+      int scaled = 0, rejected = 0;
       for (const auto& a : r.awq) {
         before += a.objective_identity;
         after += a.alpha >= 0 ? a.objective : a.objective_identity;
         scaled += a.alpha >= 0;
+        rejected += a.gptq_rejected;
       }
-      int rejected = 0;
-      for (const auto& a : r.awq) rejected += a.gptq_rejected;
       fmt::print(
           "AWQ: scaled {} of {} linear groups{}; RTN objective {:.4g} -> {:.4g} ({:.1f}%)\n",
           scaled, r.awq.size(),

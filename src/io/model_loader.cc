@@ -28,19 +28,20 @@ class HfTensorMapper {
       if (it == f->metadata().end()) continue;
       try {
         quantization_ = nlohmann::json::parse(it->second);
+        record_ = quantization_.is_object() ? it->second : "";
       } catch (const nlohmann::json::exception& e) {
         fail("{}: malformed qforge.quantization metadata: {}", f->path().string(), e.what());
       }
     }
   }
   std::vector<std::shared_ptr<const void>> take_buffers() { return std::move(buffers_); }
-  std::string record() const { return quantization_.is_object() ? quantization_.dump() : ""; }
+  const std::string& record() const { return record_; }
 
   // The inference options the quantization record asks for (io/quantization_record.h).
   InferenceOptions inference(const ModelConfig& c, const ModelWeights& w) const {
-    if (!quantization_.is_object()) return {};
+    if (record_.empty()) return {};
     try {
-      return inference_from_record(quantization_.dump(), c, w.layers);
+      return inference_from_record(record_, c, w.layers);
     } catch (const Error& e) {
       fail("{}: {}", dir_.string(), e.what());
     }
@@ -117,6 +118,7 @@ class HfTensorMapper {
   const TensorStore& store_;
   const fs::path& dir_;
   nlohmann::json quantization_;
+  std::string record_;  // its text as stored, when it is a JSON object ("" otherwise)
   mutable std::vector<std::shared_ptr<const void>> buffers_;
   mutable std::vector<std::unique_ptr<TensorView>> views_;
 };

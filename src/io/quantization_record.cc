@@ -11,8 +11,13 @@ InferenceOptions inference_from_record(std::string_view record, const ModelConfi
   try {
     const nlohmann::json r = nlohmann::json::parse(record);
     if (!r.is_object()) fail("the record is not a JSON object");
-    const nlohmann::json tensors = r.value("tensors", nlohmann::json::object());
-    const nlohmann::json a = r.value("activations", nlohmann::json());
+    static const nlohmann::json kAbsent;
+    auto field = [&r](const char* key) -> const nlohmann::json& {
+      const auto it = r.find(key);
+      return it == r.end() ? kAbsent : *it;
+    };
+    const nlohmann::json& tensors = field("tensors");
+    const nlohmann::json& a = field("activations");
     if (a.is_object()) {
       o.activations = formats::parse_activation_format(a.at("format").get<std::string>());
       check(static_cast<int>(layers.size()) == c.num_layers,
@@ -26,7 +31,7 @@ InferenceOptions inference_from_record(std::string_view record, const ModelConfi
               o.activation_groups[l][g] = true;
           }
     }
-    const nlohmann::json kv = r.value("kv_cache", nlohmann::json());
+    const nlohmann::json& kv = field("kv_cache");
     if (kv.is_object()) {
       o.kv.type = formats::parse_kv_type(kv.at("type").get<std::string>());
       o.kv.keys_per_channel = kv.at("keys").get<std::string>() == "channel";
@@ -34,7 +39,7 @@ InferenceOptions inference_from_record(std::string_view record, const ModelConfi
       o.kv.group = kv.at("group").get<int>();
       o.kv.validate(c);
     }
-    const nlohmann::json rot = r.value("rotation", nlohmann::json());
+    const nlohmann::json& rot = field("rotation");
     if (rot.is_object()) o.online_hadamard_down = rot.value("online_down", false);
   } catch (const nlohmann::json::exception& e) {
     fail("malformed qforge.quantization metadata: {}", e.what());

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <utility>
 
 #include "qforge/core/error.h"
 #include "qforge/kernels/kernels.h"
@@ -12,7 +11,11 @@ namespace qforge {
 
 namespace kn = kernels;
 
-std::vector<const Matrix*> linears_of_group(const LayerWeights& lw, LinearGroup group) {
+namespace {
+
+// The members behind both overloads of linears_of_group (Layer: LayerWeights, const or not).
+template <class Layer>
+auto group_members(Layer& lw, LinearGroup group) -> std::vector<decltype(&lw.wq)> {
   switch (group) {
     case LinearGroup::AttnIn:
       return {&lw.wq, &lw.wk, &lw.wv};
@@ -26,12 +29,14 @@ std::vector<const Matrix*> linears_of_group(const LayerWeights& lw, LinearGroup 
   return {};
 }
 
+}  // namespace
+
+std::vector<const Matrix*> linears_of_group(const LayerWeights& lw, LinearGroup group) {
+  return group_members(lw, group);
+}
+
 std::vector<Matrix*> linears_of_group(LayerWeights& lw, LinearGroup group) {
-  // The same members; the layer is mutable here, so handing out mutable pointers is sound.
-  std::vector<Matrix*> out;
-  for (const Matrix* m : linears_of_group(std::as_const(lw), group))
-    out.push_back(const_cast<Matrix*>(m));
-  return out;
+  return group_members(lw, group);
 }
 
 namespace {

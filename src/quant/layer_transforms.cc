@@ -80,10 +80,16 @@ void AwqTransform::apply(int layer, LayerWeights& lw, WeightArena& arena,
                   [&](std::span<const double> v) { return per_scale_entry(config_, g, v, false); },
                   options_, ThreadPool::global());
     AwqGroupRecord rec{layer, g, best.alpha, best.objective_identity, best.objective};
+    // The scales per input channel and the Hessian of the scaled input, for the GPTQ check and
+    // the clip search.
+    std::vector<float> s;
+    std::vector<double> hs;
+    if (!best.s.empty() && (gptq_ || clip_)) {
+      s = scales_per_input(config_, g, best.s);
+      hs = scaled_hessian(h, s);
+    }
     if (!best.s.empty() && gptq_) {
       // GPTQ with and without the scales, on the same Hessian (the scaled input's for the former).
-      const std::vector<float> s = scales_per_input(config_, g, best.s);
-      const std::vector<double> hs = scaled_hessian(h, s);
       for (const AwqLinear& l : group) {
         auto q = l.make(l.w, l.rows, l.cols);
         rec.gptq_objective_identity += gptq_quantize(l.w, l.rows, l.cols, h, *q, *gptq_).objective;
@@ -100,14 +106,13 @@ void AwqTransform::apply(int layer, LayerWeights& lw, WeightArena& arena,
     records_.push_back(rec);
     if (scale) scale_group_input(config_, lw, g, best.s, arena);
     if (!clip_) continue;
-    const std::vector<double> hs =
-        scale ? scaled_hessian(h, scales_per_input(config_, g, best.s)) : h;
+    const std::vector<double>& clip_h = scale ? hs : h;
     for (size_t i = 0; i < linears.size(); ++i) {
       Matrix& m = *linears[i];
       // As the reference: no clipping for q/k, whose errors are amplified by the softmax.
       if (&m == &lw.wq || &m == &lw.wk) continue;
       const AwqLinear l{arena.matrix(m), m.rows, m.cols, makers[i]};
-      clip_ratios_[m.name] = awq_search_clip(l, hs, options_, ThreadPool::global());
+      clip_ratios_[m.name] = awq_search_clip(l, clip_h, options_, ThreadPool::global());
     }
   }
 }

@@ -247,7 +247,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
                         {"shape", {tp.rows, tp.cols}},
                         {"layout", tp.scheme ? "compressed-tensors" : "qforge"}};
     if (tp.scheme) per_tensor[name]["ct_format"] = tp.scheme->format;
-    if (o.activations != formats::ActivationFormat::None)
+    if (act_quantized)
       per_tensor[name]["input_activations"] = formats::activation_format_name(o.activations);
     all_compressed_tensors = all_compressed_tensors && tp.scheme.has_value();
   }
