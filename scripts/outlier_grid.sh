@@ -46,7 +46,6 @@ CONFIGS=(
   "kv-int4-token-pre||--kv int4 --kv-keys token --kv-key-rope pre"
   "kv-int4-channel-pre-g32||--kv int4 --kv-keys channel --kv-key-rope pre --kv-group 32"
 )
-"$Q" formats --json > "$OUT/formats.json"
 for entry in "${CONFIGS[@]}"; do
   IFS='|' read -r config qargs eargs <<< "$entry"
   [[ "$config" =~ $ONLY ]] || continue
@@ -62,22 +61,18 @@ for entry in "${CONFIGS[@]}"; do
   # shellcheck disable=SC2086
   "$Q" eval "$target" --ref "$MODEL" --text "$SHARED/data/valid.txt" --max-tokens "$TOKENS" \
     --json $eargs > "$dir.eval.json" 2>/dev/null
-  python3 - "$dir.eval.json" "$config" "$target" "$OUT/formats.json" "$secs" "$rss_kb" "$qargs" "$eargs" <<'PY'
+  bpw=""
+  [ -n "$qargs" ] && bpw=$(scripts/bits_per_weight.py "$Q" "$dir")
+  python3 - "$dir.eval.json" "$config" "$target" "$bpw" "$secs" "$rss_kb" "$qargs" "$eargs" <<'PY'
 import json, os, sys
 e = json.load(open(sys.argv[1]))
-config, target, fmts_path, secs, rss, qargs, eargs = sys.argv[2:9]
-fmts = {f["name"]: f for f in json.load(open(fmts_path))}
+config, target, bpw, secs, rss, qargs, eargs = sys.argv[2:9]
 bits, weights, method, act, kv = "16 (bf16)", "bf16", "—", "—", "f32"
 cfg = os.path.join(target, "config.json")
 if qargs:
     qc = json.load(open(cfg))["quantization_config"]
     r = qc.get("qforge", qc)
-    b = w = 0
-    for t in r["tensors"].values():
-        f, (rows, cols) = fmts[t["format"]], t["shape"]
-        b += f["bits_per_weight"] * rows * cols + f["tensor_overhead_bits"]
-        w += rows * cols
-    bits, weights, method = f"{b / w:.3f}", r["format"], r["method"]
+    bits, weights, method = f"{float(bpw):.3f}", r["format"], r["method"]
     if r.get("rotation"): method += " + rotation" + (" (online)" if r["rotation"]["online_down"] else "")
     if r.get("smooth"): method = f"smooth {r['smooth']['alpha']} + " + method
     if r.get("activations"): act = r["activations"]["format"] + " per token"

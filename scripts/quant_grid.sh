@@ -17,30 +17,6 @@ TOKENS=${4:-65536}
 shift $(($# < 4 ? $# : 4))
 OUT=${GRID_DIR:-/tmp/qforge-grid}
 mkdir -p "$OUT"
-# The registry's list plus every requested name it does not list itself (e.g. int3-asym-g64).
-"$Q" formats --json > "$OUT/formats.json"
-for fmt in $FORMATS; do
-  "$Q" formats -f "$fmt" --json > "$OUT/format-$fmt.json"
-  python3 - "$OUT/formats.json" "$OUT/format-$fmt.json" <<'EOF'
-import json, sys
-fmts = json.load(open(sys.argv[1]))
-fmts += [f for f in json.load(open(sys.argv[2])) if f["name"] not in {g["name"] for g in fmts}]
-json.dump(fmts, open(sys.argv[1], "w"))
-EOF
-done
-bpw_of() {  # exact bits per quantized linear weight of an output (fallbacks included)
-  python3 - "$OUT/formats.json" "$1/config.json" <<'EOF'
-import json, sys
-fmts = {f["name"]: f for f in json.load(open(sys.argv[1]))}
-qc = json.load(open(sys.argv[2]))["quantization_config"]
-bits = weights = 0
-for t in qc.get("qforge", qc)["tensors"].values():
-    f, (r, c) = fmts[t["format"]], t["shape"]
-    bits += f["bits_per_weight"] * r * c + f["tensor_overhead_bits"]
-    weights += r * c
-print(bits / weights)
-EOF
-}
 name=$(basename "$MODEL")
 for fmt in $FORMATS; do
   for method in $METHODS; do
@@ -52,7 +28,7 @@ for fmt in $FORMATS; do
     read -r rss_kb secs < "$dir.time"
     "$Q" eval "$dir" --ref "$MODEL" --text "$SHARED/data/valid.txt" --max-tokens "$TOKENS" \
       --json > "$dir.eval.json" 2>/dev/null
-    python3 - "$dir.eval.json" "$fmt" "$method" "$(bpw_of "$dir")" "$secs" "$rss_kb" <<'EOF'
+    python3 - "$dir.eval.json" "$fmt" "$method" "$(scripts/bits_per_weight.py "$Q" "$dir")" "$secs" "$rss_kb" <<'EOF'
 import json, sys
 e = json.load(open(sys.argv[1]))
 fmt, method, bpw, secs, rss = sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
