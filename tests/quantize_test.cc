@@ -52,17 +52,19 @@ TEST(Quantize, GptqBeatsRtnOnEveryLayerObjectiveAndOnKld) {
   }
 }
 
-// The loaded (dequantized) weight equals decode(encode(original)) of its format, exactly.
+// The loaded weight stays packed in its format (from either layout) and decodes to
+// decode(encode(original)), exactly.
 void expect_weight_is_rtn(const fs::path& dir, const std::string& format, int layer) {
   const LoadedModel q = load_model(dir), ref = load_model(testing::embedded_model_dir());
   const Matrix& wq = q.weights.layers[layer].wq;
   const Matrix& wr = ref.weights.layers[layer].wq;
-  ASSERT_EQ(wq.dtype, DType::F32);
-  const std::vector<float> w = TensorView{wr.name, wr.dtype, {wr.rows, wr.cols}, wr.data}.to_f32();
   const formats::Format& f = formats::find_format(format);
+  ASSERT_EQ(wq.format, &f) << format;
+  const std::vector<float> w = wr.to_f32();
   std::vector<float> want(w.size());
   f.decode(f.encode(w.data(), wr.rows, wr.cols).data(), wr.rows, wr.cols, want.data());
-  EXPECT_EQ(0, std::memcmp(want.data(), wq.data, want.size() * 4)) << format;
+  const std::vector<float> got = wq.to_f32();
+  EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * 4)) << format;
 }
 
 TEST(Quantize, WritesCompressedTensorsWhereTheSchemeExists) {

@@ -58,6 +58,7 @@ void add_bench_command(CLI::App& app) {
                           {"prefill_flops_per_token", r.prefill_flops_per_token},
                           {"prefill_peak_fraction", r.prefill_peak_fraction},
                           {"peak_rss_bytes", r.peak_rss_bytes},
+                          {"model_peak_rss_bytes", r.model_peak_rss_bytes},
                           {"kv_cache_bytes", r.kv_cache_bytes},
                           {"inference", r.inference}};
       fmt::print("{}\n", j.dump());
@@ -78,10 +79,12 @@ void add_bench_command(CLI::App& app) {
         r.decode_tok_s, r.decode_tokens, r.repeats,
         human_bytes(static_cast<double>(r.weight_bytes_per_token)), r.decode_roofline_tok_s,
         100 * r.decode_roofline_fraction);
-    fmt::print("memory    peak RSS {}; KV cache {} for {} positions\n",
-               human_bytes(static_cast<double>(r.peak_rss_bytes)),
-               human_bytes(static_cast<double>(r.kv_cache_bytes)),
-               r.prefill_tokens + r.decode_tokens);
+    fmt::print(
+        "memory    model peak RSS {} (whole run {}, bandwidth probe included); KV cache {} "
+        "for {} positions\n",
+        human_bytes(static_cast<double>(r.model_peak_rss_bytes)),
+        human_bytes(static_cast<double>(r.peak_rss_bytes)),
+        human_bytes(static_cast<double>(r.kv_cache_bytes)), r.prefill_tokens + r.decode_tokens);
     fmt::print("inference {}\n", r.inference);
   });
 }

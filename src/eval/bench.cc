@@ -72,6 +72,8 @@ BenchResult run_bench(Transformer& model, ThreadPool& pool, const BenchOptions& 
   r.prefill_tok_s = median(prefill);
   r.decode_tok_s = median(decode);
 
+  // The model's own memory (mapped weights, KV cache, buffers), before the probes allocate theirs.
+  r.model_peak_rss_bytes = peak_rss_bytes();
   r.weight_bytes_per_token = model.weight_bytes_per_token();
   r.read_bandwidth = kernels::measure_read_bandwidth(pool);
   r.fma_peak_flops = kernels::measure_fma_peak(pool);

@@ -211,15 +211,14 @@ class BlockFormat final : public Format {
 
   const FormatInfo& info() const override { return info_; }
 
-  size_t encoded_bytes(int64_t rows, int64_t cols) const override {
-    return header_bytes() + static_cast<size_t>(rows) * row_bytes(cols);
-  }
-
   std::unique_ptr<GroupQuantizer> make_quantizer(const float* w, int64_t rows,
                                                  int64_t cols) const override;
-  void decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const override;
+  void decode_rows(const std::byte* header, const std::byte* data, int64_t rows, int64_t cols,
+                   float* out) const override;
   void decode_reference(const std::byte* data, int64_t rows, int64_t cols,
-                        float* out) const override;
+                        float* out) const override {
+    decode_rows_reference(data, data + header_bytes(), rows, cols, out);
+  }
 
   // --- element grid
   int qmin() const { return -(1 << (s_.bits - 1)); }
@@ -231,14 +230,14 @@ class BlockFormat final : public Format {
   size_t scale_zero_bytes() const {
     return static_cast<size_t>(scale_bytes(s_.scale)) + (s_.element == Element::IntAsym ? 1 : 0);
   }
-  size_t header_bytes() const {
+  size_t header_bytes() const override {
     if (s_.scale == ScaleType::NvFp4) return 4;
     return per_tensor() ? scale_zero_bytes() : 0;
   }
   size_t group_bytes(int64_t width) const {
     return (per_tensor() ? 0 : scale_zero_bytes()) + static_cast<size_t>((width * s_.bits + 7) / 8);
   }
-  size_t row_bytes(int64_t cols) const {
+  size_t row_bytes(int64_t cols) const override {
     const int64_t g = group_width(cols);
     return static_cast<size_t>(cols / g) * group_bytes(g);
   }
@@ -341,7 +340,9 @@ class BlockFormat final : public Format {
   const BlockSpec& spec() const { return s_; }
 
  private:
-  const std::byte* read_header(const std::byte* p, GroupScale* tensor, float* global) const;
+  void read_header(const std::byte* p, GroupScale* tensor, float* global) const;
+  void decode_rows_reference(const std::byte* header, const std::byte* data, int64_t rows,
+                             int64_t cols, float* out) const;
   GroupScale read_group_scale(const std::byte* p, float global) const;
 
   BlockSpec s_;
@@ -467,19 +468,14 @@ std::unique_ptr<GroupQuantizer> BlockFormat::make_quantizer(const float* w, int6
 }
 
 // The header before the rows: the per-tensor scale (and zero), or NVFP4's global scale.
-const std::byte* BlockFormat::read_header(const std::byte* p, GroupScale* tensor,
-                                          float* global) const {
+void BlockFormat::read_header(const std::byte* p, GroupScale* tensor, float* global) const {
   if (s_.scale == ScaleType::NvFp4) {
     std::memcpy(global, p, 4);
-    return p + 4;
-  }
-  if (per_tensor()) {
+  } else if (per_tensor()) {
     tensor->scale = load_scale(p, s_.scale);
     if (s_.element == Element::IntAsym)
       tensor->zero = static_cast<uint8_t>(p[scale_bytes(s_.scale)]);
-    return p + header_bytes();
   }
-  return p;
 }
 
 GroupScale BlockFormat::read_group_scale(const std::byte* p, float global) const {
@@ -491,11 +487,12 @@ GroupScale BlockFormat::read_group_scale(const std::byte* p, float global) const
   return gs;
 }
 
-void BlockFormat::decode_reference(const std::byte* data, int64_t rows, int64_t cols,
-                                   float* out) const {
+void BlockFormat::decode_rows_reference(const std::byte* header, const std::byte* data,
+                                        int64_t rows, int64_t cols, float* out) const {
   GroupScale tensor;
   float global = 1.0f;
-  const std::byte* p = read_header(data, &tensor, &global);
+  read_header(header, &tensor, &global);
+  const std::byte* p = data;
   const bool asym = s_.element == Element::IntAsym;
   const int64_t width = group_width(cols), groups = cols / width;
   // Unit values of every code, so the inner loop is a lookup and a multiply.
@@ -521,17 +518,19 @@ void BlockFormat::decode_reference(const std::byte* data, int64_t rows, int64_t 
   }
 }
 
-void BlockFormat::decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const {
+void BlockFormat::decode_rows(const std::byte* header, const std::byte* data, int64_t rows,
+                              int64_t cols, float* out) const {
   const bool packed = s_.bits != 4 && s_.bits != 8;  // LSB-first codes of 2, 3, 5, 6 or 7 bits
   if (packed && s_.element == Element::Mini && s_.bits != 6)
-    return decode_reference(data, rows, cols, out);
+    return decode_rows_reference(header, data, rows, cols, out);
   GroupScale tensor;
   float global = 1.0f;
-  const std::byte* p = read_header(data, &tensor, &global);
+  read_header(header, &tensor, &global);
+  const std::byte* p = data;
   const bool asym = s_.element == Element::IntAsym;
   const int64_t width = group_width(cols), groups = cols / width;
   const size_t prefix = per_tensor() ? 0 : scale_zero_bytes();
-  const auto* end = reinterpret_cast<const uint8_t*>(data) + encoded_bytes(rows, cols);
+  const auto* end = reinterpret_cast<const uint8_t*>(data) + rows * row_bytes(cols);
   std::vector<float> scales(static_cast<size_t>(groups), tensor.scale);
   std::vector<int32_t> zeros(static_cast<size_t>(groups), tensor.zero);
   simd::RowGroups row{.codes = nullptr,

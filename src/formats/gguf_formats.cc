@@ -91,8 +91,8 @@ class GgufFormat final : public Format {
                                                  : "fp16";
   }
   const FormatInfo& info() const override { return info_; }
-  size_t encoded_bytes(int64_t rows, int64_t cols) const override {
-    return static_cast<size_t>(rows * (cols / c_.block_weights) * c_.block_bytes);
+  size_t row_bytes(int64_t cols) const override {
+    return static_cast<size_t>((cols / c_.block_weights) * c_.block_bytes);
   }
   std::unique_ptr<GroupQuantizer> make_quantizer(const float*, int64_t rows,
                                                  int64_t cols) const override {
@@ -110,7 +110,8 @@ class GgufFormat final : public Format {
       c_.quantize(w + b * c_.block_weights, p + b * c_.block_bytes);
     return out;
   }
-  void decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const override {
+  void decode_rows(const std::byte*, const std::byte* data, int64_t rows, int64_t cols,
+                   float* out) const override {
     if (!simd_) return decode_reference(data, rows, cols, out);
     simd::decode_gguf(*simd_, reinterpret_cast<const uint8_t*>(data),
                       rows * (cols / c_.block_weights), out);

@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 
 // Looks tensors up by Hugging Face name and checks their shapes against the config.
 // Quantized linears of a qforge-native directory are stored as "<name>.packed" (U8) with their
-// format in the "qforge.quantization" metadata; they are dequantized to f32 at load time.
+// format in the "qforge.quantization" metadata; they stay packed (Matrix::format).
 class HfTensorMapper {
  public:
   HfTensorMapper(const TensorStore& store, const fs::path& dir) : store_(store), dir_(dir) {
@@ -49,10 +49,6 @@ class HfTensorMapper {
 
   const TensorView& get(const std::string& name, const std::vector<int64_t>& shape) const {
     const TensorView* tv = store_.find(name);
-    // Quantized weights: "<name>.packed", or compressed-tensors' tensors, some of which are named
-    // "<module>.weight" too (F8_E4M3 for FP8, I8 for int-quantized).
-    if ((tv == nullptr || !is_float_weight_dtype(tv->dtype)) && is_quantized(name))
-      tv = &dequantized(name, shape);
     check(tv != nullptr, "{}: missing tensor '{}'", dir_.string(), name);
     check(tv->shape == shape, "{}: tensor '{}' has shape {}, expected {}", dir_.string(), name,
           tv->shape_string(), shape_to_string(shape));
@@ -61,7 +57,13 @@ class HfTensorMapper {
           dtype_name(tv->dtype));
     return *tv;
   }
+  // A weight matrix: plain, or quantized and kept packed (never dequantized at load).
   Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const {
+    const TensorView* tv = store_.find(name);
+    // Quantized weights: "<name>.packed", or compressed-tensors' tensors, some of which are named
+    // "<module>.weight" too (F8_E4M3 for FP8, I8 for int-quantized).
+    if ((tv == nullptr || !is_float_weight_dtype(tv->dtype)) && is_quantized(name))
+      return packed(name, rows, cols);
     return matrix_from(get(name, {rows, cols}));
   }
   Vector vector(const std::string& name, int64_t size) const {
@@ -77,42 +79,44 @@ class HfTensorMapper {
            quantization_["tensors"].contains(name);
   }
 
-  // A quantized linear, in qforge's layout ("<name>.packed") or compressed-tensors'
-  // ("<module>.weight_packed", ...), dequantized to f32.
-  const TensorView& dequantized(const std::string& name, const std::vector<int64_t>& shape) const {
+  // A quantized linear in its format's bytes: qforge's layout ("<name>.packed") is used where it
+  // is mapped; compressed-tensors' ("<module>.weight_packed", ...) is repacked once into qforge's
+  // layout (same codes and scales, arranged differently) and its mapped pages are dropped.
+  Matrix packed(const std::string& name, int64_t rows, int64_t cols) const {
     const auto& entry = quantization_["tensors"][name];
     const std::string format = entry.value("format", std::string());
     const std::string layout = entry.value("layout", std::string("qforge"));
     const auto& f = formats::find_format(format);
-    check(shape.size() == 2, "{}: quantized tensor '{}' must be a matrix", dir_.string(), name);
-    std::vector<std::byte> repacked;
-    const std::byte* bytes = nullptr;
-    if (layout == "compressed-tensors") {
-      const std::string module = name.ends_with(".weight") ? name.substr(0, name.size() - 7) : name;
-      repacked = formats::from_compressed_tensors(
-          f, shape[0], shape[1],
-          [&](const std::string& suffix) {
-            const TensorView* t = store_.find(module + "." + suffix);
-            check(t != nullptr, "{}: missing tensor '{}.{}' of the compressed-tensors weight '{}'",
-                  dir_.string(), module, suffix, name);
-            return std::span<const std::byte>(t->data, t->nbytes());
-          },
-          entry.value("ct_format", std::string()) == "int-quantized");
-      bytes = repacked.data();
-    } else {
-      const TensorView* packed = store_.find(name + ".packed");
-      check(packed != nullptr, "{}: missing tensor '{}.packed'", dir_.string(), name);
-      check(packed->nbytes() == f.encoded_bytes(shape[0], shape[1]),
-            "{}: tensor '{}' holds {} bytes but {} {} needs {}", dir_.string(), name,
-            packed->nbytes(), format, shape_to_string(shape), f.encoded_bytes(shape[0], shape[1]));
-      bytes = packed->data;
+    try {
+      f.check_shape(name, rows, cols);
+    } catch (const Error& e) {
+      fail("{}: {}", dir_.string(), e.what());
     }
-    auto buf = std::make_shared<std::vector<float>>(static_cast<size_t>(shape[0] * shape[1]));
-    f.decode(bytes, shape[0], shape[1], buf->data());
+    if (layout != "compressed-tensors") {
+      const TensorView* tv = store_.find(name + ".packed");
+      check(tv != nullptr, "{}: missing tensor '{}.packed'", dir_.string(), name);
+      check(tv->nbytes() == f.encoded_bytes(rows, cols),
+            "{}: tensor '{}' holds {} bytes but {} [{}, {}] needs {}", dir_.string(), name,
+            tv->nbytes(), format, rows, cols, f.encoded_bytes(rows, cols));
+      return packed_matrix(name, f, rows, cols, tv->data);
+    }
+    const std::string module = name.ends_with(".weight") ? name.substr(0, name.size() - 7) : name;
+    std::vector<const TensorView*> sources;
+    auto buf = std::make_shared<std::vector<std::byte>>(formats::from_compressed_tensors(
+        f, rows, cols,
+        [&](const std::string& suffix) {
+          const TensorView* t = store_.find(module + "." + suffix);
+          check(t != nullptr, "{}: missing tensor '{}.{}' of the compressed-tensors weight '{}'",
+                dir_.string(), module, suffix, name);
+          sources.push_back(t);
+          return std::span<const std::byte>(t->data, t->nbytes());
+        },
+        entry.value("ct_format", std::string()) == "int-quantized"));
+    for (const TensorView* t : sources)
+      for (const auto& file : store_.files())
+        if (file->release(t->data, t->nbytes())) break;
     buffers_.push_back(buf);
-    views_.push_back(std::make_unique<TensorView>(
-        TensorView{name, DType::F32, shape, reinterpret_cast<const std::byte*>(buf->data())}));
-    return *views_.back();
+    return packed_matrix(name, f, rows, cols, buf->data());
   }
 
   const TensorStore& store_;
@@ -120,7 +124,6 @@ class HfTensorMapper {
   nlohmann::json quantization_;
   std::string record_;  // its text as stored, when it is a JSON object ("" otherwise)
   mutable std::vector<std::shared_ptr<const void>> buffers_;
-  mutable std::vector<std::unique_ptr<TensorView>> views_;
 };
 
 ModelWeights map_hf_weights(const ModelConfig& c, const TensorStore& store, const fs::path& dir,

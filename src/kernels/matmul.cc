@@ -1,4 +1,4 @@
-// Y = X · Wᵀ for weights stored row-major [out, in] in F32/BF16/F16.
+// Y = X · Wᵀ for weights stored row-major [out, in] in F32/BF16/F16 or packed in a format.
 #include <cblas.h>
 #include <unistd.h>
 
@@ -20,6 +20,10 @@ constexpr int64_t kGemvMaxTokens = 4;
 constexpr int64_t kTileRows = 128;
 // Rows per GEMV work item (4 rows share each load of x).
 constexpr size_t kGemvGrain = 16;
+// Packed weights: up to this many tokens share each decoded row; beyond, tiles go to sgemm.
+constexpr int64_t kPackedGemvMaxTokens = 8;
+// Decoded rows per step of a packed GEMV: 64 KiB of f32, resident in L2.
+constexpr int64_t kDecodeBufferFloats = 16384;
 
 void init_blas_once() {
   static std::once_flag once;
@@ -61,12 +65,43 @@ void sgemm_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, cons
               b, static_cast<blasint>(ldb), 0.0f, c, static_cast<blasint>(ldc));
 }
 
+namespace {
+
+// Few tokens, packed weights: rows are decoded a few at a time into an L1/L2-resident f32 buffer
+// and each decoded row serves every token (one unpack per weight per matmul).
+void packed_gemv(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
+                 ThreadPool& pool, const float* bias) {
+  const int64_t cols = w.cols;
+  const int64_t chunk = std::max<int64_t>(1, kDecodeBufferFloats / cols);
+  pool.parallel_for(
+      static_cast<size_t>(w.rows),
+      [&](size_t r0, size_t r1, int) {
+        thread_local std::vector<float> buf;
+        buf.resize(static_cast<size_t>(std::min<int64_t>(chunk, w.rows) * cols));
+        for (auto c0 = static_cast<int64_t>(r0); c0 < static_cast<int64_t>(r1); c0 += chunk) {
+          const int64_t nr = std::min<int64_t>(chunk, static_cast<int64_t>(r1) - c0);
+          w.rows_to_f32(c0, nr, buf.data());
+          for (int64_t r = 0; r < nr; ++r) {
+            const auto* row = reinterpret_cast<const std::byte*>(buf.data() + r * cols);
+            for (int64_t t = 0; t < n_tokens; ++t)
+              y[t * ldy + c0 + r] =
+                  dot_row(DType::F32, row, x + t * cols, cols) + (bias ? bias[c0 + r] : 0.0f);
+          }
+        }
+      },
+      kGemvGrain);
+}
+
+}  // namespace
+
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
             ThreadPool& pool, const float* bias) {
   check(w.present(), "matmul: weight matrix '{}' is absent", w.name);
   check(ldy >= w.rows, "matmul: output stride {} < rows {} for '{}'", ldy, w.rows, w.name);
   const int64_t rows = w.rows, cols = w.cols;
-  if (n_tokens <= kGemvMaxTokens) {
+  if (w.packed() && n_tokens <= kPackedGemvMaxTokens)
+    return packed_gemv(w, x, n_tokens, y, ldy, pool, bias);
+  if (n_tokens <= kGemvMaxTokens && !w.packed()) {
     pool.parallel_for(
         static_cast<size_t>(rows),
         [&](size_t r0, size_t r1, int) {
@@ -88,7 +123,11 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t
       const int64_t r0 = static_cast<int64_t>(t) * kTileRows;
       const int64_t nr = std::min(kTileRows, rows - r0);
       const float* wt;
-      if (w.dtype == DType::F32) {
+      if (w.packed()) {
+        tile.resize(static_cast<size_t>(nr * cols));
+        w.rows_to_f32(r0, nr, tile.data());
+        wt = tile.data();
+      } else if (w.dtype == DType::F32) {
         wt = reinterpret_cast<const float*>(w.row(r0));
       } else {
         tile.resize(static_cast<size_t>(nr * cols));

@@ -231,7 +231,10 @@ void Transformer::embed(std::span<const int32_t> tokens, float* x) {
     check(id >= 0 && id < w_.embedding.rows, "token id {} out of range [0, {})", id,
           w_.embedding.rows);
     float* xt = x + t * d;
-    kn::widen_row(w_.embedding.dtype, w_.embedding.row(id), xt, d);
+    if (w_.embedding.packed())
+      w_.embedding.rows_to_f32(id, 1, xt);  // a packed embedding is decoded row by row
+    else
+      kn::widen_row(w_.embedding.dtype, w_.embedding.row(id), xt, d);
     if (scale != 1.0f)
       for (int i = 0; i < d; ++i) xt[i] *= scale;
   }

@@ -4,16 +4,6 @@
 
 namespace qforge {
 
-Matrix Matrix::slice_rows(int64_t begin, int64_t count, std::string slice_name) const {
-  check(begin >= 0 && count >= 0 && begin + count <= rows,
-        "{}: row slice [{}, {}) out of range for {} rows", name, begin, begin + count, rows);
-  Matrix m = *this;
-  m.name = std::move(slice_name);
-  m.rows = count;
-  m.data = data + static_cast<size_t>(begin) * row_bytes();
-  return m;
-}
-
 Matrix matrix_from(const TensorView& t) {
   check(t.shape.size() == 2, "tensor {}: expected a 2-D matrix, got shape {}", t.name,
         t.shape_string());

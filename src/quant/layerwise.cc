@@ -114,7 +114,7 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
         Matrix& m = *targets[t];
         ColumnQuantizer& q = *quantizers[t];
         const auto t0 = std::chrono::steady_clock::now();
-        const std::vector<float> w = TensorView{m.name, m.dtype, {m.rows, m.cols}, m.data}.to_f32();
+        const std::vector<float> w = m.to_f32();
         LinearResult r{m.name, l, group, m.rows, m.cols};
         std::vector<float> values;
         const double* importance = h_diag.empty() ? nullptr : h_diag.data();

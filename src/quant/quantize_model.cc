@@ -343,7 +343,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
       if (rot && is_head)
         rot->rotated_head_rows(src, m.weights.final_norm, r0, r1, out);
       else {
-        convert_to_f32(src.dtype, src.row(r0), out, static_cast<size_t>((r1 - r0) * cols));
+        src.rows_to_f32(r0, r1 - r0, out);
         if (rot) rot->rotate_residual(out, r1 - r0);
       }
     };
@@ -429,7 +429,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
     if (o.interrupted && o.interrupted->load()) fail("interrupted; no output written");
     auto it = plan.find(w.name);
     if (it == plan.end()) return nullptr;
-    const std::vector<float> wf = TensorView{w.name, w.dtype, {w.rows, w.cols}, w.data}.to_f32();
+    const std::vector<float> wf = w.to_f32();
     return quantizer_maker(*it->second.format)(wf.data(), w.rows, w.cols);
   };
   auto sink = [&](const Matrix& w, const std::vector<float>& values, const ColumnQuantizer& q,
@@ -438,7 +438,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
     std::vector<std::byte> bytes;
     if (data_free && dynamic_cast<const FormatColumnQuantizer*>(&q) != nullptr) {
       // Plain RTN: the format's own encoder (for GGUF types, llama.cpp's exact code assignment).
-      const std::vector<float> wf = TensorView{w.name, w.dtype, {w.rows, w.cols}, w.data}.to_f32();
+      const std::vector<float> wf = w.to_f32();
       bytes = tp.format->encode(wf.data(), w.rows, w.cols);
     } else {
       bytes = format_quantizer(q).pack(values.data());

@@ -101,7 +101,7 @@ void ModelRotation::rotated_head_rows(const Matrix& head, const Vector& final_no
   std::vector<float> g(static_cast<size_t>(d));
   convert_to_f32(final_norm.dtype, final_norm.data, g.data(), g.size());
   const float add = config_.norm_plus_one ? 1.0f : 0.0f;
-  convert_to_f32(head.dtype, head.row(r0), out, static_cast<size_t>((r1 - r0) * d));
+  head.rows_to_f32(r0, r1 - r0, out);
   for (int64_t r = 0; r < r1 - r0; ++r)
     for (int64_t i = 0; i < d; ++i) out[r * d + i] *= g[i] + add;
   rotate_residual(out, r1 - r0);

@@ -16,7 +16,12 @@ float* WeightArena::own(const std::byte*& data, DType& dtype, size_t count) {
 }
 
 float* WeightArena::matrix(Matrix& m) {
-  return own(m.data, m.dtype, static_cast<size_t>(m.rows * m.cols));
+  if (!m.packed()) return own(m.data, m.dtype, static_cast<size_t>(m.rows * m.cols));
+  if (auto it = buffers_.find(m.data); it != buffers_.end()) return it->second->data();
+  auto buf = std::make_shared<std::vector<float>>(m.to_f32());
+  m = Matrix{m.name, DType::F32, m.rows, m.cols, reinterpret_cast<const std::byte*>(buf->data())};
+  buffers_[buf->data()] = buf;
+  return buf->data();
 }
 
 float* WeightArena::vector(Vector& v) {

@@ -28,9 +28,10 @@ struct BenchResult {
   double decode_roofline_fraction = 0;
   double prefill_flops_per_token = 0;  // useful FLOPs (causal attention counted once)
   double prefill_peak_fraction = 0;
-  int64_t peak_rss_bytes = 0;
-  size_t kv_cache_bytes = 0;  // for prefill_tokens + decode_tokens positions
-  std::string inference;      // InferenceOptions::describe()
+  int64_t peak_rss_bytes = 0;        // of the whole run, the bandwidth probe's buffers included
+  int64_t model_peak_rss_bytes = 0;  // before the probes: what running the model takes
+  size_t kv_cache_bytes = 0;         // for prefill_tokens + decode_tokens positions
+  std::string inference;             // InferenceOptions::describe()
 };
 
 BenchResult run_bench(Transformer& model, ThreadPool& pool, const BenchOptions& options);

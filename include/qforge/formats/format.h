@@ -50,18 +50,28 @@ class Format {
   virtual const FormatInfo& info() const = 0;
   const std::string& name() const { return info().name; }
   // Bytes of an encoded [rows, cols] tensor.
-  virtual size_t encoded_bytes(int64_t rows, int64_t cols) const = 0;
+  size_t encoded_bytes(int64_t rows, int64_t cols) const {
+    return header_bytes() + static_cast<size_t>(rows) * row_bytes(cols);
+  }
   // Scale state for tensor w [rows, cols] (the whole original tensor: per-tensor scales come
   // from it). Call check_shape first.
   virtual std::unique_ptr<GroupQuantizer> make_quantizer(const float* w, int64_t rows,
                                                          int64_t cols) const = 0;
-  // bytes -> f32 [rows, cols]; SIMD where the format has a fast path.
-  virtual void decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const = 0;
+  // Every format lays a tensor out as header_bytes() of per-tensor scales (most have none), then
+  // the rows, each row_bytes(cols) long: any range of rows can be read without the others.
+  virtual size_t header_bytes() const { return 0; }
+  virtual size_t row_bytes(int64_t cols) const = 0;
+  // Rows of a tensor -> f32 [rows, cols]: `header` is the tensor's header (null when the format has
+  // none), `data` the first row to decode. SIMD where the format has a fast path.
+  virtual void decode_rows(const std::byte* header, const std::byte* data, int64_t rows,
+                           int64_t cols, float* out) const = 0;
+  // A whole tensor (header included) -> f32 [rows, cols].
+  void decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const {
+    decode_rows(data, data + header_bytes(), rows, cols, out);
+  }
   // The scalar decoder, one element at a time: the definition decode() equals bit for bit.
   virtual void decode_reference(const std::byte* data, int64_t rows, int64_t cols,
-                                float* out) const {
-    decode(data, rows, cols, out);
-  }
+                                float* out) const = 0;
 
   // Round-to-nearest with the default scale rule (optionally importance-weighted).
   virtual std::vector<std::byte> encode(const float* w, int64_t rows, int64_t cols,

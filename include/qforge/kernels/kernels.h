@@ -7,7 +7,7 @@
 #include <string>
 
 #include "qforge/core/thread_pool.h"
-#include "qforge/model/weights.h"
+#include "qforge/formats/matrix.h"
 
 namespace qforge::kernels {
 

@@ -11,34 +11,9 @@
 
 #include "qforge/core/dtype.h"
 #include "qforge/core/tensor.h"
+#include "qforge/formats/matrix.h"
 
 namespace qforge {
-
-// A matrix [rows, cols] (rows = output features) stored row-major in `dtype`, or absent.
-// This is what the kernels consume; quantized formats will extend it with a format descriptor.
-struct Matrix {
-  std::string name;
-  DType dtype = DType::F32;
-  int64_t rows = 0;
-  int64_t cols = 0;
-  const std::byte* data = nullptr;
-
-  bool present() const { return data != nullptr; }
-  size_t row_bytes() const { return static_cast<size_t>(cols) * dtype_size(dtype); }
-  size_t nbytes() const { return static_cast<size_t>(rows) * row_bytes(); }
-  const std::byte* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
-  // Rows [begin, begin + count) of this matrix, as a matrix.
-  Matrix slice_rows(int64_t begin, int64_t count, std::string slice_name) const;
-};
-
-// A 1-D parameter (norm weight or bias), or absent.
-struct Vector {
-  std::string name;
-  DType dtype = DType::F32;
-  int64_t size = 0;
-  const std::byte* data = nullptr;
-  bool present() const { return data != nullptr; }
-};
 
 struct LayerWeights {
   Vector attn_norm;             // input_layernorm

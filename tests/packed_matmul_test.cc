@@ -1,0 +1,132 @@
+// A packed matrix computes what its decoded f32 copy computes, for every registered format, on
+// every Highway target this binary has and this CPU runs: decode (1-8 tokens, fused per row
+// chunk) and prefill (decoded tiles into sgemm), with and without a bias, and row ranges read at
+// any offset (the tensor header of per-tensor and NVFP4 formats stays apart from the rows).
+//
+// Tolerance. Both sides multiply the same f32 weights (Format::decode_rows equals decode bit for
+// bit) by the same f32 inputs and differ only in summation order (SIMD lanes, sgemm blocking).
+// For any order, |fl(sum) - sum| <= gamma_n * sum |w_i x_i| with gamma_n ~ n u (Higham, Accuracy
+// and Stability, 3.1), u = 2^-24. We assert 2 n u sum |w_i x_i| (+ a tiny absolute floor for
+// all-zero rows), a bound a wrong weight, a wrong row or a wrong scale exceeds by orders of
+// magnitude (one wrong 4-bit code in a row changes y by ~|scale x|, far above 1e-4 of the sum).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "hwy/targets.h"
+#include "qforge/core/thread_pool.h"
+#include "qforge/formats/format.h"
+#include "qforge/formats/matrix.h"
+#include "qforge/kernels/kernels.h"
+
+namespace qforge {
+namespace {
+
+struct Problem {
+  int64_t rows, cols;
+  std::vector<float> w, x, bias;
+};
+
+Problem random_problem(int64_t rows, int64_t cols, int64_t tokens, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  Problem p{rows, cols, {}, {}, {}};
+  p.w.resize(static_cast<size_t>(rows * cols));
+  for (auto& v : p.w) v = 0.02f * n(rng);
+  for (int64_t c = 0; c < cols; c += 97) p.w[static_cast<size_t>(c)] = 0.5f;  // outliers
+  p.x.resize(static_cast<size_t>(tokens * cols));
+  for (auto& v : p.x) v = n(rng);
+  p.bias.resize(static_cast<size_t>(rows));
+  for (auto& v : p.bias) v = n(rng);
+  return p;
+}
+
+// y = x W^T (+ bias) through kernels::matmul, for a plain or packed W.
+std::vector<float> run(const Matrix& w, const Problem& p, int64_t tokens, bool with_bias,
+                       ThreadPool& pool) {
+  std::vector<float> y(static_cast<size_t>(tokens * w.rows), NAN);
+  kernels::matmul(w, p.x.data(), tokens, y.data(), w.rows, pool,
+                  with_bias ? p.bias.data() : nullptr);
+  return y;
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want,
+                  const std::vector<float>& decoded, const Problem& p, int64_t tokens,
+                  const std::string& what) {
+  const double u = std::ldexp(1.0, -24);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t r = 0; r < p.rows; ++r) {
+      double mag = std::abs(p.bias[static_cast<size_t>(r)]);
+      for (int64_t c = 0; c < p.cols; ++c)
+        mag += std::abs(static_cast<double>(decoded[static_cast<size_t>(r * p.cols + c)]) *
+                        p.x[static_cast<size_t>(t * p.cols + c)]);
+      const size_t i = static_cast<size_t>(t * p.rows + r);
+      ASSERT_NEAR(got[i], want[i], 2.0 * p.cols * u * mag + 1e-30)
+          << what << " token " << t << " row " << r;
+    }
+}
+
+void check_format(const formats::Format& f, const std::string& target, ThreadPool& pool) {
+  const int64_t cols =
+      f.info().row_multiple * ((512 + f.info().row_multiple - 1) / f.info().row_multiple);
+  const int64_t rows = 45;  // not a multiple of the GEMV grain or the decode chunk
+  const Problem p = random_problem(rows, cols, 17, 7);
+  const std::vector<std::byte> bytes = f.encode(p.w.data(), rows, cols);
+  const Matrix packed = packed_matrix("w", f, rows, cols, bytes.data());
+  std::vector<float> decoded(static_cast<size_t>(rows * cols));
+  f.decode(bytes.data(), rows, cols, decoded.data());
+  const Matrix plain{"w", DType::F32, rows, cols,
+                     reinterpret_cast<const std::byte*>(decoded.data())};
+  const std::string what = f.name() + " on " + target;
+
+  // Row ranges at any offset decode exactly as the whole tensor does.
+  std::vector<float> part(static_cast<size_t>(7 * cols));
+  packed.rows_to_f32(13, 7, part.data());
+  for (size_t i = 0; i < part.size(); ++i)
+    ASSERT_EQ(part[i], decoded[13 * cols + i]) << what << " rows [13, 20) element " << i;
+
+  for (int64_t tokens : {1, 3, 8, 17})
+    for (bool with_bias : {false, true}) {
+      const std::vector<float> got = run(packed, p, tokens, with_bias, pool);
+      const std::vector<float> want = run(plain, p, tokens, with_bias, pool);
+      Problem shown = p;
+      if (!with_bias) std::fill(shown.bias.begin(), shown.bias.end(), 0.0f);
+      expect_close(got, want, decoded, shown, tokens,
+                   what + " tokens " + std::to_string(tokens) + (with_bias ? " +bias" : ""));
+    }
+
+  // A row slice (Phi-3's fused q/k/v) reads its own rows.
+  const Matrix slice = packed.slice_rows(20, 9, "w[20:29]");
+  std::vector<float> y(9);
+  kernels::matmul(slice, p.x.data(), 1, y.data(), 9, pool);
+  const std::vector<float> all = run(plain, p, 1, false, pool);
+  for (int r = 0; r < 9; ++r)
+    ASSERT_NEAR(y[r], all[20 + r], 1e-3 * (1 + std::abs(all[20 + r])))
+        << what << " slice row " << r;
+}
+
+TEST(PackedMatmul, EveryFormatComputesWhatItsDecodedCopyComputesOnEveryTarget) {
+  ThreadPool pool(2);
+  const auto targets = hwy::SupportedAndGeneratedTargets();
+  ASSERT_FALSE(targets.empty());
+  for (const int64_t target : targets) {
+    hwy::SetSupportedTargetsForTest(target);
+    for (const formats::Format* f : formats::all_formats())
+      check_format(*f, hwy::TargetName(target), pool);
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+TEST(PackedMatmul, TheFormatSaysHowManyBytesARowTakes) {
+  for (const formats::Format* f : formats::all_formats()) {
+    const int64_t cols = f->info().row_multiple * 8;
+    EXPECT_EQ(f->encoded_bytes(5, cols), f->header_bytes() + 5 * f->row_bytes(cols)) << f->name();
+    const Matrix m = packed_matrix("w", *f, 5, cols, nullptr);
+    EXPECT_EQ(m.row_bytes(), f->row_bytes(cols)) << f->name();
+  }
+}
+
+}  // namespace
+}  // namespace qforge
