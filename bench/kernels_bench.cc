@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "qforge/core/dtype.h"
+#include "qforge/formats/format.h"
 #include "qforge/kernels/kernels.h"
 
 namespace qforge {
@@ -53,6 +54,58 @@ BENCHMARK_CAPTURE(BM_Gemv, bf16, DType::BF16)->Arg(1)->Arg(2)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Gemv, f16, DType::F16)->Arg(1)->Arg(2)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Gemv, f32, DType::F32)->Arg(1)->Arg(2)->UseRealTime();
 
+// A packed matrix in `format` (Gaussian weights, RTN-encoded) and its bytes.
+struct PackedMatrix {
+  std::vector<std::byte> bytes;
+  Matrix m;
+};
+PackedMatrix make_packed(const std::string& format, int64_t rows, int64_t cols) {
+  const auto& f = formats::find_format(format);
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  for (auto& v : w) v = nd(rng);
+  PackedMatrix p;
+  p.bytes = f.encode(w.data(), rows, cols);
+  p.m = packed_matrix("bench", f, rows, cols, p.bytes.data());
+  return p;
+}
+
+// Decode through a packed 4096 x 4096 matrix for 1 or 4 tokens (args: tokens, threads): the
+// weights/s to compare with BM_Gemv's bf16 (2 bytes per weight) in the same run.
+void BM_GemvPacked(benchmark::State& state, const char* format) {
+  const int64_t rows = 4096, cols = 4096, n = state.range(0);
+  PackedMatrix t = make_packed(format, rows, cols);
+  std::vector<float> x(static_cast<size_t>(n * cols), 0.5f), y(static_cast<size_t>(n * rows));
+  ThreadPool pool(static_cast<int>(state.range(1)));
+  for (auto _ : state) {
+    kernels::matmul(t.m, x.data(), n, y.data(), rows, pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(t.m.nbytes()));
+  state.counters["Gweights/s"] = benchmark::Counter(
+      static_cast<double>(rows * cols) * static_cast<double>(state.iterations()) / 1e9,
+      benchmark::Counter::kIsRate);
+  state.counters["tokens"] = static_cast<double>(n);
+}
+#define QFORGE_GEMV_PACKED(fmt)               \
+  BENCHMARK_CAPTURE(BM_GemvPacked, fmt, #fmt) \
+      ->Args({1, 1})                          \
+      ->Args({4, 1})                          \
+      ->Args({1, 2})                          \
+      ->UseRealTime()
+QFORGE_GEMV_PACKED(q4_0);
+QFORGE_GEMV_PACKED(q4_k);
+QFORGE_GEMV_PACKED(q6_k);
+QFORGE_GEMV_PACKED(q8_0);
+QFORGE_GEMV_PACKED(iq4_xs);
+QFORGE_GEMV_PACKED(int4 - g128);
+QFORGE_GEMV_PACKED(int8 - channel);
+QFORGE_GEMV_PACKED(nvfp4);
+QFORGE_GEMV_PACKED(mxfp4);
+QFORGE_GEMV_PACKED(nf4);
+QFORGE_GEMV_PACKED(fp8 - e4m3);
+
 // Prefill: 512 tokens through a 1536 x 512 bf16 matrix (an MLP projection of llama-sp-58m).
 void BM_Gemm(benchmark::State& state, DType dtype) {
   const int64_t rows = 1536, cols = 512, n = 512;
@@ -69,6 +122,22 @@ void BM_Gemm(benchmark::State& state, DType dtype) {
   state.counters["threads"] = static_cast<double>(state.range(0));
 }
 BENCHMARK_CAPTURE(BM_Gemm, bf16, DType::BF16)->Arg(1)->Arg(2)->UseRealTime();
+
+void BM_GemmPacked(benchmark::State& state, const char* format) {
+  const int64_t rows = 1536, cols = 512, n = 512;
+  PackedMatrix t = make_packed(format, rows, cols);
+  std::vector<float> x(n * cols, 0.25f), y(n * rows);
+  ThreadPool pool(static_cast<int>(state.range(0)));
+  for (auto _ : state) {
+    kernels::matmul(t.m, x.data(), n, y.data(), rows, pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * rows * cols * n * static_cast<double>(state.iterations()) / 1e9,
+                         benchmark::Counter::kIsRate);
+}
+BENCHMARK_CAPTURE(BM_GemmPacked, q4_k, "q4_k")->Arg(1)->UseRealTime();
+BENCHMARK_CAPTURE(BM_GemmPacked, int4_g128, "int4-g128")->Arg(1)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Gemm, f32, DType::F32)->Arg(1)->Arg(2)->UseRealTime();
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "hwy/targets.h"
+#include "kernels/q8_dot.h"
 #include "qforge/core/thread_pool.h"
 #include "qforge/formats/format.h"
 #include "qforge/formats/matrix.h"
@@ -109,6 +110,7 @@ void check_format(const formats::Format& f, const std::string& target, ThreadPoo
 
 TEST(PackedMatmul, EveryFormatComputesWhatItsDecodedCopyComputesOnEveryTarget) {
   ThreadPool pool(2);
+  kernels::q8::set_enabled(false);  // exact f32 activations here; the integer path is below
   const auto targets = hwy::SupportedAndGeneratedTargets();
   ASSERT_FALSE(targets.empty());
   for (const int64_t target : targets) {
@@ -117,6 +119,51 @@ TEST(PackedMatmul, EveryFormatComputesWhatItsDecodedCopyComputesOnEveryTarget) {
       check_format(*f, hwy::TargetName(target), pool);
   }
   hwy::SetSupportedTargetsForTest(0);
+  kernels::q8::set_enabled(true);
+}
+
+// The integer path quantizes each token's activations in blocks of 32 (x = d q + e, |e| <= d/2,
+// q = 254 hi + lo)
+// and sums exactly in integers, so its distance to the exact product of the decoded weights is at
+// most sum_i |w_i| d_block(i) / 2 (plus the f32 rounding bound above). A wrong code, scale, offset
+// or block index is far outside that bound; the test also checks the bound is not vacuous (the
+// integer path differs from the exact one, as quantizing activations must).
+TEST(PackedMatmul, IntegerKernelsStayWithinTheActivationRoundingBound) {
+  if (!kernels::q8::enabled()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU (or QFORGE_NO_VNNI)";
+  ThreadPool pool(2);
+  for (const char* name : {"q4_0", "q8_0", "q4_k", "int4-g32", "int4-g128", "int4-channel",
+                           "int8-channel", "int8-g128", "int4-g128-bf16"}) {
+    const formats::Format& f = formats::find_format(name);
+    const int64_t rows = 45, cols = 512;
+    const Problem p = random_problem(rows, cols, 8, 11);
+    const std::vector<std::byte> bytes = f.encode(p.w.data(), rows, cols);
+    const Matrix packed = packed_matrix("w", f, rows, cols, bytes.data());
+    ASSERT_NE(kernels::q8::layout_for(packed), kernels::q8::Layout::None) << name;
+    const std::vector<float> decoded = packed.to_f32();
+    kernels::q8::Activations a;
+    double largest_gap = 0;
+    for (int64_t tokens = 1; tokens <= 8; ++tokens) {
+      kernels::q8::quantize(p.x.data(), tokens, cols, a);
+      std::vector<float> got(static_cast<size_t>(tokens * rows));
+      kernels::matmul(packed, p.x.data(), tokens, got.data(), rows, pool, p.bias.data());
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t r = 0; r < rows; ++r) {
+          double exact = p.bias[static_cast<size_t>(r)], bound = 0, mag = std::abs(exact);
+          for (int64_t c = 0; c < cols; ++c) {
+            const double wv = decoded[static_cast<size_t>(r * cols + c)];
+            const double xv = p.x[static_cast<size_t>(t * cols + c)];
+            exact += wv * xv;
+            mag += std::abs(wv * xv);
+            bound += std::abs(wv) * a.d[static_cast<size_t>(t * (cols / 32) + c / 32)] / 2;
+          }
+          const double gap = std::abs(got[static_cast<size_t>(t * rows + r)] - exact);
+          largest_gap = std::max(largest_gap, gap);
+          ASSERT_LE(gap, 1.001 * bound + 4.0 * cols * std::ldexp(1.0, -24) * mag)
+              << name << " tokens " << tokens << " token " << t << " row " << r;
+        }
+    }
+    EXPECT_GT(largest_gap, 0.0) << name << ": the integer path did not run";
+  }
 }
 
 TEST(PackedMatmul, TheFormatSaysHowManyBytesARowTakes) {

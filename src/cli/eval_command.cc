@@ -22,6 +22,7 @@ struct EvalOpts {
   std::string model, text, tokenizer, ref;
   int ctx = 512;
   int64_t max_tokens = 0;
+  int batch = 0;
   bool json = false;
   int threads = 0;
   KvOptions kv;
@@ -44,6 +45,7 @@ void print_comparison(const EvalOpts& o, const LoadedModel& m, const LoadedModel
                         {"delta_p_mean", r.delta_p_mean},
                         {"tokens", r.tokens},
                         {"ctx", o.ctx},
+                        {"batch", o.batch},
                         {"seconds", r.seconds},
                         {"threads", threads},
                         {"inference", inference}};
@@ -74,6 +76,10 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-tokens", o->max_tokens, "Evaluate only the first N tokens (0 = all)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch", o->batch,
+                  "Tokens per forward call (0 = a whole window); 1-8 measure the decode kernels "
+                  "(integer dot products with 8-bit activations where the format has them)")
+      ->check(CLI::Range(0, 4096));
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file overriding the model's own");
   cmd->add_option(
       "--ref", o->ref,
@@ -99,7 +105,7 @@ void add_eval_command(CLI::App& app) {
     ThreadPool& pool = ThreadPool::global();
     if (auto kv = kv_format(o->kv)) m.inference.kv = *kv;
     Transformer model(m.config, m.weights, pool, m.inference);
-    PerplexityOptions po{o->ctx, o->max_tokens};
+    PerplexityOptions po{o->ctx, o->max_tokens, o->batch};
     Progress progress("eval", ids.size() - 1);
     if (!o->ref.empty()) {
       LoadOptions rlo;

@@ -32,7 +32,11 @@ void for_each_window(Transformer& model, std::span<const int32_t> tokens,
     const int64_t len = std::min<int64_t>(o.ctx + 1, n - start);
     const auto window = tokens.subspan(static_cast<size_t>(start), static_cast<size_t>(len));
     // Only the first len-1 positions predict something inside the window.
-    model.forward(window.first(static_cast<size_t>(len - 1)), 0, cache, logits.data(), true);
+    const int64_t step = o.batch > 0 ? o.batch : len - 1;
+    for (int64_t i = 0; i < len - 1; i += step)
+      model.forward(
+          window.subspan(static_cast<size_t>(i), static_cast<size_t>(std::min(step, len - 1 - i))),
+          static_cast<int>(i), cache, logits.data() + i * vocab, true);
     fn(window, logits.data());
     if (progress) progress(start + len - 1, total);
   }

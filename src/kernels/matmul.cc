@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/q8_dot.h"
 #include "qforge/core/error.h"
 #include "qforge/kernels/kernels.h"
 
@@ -92,15 +93,40 @@ void packed_gemv(const Matrix& w, const float* x, int64_t n_tokens, float* y, in
       kGemvGrain);
 }
 
+// Few tokens, a layout with an integer kernel: activations quantized once (q8 blocks), then
+// VNNI dot products per row.
+void integer_gemv(q8::Layout layout, const Matrix& w, const float* x, int64_t n_tokens, float* y,
+                  int64_t ldy, ThreadPool& pool, const float* bias) {
+  thread_local q8::Activations tls;
+  q8::Activations& a = tls;  // a lambda would read each worker's own thread_local, not ours
+  q8::quantize(x, n_tokens, w.cols, a);
+  pool.parallel_for(
+      static_cast<size_t>(w.rows),
+      [&](size_t r0, size_t r1, int) {
+        q8::gemv(layout, w, static_cast<int64_t>(r0), static_cast<int64_t>(r1), a, y, ldy, bias);
+      },
+      kGemvGrain);
+}
+
 }  // namespace
+
+std::string matmul_path(const Matrix& w, int64_t n_tokens) {
+  if (!w.packed()) return n_tokens <= kGemvMaxTokens ? "simd gemv" : "widened tiles + sgemm";
+  if (n_tokens > kPackedGemvMaxTokens) return "decoded tiles + sgemm";
+  const q8::Layout layout = q8::layout_for(w);
+  return layout != q8::Layout::None ? q8::layout_name(layout) : "decoded rows + simd dot";
+}
 
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
             ThreadPool& pool, const float* bias) {
   check(w.present(), "matmul: weight matrix '{}' is absent", w.name);
   check(ldy >= w.rows, "matmul: output stride {} < rows {} for '{}'", ldy, w.rows, w.name);
   const int64_t rows = w.rows, cols = w.cols;
-  if (w.packed() && n_tokens <= kPackedGemvMaxTokens)
+  if (w.packed() && n_tokens <= kPackedGemvMaxTokens) {
+    if (const q8::Layout layout = q8::layout_for(w); layout != q8::Layout::None)
+      return integer_gemv(layout, w, x, n_tokens, y, ldy, pool, bias);
     return packed_gemv(w, x, n_tokens, y, ldy, pool, bias);
+  }
   if (n_tokens <= kGemvMaxTokens && !w.packed()) {
     pool.parallel_for(
         static_cast<size_t>(rows),

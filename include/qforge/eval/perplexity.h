@@ -15,6 +15,9 @@ namespace qforge {
 struct PerplexityOptions {
   int ctx = 512;           // predicted tokens per window
   int64_t max_tokens = 0;  // evaluate only the first N tokens of the text (0: all)
+  // Tokens per forward call (0: a whole window at once). 1-8 measure what decoding computes:
+  // the few-token kernels (integer dot products with quantized activations) instead of GEMM.
+  int batch = 0;
 };
 
 struct PerplexityResult {

@@ -19,6 +19,9 @@ namespace qforge::kernels {
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
             ThreadPool& pool, const float* bias = nullptr);
 
+// Which kernel matmul runs for w with n_tokens (bench reports it), e.g. "vnni q4_0 x q8".
+std::string matmul_path(const Matrix& w, int64_t n_tokens);
+
 // Row-major sgemm C[m,n] = alpha * A[m,k] * B^T (B is [n,k]) + beta * C, single-threaded.
 void sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
               const float* b, int64_t ldb, float beta, float* c, int64_t ldc);

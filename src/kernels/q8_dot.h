@@ -1,0 +1,55 @@
+// Integer dot products for decoding (1-8 tokens) with packed weights: the activations of one
+// matmul are quantized once into blocks of 32 int8 codes (llama.cpp's q8_0 scheme) plus a second
+// int8 plane for what the first leaves (x = d (254 q_hi + q_lo), so the rounding error is d/2,
+// 254x smaller than q8_0's: on llama-sp-58m q8_0 activations alone cost a mean KLD of 2.4e-4,
+// above the 1e-4 this runtime allows itself). Each weight block's codes are unpacked once to
+// unsigned bytes, and AVX-512 VNNI's vpdpbusd multiplies and sums four byte pairs per 32-bit lane
+// for both planes and every token of the batch.
+//
+// Highway 1.0.3 (Debian 12) has no byte dot product, so this file uses the VNNI intrinsics in
+// functions compiled for that ISA and called only after a CPU check: nothing here can SIGILL on
+// an older CPU, which keeps the decode-then-dot path (formats' Highway decoders).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "qforge/formats/matrix.h"
+
+namespace qforge::kernels::q8 {
+
+constexpr int64_t kBlock = 32;
+
+// Activations of one matmul, quantized per token in blocks of 32: x ≈ d[block] (254 hi + lo).
+struct Activations {
+  int64_t tokens = 0, cols = 0;
+  std::vector<int8_t> hi, lo;  // [tokens][cols]: both in [-127, 127]
+  std::vector<float> d;        // [tokens][cols / 32]: amax / (127 * 254) (0: all-zero block)
+  std::vector<int32_t> sum4;   // [tokens][cols / 4]: 254 hi + lo summed over each run of 4 codes
+};
+// Quantizes x [tokens, cols] (cols a multiple of 32): hi = round(x / (254 d)), then
+// lo = round((x - 254 d hi) / d); |x - d (254 hi + lo)| <= d / 2 (+ f32 rounding).
+void quantize(const float* x, int64_t tokens, int64_t cols, Activations& a);
+
+// The packed layouts with an integer kernel. The weight of code u is scale * (u - offset).
+enum class Layout : uint8_t {
+  None,
+  Q4_0,       // GGUF: fp16 d + 16 bytes, low nibbles weights 0-15, high nibbles 16-31; offset 8
+  Q8_0,       // GGUF: fp16 d + 32 signed bytes (read as u = s + 128, offset 128)
+  Q4_K,       // GGUF: super-blocks of 256, 8 sub-blocks of 32 with 6-bit scales and mins
+  IntGroups,  // qforge symmetric int4/int8 per group or row: [scale][codes], offset 8 / 128
+};
+// The integer kernel for w, or None (no kernel for its format or row length, or no VNNI here).
+Layout layout_for(const Matrix& w);
+// Name of the kernel for w with n tokens, as bench reports it.
+const char* layout_name(Layout l);
+
+// y[t * ldy + r] = w[r] · x_t (+ bias[r]) for rows [r0, r1) and every token of `a`.
+void gemv(Layout l, const Matrix& w, int64_t r0, int64_t r1, const Activations& a, float* y,
+          int64_t ldy, const float* bias);
+
+// Turns the integer kernels off (tests compare both paths; QFORGE_NO_VNNI=1 does the same).
+void set_enabled(bool enabled);
+bool enabled();
+
+}  // namespace qforge::kernels::q8
