@@ -60,7 +60,8 @@ void add_bench_command(CLI::App& app) {
                           {"peak_rss_bytes", r.peak_rss_bytes},
                           {"model_peak_rss_bytes", r.model_peak_rss_bytes},
                           {"kv_cache_bytes", r.kv_cache_bytes},
-                          {"inference", r.inference}};
+                          {"inference", r.inference},
+                          {"kernels", r.kernels}};
       fmt::print("{}\n", j.dump());
       return;
     }
@@ -86,6 +87,7 @@ void add_bench_command(CLI::App& app) {
         human_bytes(static_cast<double>(r.peak_rss_bytes)),
         human_bytes(static_cast<double>(r.kv_cache_bytes)), r.prefill_tokens + r.decode_tokens);
     fmt::print("inference {}\n", r.inference);
+    fmt::print("kernels   {}\n", r.kernels);
   });
 }
 

@@ -1,13 +1,17 @@
 #include "qforge/eval/bench.h"
 
+#include <fmt/format.h>
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "qforge/core/error.h"
+#include "qforge/formats/format.h"
 #include "qforge/kernels/kernels.h"
 #include "qforge/kernels/probes.h"
 
@@ -22,6 +26,25 @@ double median(std::vector<double> v) {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// "q4_k: decode vnni q4_k x q8, prefill decoded tiles + sgemm; bf16: ..." for each distinct
+// storage of the model's matrices, so a benchmark says which code it measured.
+std::string kernel_summary(const ModelWeights& w, int64_t prefill_tokens) {
+  std::map<std::string, std::string> seen;
+  auto note = [&](const Matrix& m) {
+    if (!m.present()) return;
+    const std::string key = m.packed() ? m.format->name() : std::string(dtype_name(m.dtype));
+    if (!seen.contains(key))
+      seen[key] = fmt::format("decode {}, prefill {}", kernels::matmul_path(m, 1),
+                              kernels::matmul_path(m, prefill_tokens));
+  };
+  for (const LayerWeights& l : w.layers)
+    for (const Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) note(*m);
+  note(w.lm_head);
+  std::string out;
+  for (const auto& [k, v] : seen) out += (out.empty() ? "" : "; ") + k + ": " + v;
+  return out;
 }
 
 }  // namespace
@@ -74,6 +97,7 @@ BenchResult run_bench(Transformer& model, ThreadPool& pool, const BenchOptions& 
 
   // The model's own memory (mapped weights, KV cache, buffers), before the probes allocate theirs.
   r.model_peak_rss_bytes = peak_rss_bytes();
+  r.kernels = kernel_summary(model.weights(), o.prefill_tokens);
   r.weight_bytes_per_token = model.weight_bytes_per_token();
   r.read_bandwidth = kernels::measure_read_bandwidth(pool);
   r.fma_peak_flops = kernels::measure_fma_peak(pool);

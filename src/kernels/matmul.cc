@@ -41,12 +41,19 @@ std::string blas_core_name() {
 void prefer_avx512_blas(char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // the user decided (or we already did)
   const std::string core = openblas_get_corename();
-  if (core != "Haswell" && core != "Zen") return;
   __builtin_cpu_init();
-  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
-    return;
-  setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  // OpenBLAS 0.3.21 does not know CPUs newer than itself: it runs its AVX2 kernels on AVX-512 AMD
+  // CPUs ("Haswell", "Zen") and its SSE3 kernels ("Prescott", 4-8x slower) on Zen 5.
+  const char* better = nullptr;
+  if (avx512 && core != "SkylakeX" && core != "Cooperlake" && core != "SapphireRapids")
+    better = "SkylakeX";
+  else if (!avx512 && avx2 && (core == "Prescott" || core == "Nehalem" || core == "Core2"))
+    better = "Haswell";
+  if (better == nullptr) return;
+  setenv("OPENBLAS_CORETYPE", better, 1);
   execv("/proc/self/exe", argv);  // only returns on failure: carry on with the slower kernels
 }
 
@@ -96,10 +103,13 @@ void packed_gemv(const Matrix& w, const float* x, int64_t n_tokens, float* y, in
 // Few tokens, a layout with an integer kernel: activations quantized once (q8 blocks), then
 // VNNI dot products per row.
 void integer_gemv(q8::Layout layout, const Matrix& w, const float* x, int64_t n_tokens, float* y,
-                  int64_t ldy, ThreadPool& pool, const float* bias) {
+                  int64_t ldy, ThreadPool& pool, const float* bias, InputQuant input) {
   thread_local q8::Activations tls;
   q8::Activations& a = tls;  // a lambda would read each worker's own thread_local, not ours
-  q8::quantize(x, n_tokens, w.cols, a);
+  if (input == InputQuant::Int8PerToken)
+    q8::quantize_per_token(x, n_tokens, w.cols, a);
+  else
+    q8::quantize(x, n_tokens, w.cols, a);
   pool.parallel_for(
       static_cast<size_t>(w.rows),
       [&](size_t r0, size_t r1, int) {
@@ -110,6 +120,10 @@ void integer_gemv(q8::Layout layout, const Matrix& w, const float* x, int64_t n_
 
 }  // namespace
 
+bool runs_int8_activations(const Matrix& w, int64_t n_tokens) {
+  return w.packed() && n_tokens <= kPackedGemvMaxTokens && q8::layout_for(w) != q8::Layout::None;
+}
+
 std::string matmul_path(const Matrix& w, int64_t n_tokens) {
   if (!w.packed()) return n_tokens <= kGemvMaxTokens ? "simd gemv" : "widened tiles + sgemm";
   if (n_tokens > kPackedGemvMaxTokens) return "decoded tiles + sgemm";
@@ -118,13 +132,15 @@ std::string matmul_path(const Matrix& w, int64_t n_tokens) {
 }
 
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
-            ThreadPool& pool, const float* bias) {
+            ThreadPool& pool, const float* bias, InputQuant input) {
   check(w.present(), "matmul: weight matrix '{}' is absent", w.name);
   check(ldy >= w.rows, "matmul: output stride {} < rows {} for '{}'", ldy, w.rows, w.name);
   const int64_t rows = w.rows, cols = w.cols;
+  check(input == InputQuant::None || runs_int8_activations(w, n_tokens),
+        "matmul: '{}' has no integer kernel for int8 activations of {} tokens", w.name, n_tokens);
   if (w.packed() && n_tokens <= kPackedGemvMaxTokens) {
     if (const q8::Layout layout = q8::layout_for(w); layout != q8::Layout::None)
-      return integer_gemv(layout, w, x, n_tokens, y, ldy, pool, bias);
+      return integer_gemv(layout, w, x, n_tokens, y, ldy, pool, bias, input);
     return packed_gemv(w, x, n_tokens, y, ldy, pool, bias);
   }
   if (n_tokens <= kGemvMaxTokens && !w.packed()) {

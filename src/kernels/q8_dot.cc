@@ -89,6 +89,7 @@ QFORGE_VNNI inline __m256i planes_dot(__m256i u, const Activations& a, int t, in
   const size_t at = static_cast<size_t>(t * a.cols + block * kBlock);
   const __m256i zero = _mm256_setzero_si256();
   const __m256i hi = _mm256_dpbusd_epi32(zero, u, load_bytes(a.hi.data() + at));
+  if (!a.two_planes) return hi;
   const __m256i lo = _mm256_dpbusd_epi32(zero, u, load_bytes(a.lo.data() + at));
   return _mm256_add_epi32(_mm256_mullo_epi32(hi, _mm256_set1_epi32(254)), lo);
 }
@@ -264,6 +265,7 @@ void quantize(const float* x, int64_t tokens, int64_t cols, Activations& a) {
   check(cols % kBlock == 0, "q8 activations: {} columns are not a multiple of {}", cols, kBlock);
   a.tokens = tokens;
   a.cols = cols;
+  a.two_planes = true;
   a.hi.resize(static_cast<size_t>(tokens * cols));
   a.lo.resize(static_cast<size_t>(tokens * cols));
   a.d.resize(static_cast<size_t>(tokens * cols / kBlock));
@@ -288,6 +290,31 @@ void quantize(const float* x, int64_t tokens, int64_t cols, Activations& a) {
         s4[i / 4] += 254 * static_cast<int32_t>(h) + static_cast<int32_t>(l);
       }
     }
+}
+
+void quantize_per_token(const float* x, int64_t tokens, int64_t cols, Activations& a) {
+  check(cols % kBlock == 0, "int8 activations: {} columns are not a multiple of {}", cols, kBlock);
+  a.tokens = tokens;
+  a.cols = cols;
+  a.two_planes = false;
+  a.hi.resize(static_cast<size_t>(tokens * cols));
+  a.d.resize(static_cast<size_t>(tokens * cols / kBlock));
+  a.sum4.resize(static_cast<size_t>(tokens * cols / 4));
+  for (int64_t t = 0; t < tokens; ++t) {
+    const float* row = x + t * cols;
+    float amax = 0.0f;
+    for (int64_t i = 0; i < cols; ++i) amax = std::max(amax, std::abs(row[i]));
+    const float scale = amax / 127.0f;
+    int8_t* q = a.hi.data() + t * cols;
+    for (int64_t i = 0; i < cols; ++i)
+      q[i] = scale > 0.0f
+                 ? static_cast<int8_t>(std::clamp(std::nearbyint(row[i] / scale), -127.0f, 127.0f))
+                 : 0;
+    std::fill_n(a.d.begin() + t * (cols / kBlock), cols / kBlock, scale);
+    for (int64_t j = 0; j < cols / 4; ++j)
+      a.sum4[static_cast<size_t>(t * (cols / 4) + j)] =
+          q[4 * j] + q[4 * j + 1] + q[4 * j + 2] + q[4 * j + 3];
+  }
 }
 
 Layout layout_for(const Matrix& w) {

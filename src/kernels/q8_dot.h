@@ -26,7 +26,11 @@ struct Activations {
   std::vector<int8_t> hi, lo;  // [tokens][cols]: both in [-127, 127]
   std::vector<float> d;        // [tokens][cols / 32]: amax / (127 * 254) (0: all-zero block)
   std::vector<int32_t> sum4;   // [tokens][cols / 4]: 254 hi + lo summed over each run of 4 codes
+  bool two_planes = true;      // false: x = d hi (lo unused), as quantize_per_token makes it
 };
+// W8A8's activations: per token, hi = round(x / s) in [-127, 127] with s = amax / 127
+// (formats::fake_quantize_activations' rule, the same operations), d = s for every block.
+void quantize_per_token(const float* x, int64_t tokens, int64_t cols, Activations& a);
 // Quantizes x [tokens, cols] (cols a multiple of 32): hi = round(x / (254 d)), then
 // lo = round((x - 254 d hi) / d); |x - d (254 hi + lo)| <= d / 2 (+ f32 rounding).
 void quantize(const float* x, int64_t tokens, int64_t cols, Activations& a);

@@ -254,20 +254,33 @@ void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
   auto bias = [](const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); };
   // A group's input as its linears see it (activation-quantized when asked), reported to the
   // hooks; returns true when the hooks ask to stop after it.
-  auto linear_input = [&](LinearGroup g, float* in, int dim) {
-    if (options_.quantizes_input(l, g))
+  auto linear_input = [&](LinearGroup g, float* in, int dim, kn::InputQuant integer) {
+    if (options_.quantizes_input(l, g) && integer == kn::InputQuant::None)
       formats::fake_quantize_activations(options_.activations, in, n, dim);
     if (hooks == nullptr) return false;
     if (hooks->on_input) hooks->on_input(l, g, in, n, dim);
     return hooks->stop_after == g;
   };
 
+  // W8A8 / W4A8 when decoding: a group's int8 activations go to the integer kernels as they are
+  // (int8 x int -> int32, per-token and per-channel scales); elsewhere (prefill, formats without an
+  // integer kernel, calibration hooks) they are simulated in f32 with the same rounding.
+  auto integer_input = [&](LinearGroup g, std::initializer_list<const Matrix*> linears) {
+    if (!options_.quantizes_input(l, g) || hooks != nullptr ||
+        options_.activations != formats::ActivationFormat::Int8)
+      return kn::InputQuant::None;
+    for (const Matrix* m : linears)
+      if (!kn::runs_int8_activations(*m, n)) return kn::InputQuant::None;
+    return kn::InputQuant::Int8PerToken;
+  };
+
   // --- attention block
   for (int t = 0; t < n; ++t) kn::rmsnorm(&x[t * d], lp.attn_norm.data(), eps, d, &xn_[t * d]);
-  if (linear_input(LinearGroup::AttnIn, xn_.data(), d)) return;
-  kn::matmul(lw.wq, xn_.data(), n, q_.data(), qd, pool_, bias(lp.bq));
-  kn::matmul(lw.wk, xn_.data(), n, k_.data(), kvd, pool_, bias(lp.bk));
-  kn::matmul(lw.wv, xn_.data(), n, v_.data(), kvd, pool_, bias(lp.bv));
+  const kn::InputQuant attn_in = integer_input(LinearGroup::AttnIn, {&lw.wq, &lw.wk, &lw.wv});
+  if (linear_input(LinearGroup::AttnIn, xn_.data(), d, attn_in)) return;
+  kn::matmul(lw.wq, xn_.data(), n, q_.data(), qd, pool_, bias(lp.bq), attn_in);
+  kn::matmul(lw.wk, xn_.data(), n, k_.data(), kvd, pool_, bias(lp.bk), attn_in);
+  kn::matmul(lw.wv, xn_.data(), n, v_.data(), kvd, pool_, bias(lp.bv), attn_in);
   const bool interleaved = c.rope_layout == RopeLayout::Interleaved;
   const bool pre_rope = cache.format().keys_pre_rope;
   for (int t = 0; t < n; ++t) {
@@ -286,22 +299,25 @@ void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
   }
   cache.store(l, pos, n, k_.data(), v_.data());
   attention(l, n, pos, cache);
-  if (linear_input(LinearGroup::AttnOut, attn_out_.data(), qd)) return;
-  kn::matmul(lw.wo, attn_out_.data(), n, xn_.data(), d, pool_, bias(lp.bo));
+  const kn::InputQuant attn_out = integer_input(LinearGroup::AttnOut, {&lw.wo});
+  if (linear_input(LinearGroup::AttnOut, attn_out_.data(), qd, attn_out)) return;
+  kn::matmul(lw.wo, attn_out_.data(), n, xn_.data(), d, pool_, bias(lp.bo), attn_out);
   for (int i = 0; i < n * d; ++i) x[i] += xn_[i];
 
   // --- MLP block
   for (int t = 0; t < n; ++t) kn::rmsnorm(&x[t * d], lp.ffn_norm.data(), eps, d, &xn_[t * d]);
-  if (linear_input(LinearGroup::MlpIn, xn_.data(), d)) return;
-  kn::matmul(lw.w_gate, xn_.data(), n, gate_.data(), ff, pool_, bias(lp.b_gate));
-  kn::matmul(lw.w_up, xn_.data(), n, up_.data(), ff, pool_, bias(lp.b_up));
+  const kn::InputQuant mlp_in = integer_input(LinearGroup::MlpIn, {&lw.w_gate, &lw.w_up});
+  if (linear_input(LinearGroup::MlpIn, xn_.data(), d, mlp_in)) return;
+  kn::matmul(lw.w_gate, xn_.data(), n, gate_.data(), ff, pool_, bias(lp.b_gate), mlp_in);
+  kn::matmul(lw.w_up, xn_.data(), n, up_.data(), ff, pool_, bias(lp.b_up), mlp_in);
   if (c.activation == Activation::GeluTanh)
     kn::gelu_tanh_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
   else
     kn::silu_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
   if (down_rotation_) down_rotation_->apply(gate_.data(), n);
-  if (linear_input(LinearGroup::MlpAct, gate_.data(), ff)) return;
-  kn::matmul(lw.w_down, gate_.data(), n, xn_.data(), d, pool_, bias(lp.b_down));
+  const kn::InputQuant mlp_act = integer_input(LinearGroup::MlpAct, {&lw.w_down});
+  if (linear_input(LinearGroup::MlpAct, gate_.data(), ff, mlp_act)) return;
+  kn::matmul(lw.w_down, gate_.data(), n, xn_.data(), d, pool_, bias(lp.b_down), mlp_act);
   for (int i = 0; i < n * d; ++i) x[i] += xn_[i];
 }
 

@@ -32,6 +32,7 @@ struct BenchResult {
   int64_t model_peak_rss_bytes = 0;  // before the probes: what running the model takes
   size_t kv_cache_bytes = 0;         // for prefill_tokens + decode_tokens positions
   std::string inference;             // InferenceOptions::describe()
+  std::string kernels;  // per weight format: the decode and the prefill kernel that ran
 };
 
 BenchResult run_bench(Transformer& model, ThreadPool& pool, const BenchOptions& options);

@@ -11,13 +11,21 @@
 
 namespace qforge::kernels {
 
+// How matmul treats its input. Int8PerToken: W8A8 / W4A8 for real: each token is quantized to
+// int8 with scale amax/127 (formats::fake_quantize_activations' rule) and dotted with the integer
+// weights in integers (int8 x int -> int32, then both scales); only where
+// runs_int8_activations(w, n_tokens).
+enum class InputQuant : uint8_t { None, Int8PerToken };
+// Whether matmul can take w's input as int8 per token (an integer kernel, few tokens).
+bool runs_int8_activations(const Matrix& w, int64_t n_tokens);
+
 // Y[t, r] = sum_c W[r, c] * X[t, c] (+ bias[r]) for t < n_tokens, r < W.rows.
 // X is [n_tokens, W.cols] with row stride W.cols; Y is [n_tokens, ldy] (ldy >= W.rows).
 // Few tokens: a SIMD GEMV per token that streams W once (decode is memory-bound).
 // Many tokens: W is widened to f32 tile by tile and multiplied with OpenBLAS sgemm (prefill is
 // compute-bound). Rows are split across the pool's threads; OpenBLAS itself runs single-threaded.
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
-            ThreadPool& pool, const float* bias = nullptr);
+            ThreadPool& pool, const float* bias = nullptr, InputQuant input = InputQuant::None);
 
 // Which kernel matmul runs for w with n_tokens (bench reports it), e.g. "vnni q4_0 x q8".
 std::string matmul_path(const Matrix& w, int64_t n_tokens);
@@ -50,9 +58,10 @@ float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n);
 // Widens n elements of a weight row to f32 (SIMD).
 void widen_row(DType dtype, const std::byte* row, float* out, int64_t n);
 
-// OpenBLAS (0.3.21, Debian) runs its AVX2 "Haswell" kernels on AVX-512 AMD CPUs, at half the
-// speed of its "SkylakeX" kernels. The core type is only read when the library loads, so this
-// re-executes the program with OPENBLAS_CORETYPE=SkylakeX when that would help and the user has
+// OpenBLAS (0.3.21, Debian) does not know CPUs newer than itself: it runs its AVX2 "Haswell"
+// kernels on AVX-512 AMD CPUs and its SSE3 "Prescott" kernels on Zen 5 (4-8x slower than
+// "SkylakeX"). The core type is only read when the library loads, so this re-executes the program
+// with OPENBLAS_CORETYPE=SkylakeX (Haswell on AVX2-only CPUs) when that would help and the user has
 // not chosen a core type. Call first thing in main(); returns only if no re-exec happened.
 void prefer_avx512_blas(char** argv);
 // OpenBLAS's kernel family in use (e.g. "SkylakeX").

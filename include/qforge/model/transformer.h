@@ -90,6 +90,7 @@ class Transformer {
   void output(const float* x, int n, float* logits);
 
   const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return w_; }
   ThreadPool& pool() const { return pool_; }
   // Bytes of weights read to decode one token (all linear layers + one embedding row + norms).
   size_t weight_bytes_per_token() const;
