@@ -78,6 +78,7 @@ ok quantize-bpw "$QFORGE" quantize "$M" --bpw 4.5 "${P[@]}" --measurement "$TMP/
 grep -q "reusing the measurement" "$TMP/err" || { echo "FAIL quantize-bpw: measurement not reused"; fails=$((fails + 1)); }
 ok quantize-size "$QFORGE" quantize "$M" --size 9000000 "${P[@]}" --measurement "$TMP/p.json.measurement.json" -o "$TMP/qs"
 [ "$(stat -c %s "$TMP/qs/model.safetensors")" -le 9000000 ] || { echo "FAIL quantize-size: over budget"; fails=$((fails + 1)); }
+bad quantize-no-format "needs --format FMT, --plan FILE, --bpw B or --size BYTES" "$QFORGE" quantize "$M" -o "$TMP/qx" --method rtn
 bad plan-bpw-low "smallest possible is .* the largest" "$QFORGE" plan "$M" "${P[@]}" --bpw 1 -o "$TMP/px.json"
 bad plan-bpw-high "smallest possible is .* the largest" "$QFORGE" plan "$M" "${P[@]}" --bpw 20 -o "$TMP/px.json"
 bad plan-size-low "smallest possible file is .* the largest" "$QFORGE" quantize "$M" "${P[@]}" --size 1000 -o "$TMP/qx"

@@ -46,10 +46,9 @@ void add_plan_command(CLI::App& app) {
       ->required();
   cmd->add_option("--calib", o->calib, "Calibration text")->required();
   auto [bpw, size] = add_planning_options(cmd, o->p);
-  auto* sweep =
-      cmd->add_option("--sweep", o->sweep, "FROM:TO:STEP: one plan per bits-per-weight budget")
-          ->excludes(bpw)
-          ->excludes(size);
+  cmd->add_option("--sweep", o->sweep, "FROM:TO:STEP: one plan per bits-per-weight budget")
+      ->excludes(bpw)
+      ->excludes(size);
   cmd->add_option("--method", o->method,
                   "gptq (default), rtn, or awq+gptq (measured as GPTQ: an upper bound, since "
                   "AWQ's scales are kept only where GPTQ's objective drops)")
@@ -59,7 +58,6 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--seq-len", o->m.seq_len, "Calibration sequence length")
       ->check(CLI::PositiveNumber);
   add_threads_option(cmd, o->threads);
-  (void)sweep;
   cmd->callback([o] {
     apply_threads(o->threads);
     plan::MeasureOptions m = o->m;

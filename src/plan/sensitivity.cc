@@ -8,7 +8,6 @@
 #include "qforge/core/error.h"
 #include "qforge/core/mapped_file.h"
 #include "qforge/core/thread_pool.h"
-#include "qforge/eval/compare.h"
 #include "qforge/io/model_loader.h"
 #include "qforge/plan/candidates.h"
 #include "qforge/quant/format_quantizer.h"
@@ -30,9 +29,23 @@ Kind kind_from_name(const std::string& s, const std::string& source) {
   return Kind::Head;
 }
 
+// KL(p ‖ q) for one position: p given as probabilities and log-probabilities (precomputed once
+// per probe sequence), q as logits. One exp per vocabulary entry (for q's normalizer).
+double kl_from_reference(const float* ref_p, const float* ref_logp, const float* logits,
+                         size_t vocab) {
+  const float mx = *std::max_element(logits, logits + vocab);
+  double sum = 0;
+  for (size_t i = 0; i < vocab; ++i) sum += std::exp(logits[i] - mx);
+  const double lse = mx + std::log(sum);
+  double kl = 0;
+  for (size_t i = 0; i < vocab; ++i)
+    kl += static_cast<double>(ref_p[i]) * (ref_logp[i] - (logits[i] - lse));
+  return std::max(0.0, kl);  // tiny negative values are rounding
+}
+
 // End-to-end damage on a few sequences: the unquantized model's residual stream entering every
-// layer and its logits are kept, so the KLD of a model changed from layer l on costs only layers
-// l.. and the head.
+// layer and its output distribution are kept, so the KLD of a model changed from layer l on costs
+// only layers l.. and the head.
 class Probe {
  public:
   Probe(Transformer& model, std::vector<std::vector<int32_t>> sequences)
@@ -40,9 +53,10 @@ class Probe {
         sequences_(std::move(sequences)),
         len_(static_cast<int>(sequences_.front().size())),
         layers_(model.config().num_layers),
-        cache_(model.new_cache(len_, /*shared_layers=*/true)) {
+        vocab_(static_cast<size_t>(model.config().vocab_size)),
+        cache_(model.new_cache(len_, /*shared_layers=*/true)),
+        logits_(len_ * vocab_) {
     const size_t d = static_cast<size_t>(model.config().hidden_size);
-    const size_t vocab = static_cast<size_t>(model.config().vocab_size);
     residual_.assign(static_cast<size_t>(layers_) + 1, {});
     for (const auto& seq : sequences_) {
       std::vector<float> x(len_ * d);
@@ -52,40 +66,55 @@ class Probe {
         model_.run_layer(l, x.data(), len_, 0, cache_);
       }
       residual_[layers_].push_back(x);
-      reference_.emplace_back(len_ * vocab);
-      model_.output(x.data(), len_, reference_.back().data());
+      model_.output(x.data(), len_, logits_.data());
+      ref_p_.emplace_back(len_ * vocab_);
+      ref_logp_.emplace_back(len_ * vocab_);
+      for (size_t i = 0; i < static_cast<size_t>(len_) * vocab_; i += vocab_)
+        log_softmax(&logits_[i], &ref_p_.back()[i], &ref_logp_.back()[i]);
     }
   }
 
   // Mean KL(reference ‖ model) over the predicted positions, running the current weights from
-  // layer `first` on (0: from the embedding; layers: the head only).
+  // layer `first` on (from_embedding: embed first; first = layers: the head only).
   double kld_from(int first, bool from_embedding = false) {
-    const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
-    std::vector<float> logits(len_ * vocab);
     double sum = 0;
-    int64_t count = 0;
     for (size_t s = 0; s < sequences_.size(); ++s) {
       std::vector<float> x = residual_[first][s];
       if (from_embedding) model_.embed(sequences_[s], x.data());
       for (int l = first; l < layers_; ++l) model_.run_layer(l, x.data(), len_, 0, cache_);
-      model_.output(x.data(), len_, logits.data());
-      for (int p = 0; p + 1 < len_; ++p) {
-        const std::span<const float> q(logits.data() + p * vocab, vocab);
-        const std::span<const float> r(reference_[s].data() + p * vocab, vocab);
-        sum += compare_token(q, r, sequences_[s][p + 1]).kld;
-        ++count;
-      }
+      model_.output(x.data(), len_, logits_.data());
+      std::vector<double> part(static_cast<size_t>(len_ - 1));
+      model_.pool().parallel_for(part.size(), [&](size_t begin, size_t end, int) {
+        for (size_t p = begin; p < end; ++p)
+          part[p] = kl_from_reference(&ref_p_[s][p * vocab_], &ref_logp_[s][p * vocab_],
+                                      &logits_[p * vocab_], vocab_);
+      });
+      for (double v : part) sum += v;
     }
-    return sum / static_cast<double>(count);
+    return sum / static_cast<double>(sequences_.size() * static_cast<size_t>(len_ - 1));
   }
 
  private:
+  // The reference distribution of one position, in double then rounded.
+  void log_softmax(const float* logits, float* p, float* logp) const {
+    const float mx = *std::max_element(logits, logits + vocab_);
+    double sum = 0;
+    for (size_t i = 0; i < vocab_; ++i) sum += std::exp(static_cast<double>(logits[i] - mx));
+    const double lse = mx + std::log(sum);
+    for (size_t i = 0; i < vocab_; ++i) {
+      logp[i] = static_cast<float>(logits[i] - lse);
+      p[i] = static_cast<float>(std::exp(logits[i] - lse));
+    }
+  }
+
   Transformer& model_;
   std::vector<std::vector<int32_t>> sequences_;
   int len_, layers_;
+  size_t vocab_;
   KVCache cache_;
+  std::vector<float> logits_;                              // scratch [len, vocab]
   std::vector<std::vector<std::vector<float>>> residual_;  // [layer (or layers: final)][sequence]
-  std::vector<std::vector<float>> reference_;              // [sequence] logits [len, vocab]
+  std::vector<std::vector<float>> ref_p_, ref_logp_;       // [sequence] [len, vocab]
 };
 
 // Every candidate that can take the tensor's rows.
