@@ -22,7 +22,7 @@ bad() {  # bad NAME PATTERN CMD... : must exit 1 with a one-line error matching 
   passes=$((passes + 1))
 }
 
-for sub in info run eval bench formats quantize; do ok "help-$sub" "$QFORGE" "$sub" --help; done
+for sub in info run eval bench formats quantize plan; do ok "help-$sub" "$QFORGE" "$sub" --help; done
 ok formats-json "$QFORGE" formats --json
 grep -q '"mxfp4"' "$TMP/out" || { echo "FAIL formats-json: no mxfp4"; fails=$((fails + 1)); }
 bad unknown-format "known:" "$QFORGE" formats --format no-such-format
@@ -65,6 +65,33 @@ bad quantize-smooth-nocalib "calibration" "$QFORGE" quantize "$M" -o "$TMP/qx" -
 bad quantize-online-alone "rotate-online needs" "$QFORGE" quantize "$M" -o "$TMP/qx" --format int8-channel --method rtn --rotate-online
 bad eval-kv-group "does not divide head_dim" "$QFORGE" eval "$M" --text "$TMP/text.txt" --ctx 64 --kv int4 --kv-keys token --kv-group 48
 [ ! -e "$TMP/qx" ] || { echo "FAIL refused quantize left output behind"; fails=$((fails + 1)); }
+
+# Mixed precision: plan to a budget, quantize by the plan, or both in one command (measurement reused).
+P=(--calib "$TMP/calib.txt" --calib-tokens 256 --seq-len 64 --probe-tokens 64 --formats int4-g64,int8-channel)
+ok plan "$QFORGE" plan "$M" "${P[@]}" --bpw 5 -o "$TMP/p.json"
+grep -q '"predicted_kld"' "$TMP/p.json" || { echo "FAIL plan: no predicted_kld"; fails=$((fails + 1)); }
+[ -e "$TMP/p.json.measurement.json" ] || { echo "FAIL plan: measurement not saved"; fails=$((fails + 1)); }
+ok quantize-plan "$QFORGE" quantize "$M" --plan "$TMP/p.json" -o "$TMP/qp" --calib "$TMP/calib.txt" --calib-tokens 256 --seq-len 64
+grep -q '"request": "--bpw 5"' "$TMP/qp/config.json" || { echo "FAIL quantize-plan: plan not recorded"; fails=$((fails + 1)); }
+ok run-planned "$QFORGE" run "$TMP/qp" -p "Once" -n 4 --temp 0
+ok quantize-bpw "$QFORGE" quantize "$M" --bpw 4.5 "${P[@]}" --measurement "$TMP/p.json.measurement.json" -o "$TMP/qb"
+grep -q "reusing the measurement" "$TMP/err" || { echo "FAIL quantize-bpw: measurement not reused"; fails=$((fails + 1)); }
+ok quantize-size "$QFORGE" quantize "$M" --size 9000000 "${P[@]}" --measurement "$TMP/p.json.measurement.json" -o "$TMP/qs"
+[ "$(stat -c %s "$TMP/qs/model.safetensors")" -le 9000000 ] || { echo "FAIL quantize-size: over budget"; fails=$((fails + 1)); }
+bad quantize-no-format "needs --format FMT, --plan FILE, --bpw B or --size BYTES" "$QFORGE" quantize "$M" -o "$TMP/qx" --method rtn
+bad plan-bpw-low "smallest possible is .* the largest" "$QFORGE" plan "$M" "${P[@]}" --bpw 1 -o "$TMP/px.json"
+bad plan-bpw-high "smallest possible is .* the largest" "$QFORGE" plan "$M" "${P[@]}" --bpw 20 -o "$TMP/px.json"
+bad plan-size-low "smallest possible file is .* the largest" "$QFORGE" quantize "$M" "${P[@]}" --size 1000 -o "$TMP/qx"
+P1=("${P[@]:0:8}")  # without --formats
+bad plan-no-format-fits "no candidate format can take" "$QFORGE" plan "$M" "${P1[@]}" --formats int4-g512 --bpw 5 -o "$TMP/px.json"
+bad plan-unknown-format "unknown format 'int4-g100x'" "$QFORGE" plan "$M" "${P1[@]}" --formats int4-g100x --bpw 5 -o "$TMP/px.json"
+sed 's/"shape": \[/"shape": [7, /' "$TMP/p.json" >"$TMP/p-shape.json"
+bad quantize-plan-shape "p-shape.json: .*\(a plan for another model\|shape must be\)" "$QFORGE" quantize "$M" --plan "$TMP/p-shape.json" -o "$TMP/qx" --method rtn
+sed 's/model\.layers\.0\./model.layers.9./' "$TMP/p.json" >"$TMP/p-names.json"
+bad quantize-plan-names "p-names.json: tensor model.layers.9.*(a plan for another model?)" "$QFORGE" quantize "$M" --plan "$TMP/p-names.json" -o "$TMP/qx" --method rtn
+sed 's/"int4-g64"/"int4-g100x"/' "$TMP/p.json" >"$TMP/p-format.json"
+bad quantize-plan-format "p-format.json: tensor .*unknown format" "$QFORGE" quantize "$M" --plan "$TMP/p-format.json" -o "$TMP/qx" --method rtn
+[ ! -e "$TMP/px.json" ] && [ ! -e "$TMP/qx" ] || { echo "FAIL refused plan left output behind"; fails=$((fails + 1)); }
 
 # Bad input: one line naming the file and the problem, exit 1.
 bad missing-model "no-such-dir" "$QFORGE" info "$TMP/no-such-dir"

@@ -28,6 +28,14 @@ struct EvalOpts {
   KvOptions kv;
 };
 
+// The KLD a plan predicted for this model (`qforge plan`), from its quantization record; 0: none.
+double planned_kld(const LoadedModel& m) {
+  if (m.quantization_record.empty()) return 0;
+  const auto record = nlohmann::json::parse(m.quantization_record, nullptr, false);
+  if (!record.is_object() || !record.contains("plan") || !record["plan"].is_object()) return 0;
+  return record["plan"].value("predicted_kld", 0.0);
+}
+
 void print_comparison(const EvalOpts& o, const LoadedModel& m, const LoadedModel& rm,
                       const ComparisonResult& r, int threads, const std::string& inference) {
   if (o.json) {
@@ -49,6 +57,7 @@ void print_comparison(const EvalOpts& o, const LoadedModel& m, const LoadedModel
                         {"seconds", r.seconds},
                         {"threads", threads},
                         {"inference", inference}};
+    if (const double p = planned_kld(m); p > 0) j["predicted_kld"] = p;
     fmt::print("{}\n", j.dump());
     return;
   }
@@ -58,6 +67,8 @@ void print_comparison(const EvalOpts& o, const LoadedModel& m, const LoadedModel
              r.ppl - r.ref_ppl, 100 * (r.ppl / r.ref_ppl - 1));
   fmt::print("KLD         mean {:.6f}  median {:.6f}  p99 {:.6f}  max {:.4f}\n", r.kld_mean,
              r.kld_median, r.kld_p99, r.kld_max);
+  if (const double p = planned_kld(m); p > 0)
+    fmt::print("            the plan predicted mean {:.6f} (on its calibration probe)\n", p);
   fmt::print("top-1       {:.3f}% same top token\n", 100 * r.top1_agreement);
   fmt::print("delta-p     {:+.5f} mean change in p(correct token)\n", r.delta_p_mean);
   fmt::print("inference   {}\n", inference);

@@ -1,4 +1,5 @@
-// qforge quantize MODEL -o OUT --format FMT [--method rtn|gptq] [--calib FILE] ...
+// qforge quantize MODEL -o OUT (--format FMT | --plan FILE | --bpw B | --size BYTES)
+//                [--method rtn|gptq|awq|awq+gptq] [--calib FILE] ...
 #include <fmt/format.h>
 
 #include <atomic>
@@ -7,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/planning.h"
 #include "qforge/core/error.h"
 #include "qforge/core/progress.h"
 #include "qforge/quant/quantize_model.h"
@@ -19,12 +21,41 @@ extern "C" void on_sigint(int) {
   g_interrupted = true;
 }
 
+// --bpw / --size: refuse what can be refused, measure (or reuse the measurement cached beside the
+// output), plan, and quantize by that plan.
+void plan_for_quantize(QuantizeOptions& q, const plan::Budget& budget, const PlanningOptions& p) {
+  check(!q.calib.empty(), "--bpw / --size need calibration text: pass --calib FILE");
+  if (std::filesystem::exists(q.output) && !q.overwrite)
+    check(std::filesystem::is_directory(q.output) && std::filesystem::is_empty(q.output),
+          "{}: output exists (use --force to replace it)", q.output.string());
+  plan::MeasureOptions m;
+  m.model = q.model;
+  m.calib = q.calib;
+  m.formats = p.formats;
+  m.method = q.method;
+  m.gptq = q.gptq;
+  m.calib_tokens = q.calib_tokens;
+  m.seq_len = q.seq_len;
+  m.probe_tokens = p.probe_tokens;
+  m.probe_all = p.probe_all;
+  const std::filesystem::path cache =
+      p.measurement.empty() ? std::filesystem::path(q.output.string() + ".measurement.json")
+                            : std::filesystem::path(p.measurement);
+  const plan::Measurement measured = measurement_for(m, {budget}, cache);
+  q.plan = plan::plan_for_budget(measured, budget);
+  if (q.awq) q.plan->method = q.method == QuantMethod::GPTQ ? "awq+gptq" : "awq";
+  q.plan_source = "planned for " + budget.describe();
+  if (budget.kind == plan::Budget::Kind::FileBytes)
+    q.max_output_bytes = static_cast<uint64_t>(budget.value);
+}
+
 }  // namespace
 
 void add_quantize_command(CLI::App& app) {
   struct Opts {
     QuantizeOptions q;
-    std::string model, output, method = "gptq", calib;
+    std::string model, output, method = "gptq", calib, plan;
+    PlanningOptions planning;
     std::vector<std::string> tensor_formats;
     int64_t group_size = 0;
     int threads = 0;
@@ -39,12 +70,19 @@ void add_quantize_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("quantize", "Quantize a model's linear layers into a format");
   cmd->add_option("model", o->model, "Hugging Face model directory")->required();
   cmd->add_option("-o,--output", o->output, "Output directory (written atomically)")->required();
-  cmd->add_option("--format", o->q.format, "Format of every linear layer (see `qforge formats`)")
-      ->required();
-  cmd->add_option("--method", o->method,
-                  "rtn (round to nearest), gptq (default), awq (AWQ scales and clipping, then "
-                  "RTN) or awq+gptq (AWQ scales, then GPTQ)")
-      ->check(CLI::IsMember({"rtn", "gptq", "awq", "awq+gptq"}));
+  auto* format = cmd->add_option("--format", o->q.format,
+                                 "Format of every linear layer (see `qforge formats`)");
+  auto* plan_file = cmd->add_option("--plan", o->plan,
+                                    "A plan from `qforge plan`: each tensor's "
+                                    "format (tensors it does not name are kept)");
+  plan_file->excludes(format);
+  auto [bpw, size] = add_planning_options(cmd, o->planning);
+  for (CLI::Option* budget : {bpw, size}) budget->excludes(format)->excludes(plan_file);
+  auto* method =
+      cmd->add_option("--method", o->method,
+                      "rtn (round to nearest), gptq (default), awq (AWQ scales and clipping, then "
+                      "RTN) or awq+gptq (AWQ scales, then GPTQ)")
+          ->check(CLI::IsMember({"rtn", "gptq", "awq", "awq+gptq"}));
   auto* clip = cmd->add_flag("--awq-clip", o->awq_clip,
                              "AWQ's per-group clipping search (default: on for awq, off for "
                              "awq+gptq, where GPTQ's error feedback does better)");
@@ -87,7 +125,7 @@ void add_quantize_command(CLI::App& app) {
                   "(or leave it unquantized) instead of refusing; each fallback is reported");
   cmd->add_flag("--force", o->q.overwrite, "Replace an existing output directory");
   add_threads_option(cmd, o->threads);
-  cmd->callback([o] {
+  cmd->callback([o, method] {
     apply_threads(o->threads);
     QuantizeOptions q = o->q;
     q.model = o->model;
@@ -116,6 +154,14 @@ void add_quantize_command(CLI::App& app) {
       check(eq != std::string::npos && eq > 0, "--tensor-format expects REGEX=FMT, got '{}'", tf);
       q.tensor_formats.emplace_back(tf.substr(0, eq), tf.substr(eq + 1));
     }
+    check(!q.format.empty() || !o->plan.empty() || budget_of(o->planning),
+          "quantize needs --format FMT, --plan FILE, --bpw B or --size BYTES");
+    if (!o->plan.empty()) {
+      q.plan = read_plan(o->plan);
+      q.plan_source = o->plan;
+      if (method->count() == 0 && q.plan->method == "awq+gptq") q.awq = true;
+    }
+    if (auto budget = budget_of(o->planning)) plan_for_quantize(q, *budget, o->planning);
     g_interrupted = false;
     std::signal(SIGINT, on_sigint);
     q.interrupted = &g_interrupted;
@@ -135,10 +181,12 @@ void add_quantize_command(CLI::App& app) {
       fmt::print(stderr, "fallback: {} cannot be stored as {} (row length); {}\n", fb.tensor,
                  fb.format,
                  fb.fallback == "keep" ? "kept unquantized" : "stored as " + fb.fallback);
+    if (q.plan) fmt::print("plan: {}\n", plan_summary(*q.plan));
     fmt::print(
         "wrote {} ({}) in {:.1f} s: format {}, method {}, {} calibration tokens, {} layout\n",
-        q.output.string(), human_bytes(static_cast<double>(r.output_bytes)), r.seconds, q.format,
-        r.method, r.calib_tokens, r.compressed_tensors ? "compressed-tensors" : "qforge");
+        q.output.string(), human_bytes(static_cast<double>(r.output_bytes)), r.seconds,
+        q.plan ? "mixed (plan)" : q.format, r.method, r.calib_tokens,
+        r.compressed_tensors ? "compressed-tensors" : "qforge");
     InferenceOptions io;
     io.activations = q.activations;
     io.kv = q.kv;

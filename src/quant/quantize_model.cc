@@ -15,13 +15,13 @@
 #include "qforge/io/model_loader.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/quant/format_quantizer.h"
+#include "qforge/quant/plan.h"
 #include "quant/quantized_output.h"
 
 namespace qforge {
 namespace {
 
 namespace fs = std::filesystem;
-using output::TensorPlan;
 
 const FormatColumnQuantizer& format_quantizer(const ColumnQuantizer& q) {
   if (const auto* clipped = dynamic_cast<const ClippedQuantizer*>(&q))
@@ -40,33 +40,6 @@ struct TempDir {
     }
   }
 };
-
-std::vector<int32_t> calibration_tokens(const QuantizeOptions& o, const Tokenizer& tok,
-                                        uint64_t* hash) {
-  const std::string text = read_text_file(o.calib);
-  *hash = fnv1a64(text);
-  // Tokenized a paragraph-aligned chunk at a time, only as far as needed: tokenizing a large file
-  // in one call costs tens of bytes of tokenizer state per input byte.
-  std::vector<int32_t> ids;
-  constexpr size_t kChunk = 64 << 10;
-  for (size_t begin = 0;
-       begin < text.size() && static_cast<int64_t>(ids.size()) < o.calib_tokens;) {
-    size_t end = std::min(text.size(), begin + kChunk);
-    if (end < text.size()) {
-      const size_t para = text.rfind("\n\n", end);
-      if (para != std::string::npos && para > begin) end = para + 2;
-    }
-    const std::vector<int32_t> part =
-        tok.encode(std::string_view(text).substr(begin, end - begin), false);
-    ids.insert(ids.end(), part.begin(), part.end());
-    begin = end;
-  }
-  check(static_cast<int64_t>(ids.size()) >= o.calib_tokens,
-        "{}: calibration text too short: {} tokens, --calib-tokens asks for {}", o.calib.string(),
-        ids.size(), o.calib_tokens);
-  ids.resize(static_cast<size_t>(o.calib_tokens));
-  return ids;
-}
 
 std::vector<std::regex> compile_regexes(const std::vector<std::string>& res, const char* option) {
   std::vector<std::regex> out;
@@ -120,27 +93,42 @@ nlohmann::json kv_record(const KvCacheFormat& kv) {
           {"group", kv.group}};
 }
 
-}  // namespace
+// ---------------------------------------------------------------------------------------------
+// Phase 1: refusals that need no model (everything that can be refused is refused before work).
 
-uint64_t fnv1a64(std::string_view data) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
+void refuse_bad_options(const QuantizeOptions& o, const std::string& method) {
+  check(o.plan || !o.format.empty(), "quantize needs --format FMT or a plan");
+  if (needs_calibration(o))
+    check(!o.calib.empty(), "{} needs calibration text: pass --calib FILE",
+          o.smooth_alpha && !o.awq && o.method == QuantMethod::RTN ? "SmoothQuant" : method);
+  check(o.calib_tokens >= o.seq_len && o.seq_len >= 2,
+        "--calib-tokens ({}) must be at least the sequence length ({})", o.calib_tokens, o.seq_len);
+  if (o.smooth_alpha)
+    check(*o.smooth_alpha >= 0 && *o.smooth_alpha <= 1, "--smooth: alpha must be in [0, 1], got {}",
+          *o.smooth_alpha);
+  if (fs::exists(o.output) && !o.overwrite)
+    check(fs::is_directory(o.output) && fs::is_empty(o.output),
+          "{}: output exists (use --force to replace it)", o.output.string());
 }
 
-bool needs_calibration(const QuantizeOptions& o) {
-  return o.method == QuantMethod::GPTQ || o.awq || o.smooth_alpha.has_value();
+LoadedModel load_quantizable_model(const QuantizeOptions& o) {
+  LoadedModel m = load_model(o.model);
+  check(m.config.model_type != "phi3",
+        "{}: quantizing fused qkv/gate_up projections (Phi-3) is not supported yet",
+        o.model.string());
+  check(m.config.model_type != "llama2c", "{}: quantize a Hugging Face model directory",
+        o.model.string());
+  o.kv.validate(m.config);
+  check(m.config.seq_len_ok(o.seq_len), "--seq-len {} exceeds the model's {} positions", o.seq_len,
+        m.config.max_position_embeddings);
+  return m;
 }
 
-QuantizeReport quantize_model(const QuantizeOptions& o,
-                              const std::function<void(int, int)>& progress) {
-  const auto t0 = std::chrono::steady_clock::now();
-  QuantizeReport report;
-  report.method = method_name(o);
-  // --- everything that can be refused is refused before any work
+// ---------------------------------------------------------------------------------------------
+// Phase 2: the per-tensor format plan, from --format / --tensor-format / --keep / --fallback.
+
+QuantPlan plan_from_rules(const QuantizeOptions& o, const std::vector<QuantizableTensor>& tensors,
+                          std::vector<Fallback>& fallbacks) {
   const formats::Format& default_format = formats::find_format(o.format);
   const formats::Format* fallback = nullptr;  // null with fallback "keep": leave unquantized
   if (!o.fallback.empty() && o.fallback != "keep") fallback = &formats::find_format(o.fallback);
@@ -150,116 +138,116 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
     overrides.emplace_back(compile_regexes({re}, "--tensor-format")[0], fmt);
   }
   const std::vector<std::regex> keep = compile_regexes(o.keep, "--keep");
-  if (needs_calibration(o))
-    check(!o.calib.empty(), "{} needs calibration text: pass --calib FILE",
-          o.smooth_alpha && !o.awq && o.method == QuantMethod::RTN ? "SmoothQuant" : report.method);
-  check(o.calib_tokens >= o.seq_len && o.seq_len >= 2,
-        "--calib-tokens ({}) must be at least the sequence length ({})", o.calib_tokens, o.seq_len);
-  if (o.smooth_alpha)
-    check(*o.smooth_alpha >= 0 && *o.smooth_alpha <= 1, "--smooth: alpha must be in [0, 1], got {}",
-          *o.smooth_alpha);
-  if (fs::exists(o.output) && !o.overwrite)
-    check(fs::is_directory(o.output) && fs::is_empty(o.output),
-          "{}: output exists (use --force to replace it)", o.output.string());
-
-  LoadedModel m = load_model(o.model);
-  check(m.config.model_type != "phi3",
-        "{}: quantizing fused qkv/gate_up projections (Phi-3) is not supported yet",
-        o.model.string());
-  check(m.config.model_type != "llama2c", "{}: quantize a Hugging Face model directory",
-        o.model.string());
-  o.kv.validate(m.config);
-  std::unique_ptr<RotationTransform> rotation;  // built now: refuses impossible widths up front
-  if (o.rotate) rotation = std::make_unique<RotationTransform>(m.config, *o.rotate);
-  const bool rewrites_layers = rotation || o.awq || o.smooth_alpha;
-
-  // --- which weights are quantized, into what
-  const bool act_quantized = o.activations != formats::ActivationFormat::None;
-  auto format_for = [&](const std::string& name) {
-    const formats::Format* f = &default_format;
-    for (const auto& [re, fo] : overrides)
-      if (std::regex_search(name, re)) f = fo;
-    return f;
-  };
-  std::map<std::string, TensorPlan> plan;  // linear name -> how (absent: kept unquantized)
-  std::vector<std::string> unquantized_linears;
-  for (LayerWeights& lw : m.weights.layers)
-    for (int g = 0; g < kLinearGroups; ++g)
-      for (Matrix* w : linears_of_group(lw, static_cast<LinearGroup>(g))) {
-        bool kept = false;
-        for (const auto& re : keep) kept = kept || std::regex_search(w->name, re);
-        const formats::Format* f = format_for(w->name);
-        if (!kept && w->cols % f->info().row_multiple != 0 && !o.fallback.empty()) {
-          report.fallbacks.push_back({w->name, f->name(), fallback ? fallback->name() : "keep"});
-          if (fallback == nullptr) kept = true;
-          f = fallback;
-        }
-        if (kept) {
-          unquantized_linears.push_back(w->name);
-          continue;
-        }
-        f->check_shape(w->name, w->rows, w->cols);  // names the tensor and the rule
-        plan[w->name] = {f, formats::compressed_tensors_scheme(*f, w->rows, w->cols, act_quantized),
-                         w->rows, w->cols};
-      }
-  // The embedding and the output head only when a --tensor-format names them (RTN, qforge layout).
-  const bool tied = m.weights.lm_head.data == m.weights.embedding.data;
-  const bool untie = tied && rotation;  // the rotated head carries the folded final norm
   const std::string head_name = "lm_head.weight";
-  std::map<std::string, TensorPlan> table_plan;  // embedding / head -> format
-  for (const Matrix* t : {&m.weights.embedding, &m.weights.lm_head}) {
-    const std::string name = t == &m.weights.lm_head ? head_name : t->name;
-    if (t == &m.weights.lm_head && tied && !untie) continue;  // the embedding is the head
+  bool has_head = false;
+  for (const auto& t : tensors) has_head = has_head || t.kind == QuantizableTensor::Kind::Head;
+
+  QuantPlan plan;
+  for (const QuantizableTensor& t : tensors) {
     const formats::Format* f = nullptr;
-    for (const auto& [re, fo] : overrides)
-      if (std::regex_search(name, re) ||
-          (tied && !untie && std::regex_search(head_name, re)))  // tied: naming either is enough
-        f = fo;
-    if (f == nullptr) continue;
-    f->check_shape(name, t->rows, t->cols);
-    table_plan[name] = {f, std::nullopt, t->rows, t->cols};
+    if (t.kind == QuantizableTensor::Kind::Linear) {
+      bool kept = false;
+      for (const auto& re : keep) kept = kept || std::regex_search(t.name, re);
+      f = &default_format;
+      for (const auto& [re, fo] : overrides)
+        if (std::regex_search(t.name, re)) f = fo;
+      if (!kept && t.cols % f->info().row_multiple != 0 && !o.fallback.empty()) {
+        fallbacks.push_back({t.name, f->name(), fallback ? fallback->name() : "keep"});
+        if (fallback == nullptr) kept = true;
+        f = fallback;
+      }
+      if (kept) continue;
+    } else {
+      // The embedding and the head only when a --tensor-format names them; a tied table is both.
+      const bool tied_table = t.kind == QuantizableTensor::Kind::Embedding && !has_head;
+      for (const auto& [re, fo] : overrides)
+        if (std::regex_search(t.name, re) || (tied_table && std::regex_search(head_name, re)))
+          f = fo;
+      if (f == nullptr) continue;
+    }
+    f->check_shape(t.name, t.rows, t.cols);  // names the tensor and the rule
+    plan.tensors[t.name] = {f->name(), t.rows, t.cols, f->encoded_bytes(t.rows, t.cols)};
   }
-  check(m.config.seq_len_ok(o.seq_len), "--seq-len {} exceeds the model's {} positions", o.seq_len,
-        m.config.max_position_embeddings);
+  return plan;
+}
 
-  TempDir tmp{fs::path(o.output.string() + ".tmp-qforge")};
-  fs::remove_all(tmp.path);
-  std::error_code ec;
-  fs::create_directories(tmp.path, ec);
-  check(!ec, "{}: cannot create the output: {}", tmp.path.string(), ec.message());
+// A plan read from a file: made for this model, every format able to take its tensor.
+QuantPlan checked_plan(const QuantizeOptions& o, const std::vector<QuantizableTensor>& tensors) {
+  const std::string source = o.plan_source.empty() ? "plan" : o.plan_source;
+  check_plan_fits(*o.plan, tensors, source);
+  for (const auto& [name, p] : o.plan->tensors)
+    formats::find_format(p.format).check_shape(name, p.rows, p.cols);
+  return *o.plan;
+}
 
-  // --- calibration data
-  std::vector<std::vector<int32_t>> sequences;
-  if (needs_calibration(o)) {
-    const std::vector<int32_t> ids = calibration_tokens(o, *m.tokenizer, &report.calib_hash);
-    for (size_t s = 0; s + o.seq_len <= ids.size(); s += static_cast<size_t>(o.seq_len))
-      sequences.emplace_back(ids.begin() + static_cast<ptrdiff_t>(s),
-                             ids.begin() + static_cast<ptrdiff_t>(s + o.seq_len));
-    report.calib_tokens = static_cast<int64_t>(sequences.size()) * o.seq_len;
+// Where each tensor of the plan goes in the native output.
+struct OutputLayout {
+  std::map<std::string, output::TensorPlan> linears;  // quantized decoder linears
+  std::map<std::string, output::TensorPlan> tables;   // quantized embedding / head
+  std::vector<std::string> unquantized_linears;
+  std::set<std::string> rewritten;  // unquantized layer tensors a transform may change (as F32)
+  bool tied = false;                // the head is the embedding
+  bool untie = false;               // ... but is written as a tensor of its own (rotation)
+  std::string embed_name, norm_name, head_name = "lm_head.weight";
+};
+
+OutputLayout layout_of(const QuantPlan& plan, const std::vector<QuantizableTensor>& tensors,
+                       const ModelWeights& w, bool act_quantized, bool untie,
+                       bool rewrites_layers) {
+  OutputLayout out;
+  out.tied = w.lm_head.data == w.embedding.data;
+  out.untie = untie;
+  out.embed_name = w.embedding.name;
+  out.norm_name = w.final_norm.name;
+  for (const QuantizableTensor& t : tensors) {
+    auto it = plan.tensors.find(t.name);
+    const bool linear = t.kind == QuantizableTensor::Kind::Linear;
+    if (it == plan.tensors.end()) {
+      if (linear) out.unquantized_linears.push_back(t.name);
+      continue;
+    }
+    const formats::Format& f = formats::find_format(it->second.format);
+    if (linear)
+      out.linears[t.name] = {
+          &f, formats::compressed_tensors_scheme(f, t.rows, t.cols, act_quantized), t.rows, t.cols};
+    else
+      out.tables[t.name] = {&f, std::nullopt, t.rows, t.cols};
   }
+  if (rewrites_layers)
+    for (const LayerWeights& lw : w.layers)
+      for_each_layer_tensor(lw, [&](const std::string& name, DType, const std::byte*, size_t) {
+        if (!out.linears.contains(name)) out.rewritten.insert(name);
+      });
+  return out;
+}
 
-  // --- the record: everything needed to reproduce the output (and to run it: activations, KV)
-  bool all_compressed_tensors = !plan.empty() && table_plan.empty() &&
-                                !(rotation && rotation->rotation().options().online_down);
+// ---------------------------------------------------------------------------------------------
+// Phase 3: the record, everything needed to reproduce the output (and to run it: activations,
+// KV cache). The per-tensor objectives are added as the layers are quantized.
+
+nlohmann::json quantization_record(const QuantizeOptions& o, const QuantPlan& plan,
+                                   const OutputLayout& layout, const QuantizeReport& report) {
+  const bool act_quantized = o.activations != formats::ActivationFormat::None;
   nlohmann::json per_tensor = nlohmann::json::object();
-  for (const auto& [name, tp] : plan) {
+  for (const auto& [name, tp] : layout.linears) {
     per_tensor[name] = {{"format", tp.format->name()},
                         {"shape", {tp.rows, tp.cols}},
                         {"layout", tp.scheme ? "compressed-tensors" : "qforge"}};
     if (tp.scheme) per_tensor[name]["ct_format"] = tp.scheme->format;
     if (act_quantized)
       per_tensor[name]["input_activations"] = formats::activation_format_name(o.activations);
-    all_compressed_tensors = all_compressed_tensors && tp.scheme.has_value();
   }
-  for (const auto& [name, tp] : table_plan)
+  for (const auto& [name, tp] : layout.tables)
     per_tensor[name] = {
         {"format", tp.format->name()}, {"shape", {tp.rows, tp.cols}}, {"layout", "qforge"}};
+  for (const auto& [name, p] : plan.tensors)
+    if (p.predicted_kld > 0) per_tensor[name]["predicted_kld"] = p.predicted_kld;
   nlohmann::json fallbacks = nlohmann::json::array();
   for (const auto& fb : report.fallbacks)
     fallbacks.push_back({{"tensor", fb.tensor}, {"format", fb.format}, {"fallback", fb.fallback}});
   nlohmann::json qc = {
       {"quant_method", "qforge"},
-      {"format", o.format},
+      {"format", o.plan ? "mixed" : o.format},
       {"method", report.method},
       {"tool_version", QFORGE_VERSION},
       {"calibration",
@@ -283,24 +271,39 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
       {"kv_cache", kv_record(o.kv)},
       {"fallbacks", fallbacks},
       {"tensors", per_tensor}};
+  if (o.plan) {
+    nlohmann::json p = plan_to_json(plan);
+    p.erase("tensors");  // each tensor's share is in "tensors"
+    p["file"] = o.plan_source;
+    qc["plan"] = p;
+  }
   if (o.awq)
     qc["awq"] = {{"grid", o.awq_options.grid},
                  {"clip", o.awq_clip},
                  {"clip_grid", o.awq_options.clip_grid},
                  {"max_shrink", o.awq_options.max_shrink}};
+  return qc;
+}
 
-  // --- the output file's layout, known before any work
-  std::set<std::string> rewritten;  // unquantized layer tensors a transform may change (as F32)
-  if (rewrites_layers)
-    for (const LayerWeights& lw : m.weights.layers)
-      for_each_layer_tensor(lw, [&](const std::string& name, DType, const std::byte*, size_t) {
-        if (!plan.contains(name)) rewritten.insert(name);
-      });
-  const std::string& embed_name = m.weights.embedding.name;
-  const std::string& norm_name = m.weights.final_norm.name;
+// Whether vLLM can serve the output as compressed-tensors: every quantized weight has a scheme.
+bool all_compressed_tensors(const OutputLayout& layout, const ModelRotation* rotation) {
+  if (layout.linears.empty() || !layout.tables.empty()) return false;
+  if (rotation && rotation->options().online_down) return false;
+  for (const auto& [name, tp] : layout.linears)
+    if (!tp.scheme) return false;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 4: the output writer. The native output is one safetensors file whose tensor list (and
+// every size) the plan fixes before any work, so it is written as the work goes.
+
+std::vector<SafetensorsWriter::Entry> native_entries(const LoadedModel& m,
+                                                     const OutputLayout& layout, bool rotated,
+                                                     bool act_quantized) {
   std::vector<SafetensorsWriter::Entry> entries;
   auto add_table = [&](const std::string& name, const std::vector<int64_t>& shape, DType dtype) {
-    if (auto it = table_plan.find(name); it != table_plan.end())
+    if (auto it = layout.tables.find(name); it != layout.tables.end())
       entries.push_back(
           {name + ".packed",
            DType::U8,
@@ -308,133 +311,182 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
     else
       entries.push_back({name, dtype, shape});
   };
+  const std::string& head = layout.head_name;
   for (const TensorView& t : m.tensors) {
-    auto it = plan.find(t.name);
-    if (it != plan.end()) {
-      if (it->second.scheme) {
-        for (const auto& ct : formats::compressed_tensors_layout(
-                 *it->second.format, it->second.rows, it->second.cols, act_quantized))
+    auto it = layout.linears.find(t.name);
+    if (it != layout.linears.end()) {
+      const output::TensorPlan& tp = it->second;
+      if (tp.scheme) {
+        for (const auto& ct :
+             formats::compressed_tensors_layout(*tp.format, tp.rows, tp.cols, act_quantized))
           entries.push_back({output::module_of(t.name) + "." + ct.suffix, ct.dtype, ct.shape});
       } else {
-        const auto n = static_cast<int64_t>(
-            it->second.format->encoded_bytes(it->second.rows, it->second.cols));
+        const auto n = static_cast<int64_t>(tp.format->encoded_bytes(tp.rows, tp.cols));
         entries.push_back({t.name + ".packed", DType::U8, {n}});
       }
-    } else if (rewritten.contains(t.name)) {
+    } else if (layout.rewritten.contains(t.name)) {
       entries.push_back({t.name, DType::F32, t.shape});
-    } else if (t.name == embed_name || (t.name == head_name && !tied)) {
-      add_table(t.name, t.shape, rotation ? DType::F32 : t.dtype);
-    } else if (t.name == norm_name && rotation) {
+    } else if (t.name == layout.embed_name || (t.name == head && !layout.tied)) {
+      add_table(t.name, t.shape, rotated ? DType::F32 : t.dtype);
+    } else if (t.name == layout.norm_name && rotated) {
       entries.push_back({t.name, DType::F32, t.shape});
-    } else if (!(t.name == head_name && tied && untie)) {
+    } else if (!(t.name == head && layout.tied && layout.untie)) {
       entries.push_back({t.name, t.dtype, t.shape});
     }
   }
-  if (untie) add_table(head_name, {m.weights.lm_head.rows, m.weights.lm_head.cols}, DType::F32);
-  SafetensorsWriter writer(tmp.path / "model.safetensors", entries,
-                           {{"format", "pt"}, {"qforge.quantization", qc.dump()}});
+  if (layout.untie) add_table(head, {m.weights.lm_head.rows, m.weights.lm_head.cols}, DType::F32);
+  return entries;
+}
 
-  // --- tensors that need no layer: copied, or rotated / quantized now (the embedding and head)
-  const ModelRotation* rot = rotation ? &rotation->rotation() : nullptr;
-  auto write_table = [&](const std::string& name, const Matrix& src, bool is_head) {
-    constexpr int64_t kRows = 1024;
-    const int64_t rows = src.rows, cols = src.cols;
-    auto rows_f32 = [&](int64_t r0, int64_t r1, float* out) {
-      if (rot && is_head)
-        rot->rotated_head_rows(src, m.weights.final_norm, r0, r1, out);
-      else {
-        src.rows_to_f32(r0, r1 - r0, out);
-        if (rot) rot->rotate_residual(out, r1 - r0);
-      }
-    };
-    if (auto it = table_plan.find(name); it != table_plan.end()) {
-      std::vector<float> all(static_cast<size_t>(rows * cols));
-      rows_f32(0, rows, all.data());
-      const std::vector<std::byte> bytes = it->second.format->encode(all.data(), rows, cols);
-      writer.write(name + ".packed", bytes.data(), bytes.size());
-    } else if (rot) {
-      std::vector<float> chunk(static_cast<size_t>(std::min(rows, kRows) * cols));
-      for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
-        const int64_t r1 = std::min(rows, r0 + kRows);
-        rows_f32(r0, r1, chunk.data());
-        writer.write(name, chunk.data(), static_cast<size_t>((r1 - r0) * cols) * sizeof(float),
-                     static_cast<size_t>(r0 * cols) * sizeof(float));
-      }
-    } else {
-      writer.write(name, src.data, src.nbytes());
+// ---------------------------------------------------------------------------------------------
+// Phase 5: tensors that need no layer: copied, or rotated / quantized now (embedding and head).
+
+// Writes the embedding or the head: quantized (RTN, the format's own encoder), rotated in chunks
+// of rows, or copied.
+void write_table(SafetensorsWriter& writer, const LoadedModel& m, const OutputLayout& layout,
+                 const ModelRotation* rot, const std::string& name, const Matrix& src,
+                 bool is_head) {
+  constexpr int64_t kRows = 1024;
+  const int64_t rows = src.rows, cols = src.cols;
+  auto rows_f32 = [&](int64_t r0, int64_t r1, float* out) {
+    if (rot && is_head)
+      rot->rotated_head_rows(src, m.weights.final_norm, r0, r1, out);
+    else {
+      src.rows_to_f32(r0, r1 - r0, out);
+      if (rot) rot->rotate_residual(out, r1 - r0);
     }
-    m.weights.release(src);
   };
+  if (auto it = layout.tables.find(name); it != layout.tables.end()) {
+    std::vector<float> all(static_cast<size_t>(rows * cols));
+    rows_f32(0, rows, all.data());
+    const std::vector<std::byte> bytes = it->second.format->encode(all.data(), rows, cols);
+    writer.write(name + ".packed", bytes.data(), bytes.size());
+  } else if (rot) {
+    std::vector<float> chunk(static_cast<size_t>(std::min(rows, kRows) * cols));
+    for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
+      const int64_t r1 = std::min(rows, r0 + kRows);
+      rows_f32(r0, r1, chunk.data());
+      writer.write(name, chunk.data(), static_cast<size_t>((r1 - r0) * cols) * sizeof(float),
+                   static_cast<size_t>(r0 * cols) * sizeof(float));
+    }
+  } else {
+    writer.write(name, src.data, src.nbytes());
+  }
+  m.weights.release(src);
+}
+
+void write_unlayered_tensors(SafetensorsWriter& writer, const LoadedModel& m,
+                             const OutputLayout& layout, const ModelRotation* rot) {
+  const std::string& head = layout.head_name;
   for (const TensorView& t : m.tensors) {
-    if (plan.contains(t.name) || rewritten.contains(t.name)) continue;
-    if (t.name == embed_name) {
-      write_table(embed_name, m.weights.embedding, false);
-    } else if (t.name == head_name && !tied) {
-      write_table(head_name, m.weights.lm_head, true);
-    } else if (t.name == norm_name && rot) {
+    if (layout.linears.contains(t.name) || layout.rewritten.contains(t.name)) continue;
+    if (t.name == layout.embed_name) {
+      write_table(writer, m, layout, rot, t.name, m.weights.embedding, false);
+    } else if (t.name == head && !layout.tied) {
+      write_table(writer, m, layout, rot, head, m.weights.lm_head, true);
+    } else if (t.name == layout.norm_name && rot) {
       std::vector<float> ones(static_cast<size_t>(t.numel()), rot->unit_norm_value());
       writer.write(t.name, ones.data(), ones.size() * sizeof(float));
-    } else if (!(t.name == head_name && untie)) {
+    } else if (!(t.name == head && layout.untie)) {
       writer.write(t.name, t.data, t.nbytes());
       if (m.weights.release_pages) m.weights.release_pages(t.data, t.nbytes());
     }
   }
-  if (untie) write_table(head_name, m.weights.embedding, true);
+  if (layout.untie) write_table(writer, m, layout, rot, head, m.weights.embedding, true);
+}
 
-  // --- the layers, each linear written as soon as it is quantized
-  std::vector<LayerTransform*> transforms;
-  if (rotation) transforms.push_back(rotation.get());
-  const bool online_down = o.rotate && o.rotate->online_down;
-  auto quantized = [&](const Matrix& w) { return plan.contains(w.name); };
+// ---------------------------------------------------------------------------------------------
+// Phase 6: the layers, each linear written as soon as it is quantized.
+
+// The layer rewrites the options ask for, in the order they apply: rotation, SmoothQuant, AWQ.
+struct Transforms {
   std::unique_ptr<SmoothQuantTransform> smooth;
-  if (o.smooth_alpha) {
-    smooth =
-        std::make_unique<SmoothQuantTransform>(m.config, *o.smooth_alpha, quantized, online_down);
-    transforms.push_back(smooth.get());
-  }
   std::unique_ptr<AwqTransform> awq;
+  std::vector<LayerTransform*> in_order;
+};
+
+Transforms layer_transforms(const QuantizeOptions& o, const ModelConfig& config,
+                            RotationTransform* rotation, const OutputLayout& layout) {
+  Transforms t;
+  if (rotation) t.in_order.push_back(rotation);
+  const bool online_down = o.rotate && o.rotate->online_down;
+  auto quantized = [&layout](const Matrix& w) { return layout.linears.contains(w.name); };
+  if (o.smooth_alpha) {
+    t.smooth =
+        std::make_unique<SmoothQuantTransform>(config, *o.smooth_alpha, quantized, online_down);
+    t.in_order.push_back(t.smooth.get());
+  }
   if (o.awq) {
-    awq = std::make_unique<AwqTransform>(
-        m.config, o.awq_options, o.awq_clip,
-        [&](const Matrix& w) -> QuantizerMaker {
-          auto it = plan.find(w.name);
-          return it == plan.end() ? QuantizerMaker{} : quantizer_maker(*it->second.format);
+    t.awq = std::make_unique<AwqTransform>(
+        config, o.awq_options, o.awq_clip,
+        [&layout](const Matrix& w) -> QuantizerMaker {
+          auto it = layout.linears.find(w.name);
+          return it == layout.linears.end() ? QuantizerMaker{}
+                                            : quantizer_maker(*it->second.format);
         },
         o.method == QuantMethod::GPTQ ? std::optional<GptqOptions>(o.gptq) : std::nullopt,
         online_down);
-    transforms.push_back(awq.get());
+    t.in_order.push_back(t.awq.get());
   }
-  const bool data_free = sequences.empty();
+  return t;
+}
+
+LayerwiseOptions layerwise_options(const QuantizeOptions& o, const LoadedModel& m,
+                                   const OutputLayout& layout,
+                                   const std::vector<LayerTransform*>& transforms) {
   LayerwiseOptions lo;
   lo.method = o.method;
   lo.gptq = o.gptq;
-  lo.selected = quantized;
+  lo.selected = [&layout](const Matrix& w) { return layout.linears.contains(w.name); };
   lo.transforms = transforms;
   lo.inference.activations = o.activations;
   lo.inference.kv = o.kv;
-  lo.inference.online_hadamard_down = online_down;
+  lo.inference.online_hadamard_down = o.rotate && o.rotate->online_down;
   lo.inference.activation_groups.assign(m.config.num_layers, {});
   for (int l = 0; l < m.config.num_layers; ++l)
     for (int g = 0; g < kLinearGroups; ++g)
-      for (Matrix* w : linears_of_group(m.weights.layers[l], static_cast<LinearGroup>(g)))
+      for (const Matrix* w : linears_of_group(m.weights.layers[l], static_cast<LinearGroup>(g)))
         lo.inference.activation_groups[l][g] =
-            lo.inference.activation_groups[l][g] || quantized(*w);
+            lo.inference.activation_groups[l][g] || layout.linears.contains(w->name);
+  return lo;
+}
+
+// Writes one quantized linear: compressed-tensors' tensors or qforge's packed bytes.
+void write_linear(SafetensorsWriter& writer, const output::TensorPlan& tp, const Matrix& w,
+                  const std::vector<std::byte>& bytes, bool act_quantized) {
+  if (tp.scheme) {
+    for (const auto& ct :
+         formats::to_compressed_tensors(*tp.format, bytes.data(), w.rows, w.cols, act_quantized))
+      writer.write(output::module_of(w.name) + "." + ct.suffix, ct.data.data(), ct.data.size());
+  } else {
+    writer.write(w.name + ".packed", bytes.data(), bytes.size());
+  }
+}
+
+void quantize_layers(const QuantizeOptions& o, LoadedModel& m, const OutputLayout& layout,
+                     const std::vector<std::vector<int32_t>>& sequences,
+                     const std::vector<LayerTransform*>& transforms, SafetensorsWriter& writer,
+                     nlohmann::json& per_tensor, QuantizeReport& report,
+                     const std::function<void(int, int)>& progress) {
+  const bool data_free = sequences.empty();
+  const bool act_quantized = o.activations != formats::ActivationFormat::None;
+  LayerwiseOptions lo = layerwise_options(o, m, layout, transforms);
   lo.layer_done = [&](int, const LayerWeights& lw) {
     for_each_layer_tensor(
         lw, [&](const std::string& name, DType dtype, const std::byte* data, size_t count) {
-          if (rewritten.contains(name)) write_as_f32(writer, name, dtype, data, count);
+          if (layout.rewritten.contains(name)) write_as_f32(writer, name, dtype, data, count);
         });
   };
   auto factory = [&](const Matrix& w) -> std::unique_ptr<ColumnQuantizer> {
     if (o.interrupted && o.interrupted->load()) fail("interrupted; no output written");
-    auto it = plan.find(w.name);
-    if (it == plan.end()) return nullptr;
+    auto it = layout.linears.find(w.name);
+    if (it == layout.linears.end()) return nullptr;
     const std::vector<float> wf = w.to_f32();
     return quantizer_maker(*it->second.format)(wf.data(), w.rows, w.cols);
   };
   auto sink = [&](const Matrix& w, const std::vector<float>& values, const ColumnQuantizer& q,
                   const LinearResult& r) {
-    const TensorPlan& tp = plan.at(w.name);
+    const output::TensorPlan& tp = layout.linears.at(w.name);
     std::vector<std::byte> bytes;
     if (data_free && dynamic_cast<const FormatColumnQuantizer*>(&q) != nullptr) {
       // Plain RTN: the format's own encoder (for GGUF types, llama.cpp's exact code assignment).
@@ -449,56 +501,159 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
     }
     report.linears.push_back(r);
     report.formats.push_back(tp.format->name());
-    if (tp.scheme) {
-      for (const auto& ct :
-           formats::to_compressed_tensors(*tp.format, bytes.data(), w.rows, w.cols, act_quantized))
-        writer.write(output::module_of(w.name) + "." + ct.suffix, ct.data.data(), ct.data.size());
-    } else {
-      writer.write(w.name + ".packed", bytes.data(), bytes.size());
-    }
+    write_linear(writer, tp, w, bytes, act_quantized);
   };
   quantize_layerwise(m.config, m.weights, sequences, factory, sink, lo, ThreadPool::global(),
                      progress);
-  writer.commit();
+}
 
-  // --- config.json (with the measured layer errors) and tokenizer files; then into place
-  if (awq) {
-    report.awq = awq->records();
-    nlohmann::json groups = nlohmann::json::array();
-    for (const AwqGroupRecord& a : report.awq) {
-      nlohmann::json g = {{"layer", a.layer},
-                          {"group", linear_group_name(a.group)},
-                          {"alpha", a.alpha},
-                          {"objective_identity", a.objective_identity},
-                          {"objective", a.objective}};
-      if (a.gptq_objective_identity > 0) {
-        g["gptq_objective_identity"] = a.gptq_objective_identity;
-        g["gptq_objective"] = a.gptq_objective;
-        g["gptq_rejected"] = a.gptq_rejected;
-      }
-      groups.push_back(g);
+// ---------------------------------------------------------------------------------------------
+// Phase 7: config.json (with the measured layer errors) and tokenizer files; then into place.
+
+nlohmann::json awq_groups_record(const std::vector<AwqGroupRecord>& records) {
+  nlohmann::json groups = nlohmann::json::array();
+  for (const AwqGroupRecord& a : records) {
+    nlohmann::json g = {{"layer", a.layer},
+                        {"group", linear_group_name(a.group)},
+                        {"alpha", a.alpha},
+                        {"objective_identity", a.objective_identity},
+                        {"objective", a.objective}};
+    if (a.gptq_objective_identity > 0) {
+      g["gptq_objective_identity"] = a.gptq_objective_identity;
+      g["gptq_objective"] = a.gptq_objective;
+      g["gptq_rejected"] = a.gptq_rejected;
     }
-    qc["awq"]["groups"] = groups;
+    groups.push_back(g);
   }
-  qc["tensors"] = per_tensor;
+  return groups;
+}
+
+void write_config_and_tokenizer(const QuantizeOptions& o, const fs::path& dir,
+                                const OutputLayout& layout, const nlohmann::json& record,
+                                bool compressed_tensors) {
   auto config = nlohmann::json::parse(read_text_file(o.model / "config.json"));
-  if (untie) config["tie_word_embeddings"] = false;
+  if (layout.untie) config["tie_word_embeddings"] = false;
   config["quantization_config"] =
-      all_compressed_tensors
-          ? output::compressed_tensors_config(plan, unquantized_linears, o.activations, qc)
-          : qc;
-  write_file_atomic(tmp.path / "config.json", config.dump(2) + "\n");
+      compressed_tensors ? output::compressed_tensors_config(
+                               layout.linears, layout.unquantized_linears, o.activations, record)
+                         : record;
+  write_file_atomic(dir / "config.json", config.dump(2) + "\n");
   for (const char* f :
        {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "generation_config.json",
         "vocab.json", "merges.txt", "special_tokens_map.json"})
     if (fs::exists(o.model / f))
-      fs::copy_file(o.model / f, tmp.path / f, fs::copy_options::overwrite_existing);
-  if (fs::exists(o.output)) fs::remove_all(o.output);
-  fs::rename(tmp.path, o.output, ec);
-  check(!ec, "{}: cannot move the result into place: {}", o.output.string(), ec.message());
+      fs::copy_file(o.model / f, dir / f, fs::copy_options::overwrite_existing);
+}
+
+void move_into_place(TempDir& tmp, const fs::path& output) {
+  std::error_code ec;
+  if (fs::exists(output)) fs::remove_all(output);
+  fs::rename(tmp.path, output, ec);
+  check(!ec, "{}: cannot move the result into place: {}", output.string(), ec.message());
   tmp.keep = true;
+}
+
+}  // namespace
+
+uint64_t fnv1a64(std::string_view data) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+std::vector<std::vector<int32_t>> calibration_sequences(const fs::path& file, const Tokenizer& tok,
+                                                        int64_t tokens, int seq_len,
+                                                        uint64_t* hash) {
+  const std::string text = read_text_file(file);
+  *hash = fnv1a64(text);
+  // Tokenized a paragraph-aligned chunk at a time, only as far as needed: tokenizing a large file
+  // in one call costs tens of bytes of tokenizer state per input byte.
+  std::vector<int32_t> ids;
+  constexpr size_t kChunk = 64 << 10;
+  for (size_t begin = 0; begin < text.size() && static_cast<int64_t>(ids.size()) < tokens;) {
+    size_t end = std::min(text.size(), begin + kChunk);
+    if (end < text.size()) {
+      const size_t para = text.rfind("\n\n", end);
+      if (para != std::string::npos && para > begin) end = para + 2;
+    }
+    const std::vector<int32_t> part =
+        tok.encode(std::string_view(text).substr(begin, end - begin), false);
+    ids.insert(ids.end(), part.begin(), part.end());
+    begin = end;
+  }
+  check(static_cast<int64_t>(ids.size()) >= tokens,
+        "{}: calibration text too short: {} tokens, --calib-tokens asks for {}", file.string(),
+        ids.size(), tokens);
+  std::vector<std::vector<int32_t>> sequences;
+  for (size_t s = 0; s + seq_len <= static_cast<size_t>(tokens); s += static_cast<size_t>(seq_len))
+    sequences.emplace_back(ids.begin() + static_cast<ptrdiff_t>(s),
+                           ids.begin() + static_cast<ptrdiff_t>(s + seq_len));
+  return sequences;
+}
+
+bool needs_calibration(const QuantizeOptions& o) {
+  return o.method == QuantMethod::GPTQ || o.awq || o.smooth_alpha.has_value();
+}
+
+QuantizeReport quantize_model(const QuantizeOptions& o,
+                              const std::function<void(int, int)>& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  QuantizeReport report;
+  report.method = method_name(o);
+  refuse_bad_options(o, report.method);
+  LoadedModel m = load_quantizable_model(o);
+  std::unique_ptr<RotationTransform> rotation;  // built now: refuses impossible widths up front
+  if (o.rotate) rotation = std::make_unique<RotationTransform>(m.config, *o.rotate);
+  const ModelRotation* rot = rotation ? &rotation->rotation() : nullptr;
+  const bool rewrites_layers = rotation || o.awq || o.smooth_alpha;
+  const bool act_quantized = o.activations != formats::ActivationFormat::None;
+  const bool untie = rotation && m.weights.lm_head.data == m.weights.embedding.data;
+
+  const std::vector<QuantizableTensor> tensors = quantizable_tensors(m.weights, untie);
+  const QuantPlan plan =
+      o.plan ? checked_plan(o, tensors) : plan_from_rules(o, tensors, report.fallbacks);
+  const OutputLayout layout =
+      layout_of(plan, tensors, m.weights, act_quantized, untie, rewrites_layers);
+
+  TempDir tmp{fs::path(o.output.string() + ".tmp-qforge")};
+  fs::remove_all(tmp.path);
+  std::error_code ec;
+  fs::create_directories(tmp.path, ec);
+  check(!ec, "{}: cannot create the output: {}", tmp.path.string(), ec.message());
+
+  std::vector<std::vector<int32_t>> sequences;
+  if (needs_calibration(o)) {
+    sequences =
+        calibration_sequences(o.calib, *m.tokenizer, o.calib_tokens, o.seq_len, &report.calib_hash);
+    report.calib_tokens = static_cast<int64_t>(sequences.size()) * o.seq_len;
+  }
+  nlohmann::json record = quantization_record(o, plan, layout, report);
+  const bool compressed_tensors = all_compressed_tensors(layout, rot);
+
+  SafetensorsWriter writer(tmp.path / "model.safetensors",
+                           native_entries(m, layout, rot != nullptr, act_quantized),
+                           {{"format", "pt"}, {"qforge.quantization", record.dump()}});
+  write_unlayered_tensors(writer, m, layout, rot);
+  Transforms transforms = layer_transforms(o, m.config, rotation.get(), layout);
+  quantize_layers(o, m, layout, sequences, transforms.in_order, writer, record["tensors"], report,
+                  progress);
+  writer.commit();
+  const uint64_t file_bytes = fs::file_size(tmp.path / "model.safetensors");
+  check(o.max_output_bytes == 0 || file_bytes <= o.max_output_bytes,
+        "{}: the output would be {} bytes, over the budget of {}", o.output.string(), file_bytes,
+        o.max_output_bytes);
+
+  if (transforms.awq) {
+    report.awq = transforms.awq->records();
+    record["awq"]["groups"] = awq_groups_record(report.awq);
+  }
+  write_config_and_tokenizer(o, tmp.path, layout, record, compressed_tensors);
+  move_into_place(tmp, o.output);
   report.output_bytes = fs::file_size(o.output / "model.safetensors");
-  report.compressed_tensors = all_compressed_tensors;
+  report.compressed_tensors = compressed_tensors;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return report;
 }

@@ -11,9 +11,11 @@
 #include <utility>
 #include <vector>
 
+#include "qforge/io/tokenizer.h"
 #include "qforge/quant/awq.h"
 #include "qforge/quant/layer_transforms.h"
 #include "qforge/quant/layerwise.h"
+#include "qforge/quant/plan.h"
 #include "qforge/quant/rotation.h"
 
 namespace qforge {
@@ -21,7 +23,14 @@ namespace qforge {
 struct QuantizeOptions {
   std::filesystem::path model;
   std::filesystem::path output;
-  std::string format;  // default format of every linear layer
+  std::string format;  // default format of every linear layer (unused with a plan)
+  // A plan (`qforge plan`): the format of each tensor it names; the others are kept. Replaces
+  // format, tensor_formats, keep and fallback. plan_source names it (its file) in messages.
+  std::optional<QuantPlan> plan;
+  std::string plan_source;
+  // When not 0, model.safetensors may not exceed this many bytes (a --size budget): checked
+  // before the output is moved into place.
+  uint64_t max_output_bytes = 0;
   // How values are rounded: RTN or GPTQ. With `awq`, AWQ's scales (and, unless awq_clip is false,
   // its clipping) come first: "awq" = AWQ + RTN, "awq+gptq" = AWQ scales + GPTQ.
   QuantMethod method = QuantMethod::GPTQ;
@@ -71,6 +80,12 @@ bool needs_calibration(const QuantizeOptions& options);
 // then quantizes layer by layer and writes to a temporary directory renamed into place at the end.
 QuantizeReport quantize_model(const QuantizeOptions& options,
                               const std::function<void(int, int)>& progress = {});
+
+// The first `tokens` tokens of a calibration text, cut into sequences of seq_len (a shorter tail is
+// dropped). hash: FNV-1a of the text. Refuses a text with fewer tokens, naming the file.
+std::vector<std::vector<int32_t>> calibration_sequences(const std::filesystem::path& file,
+                                                        const Tokenizer& tokenizer, int64_t tokens,
+                                                        int seq_len, uint64_t* hash);
 
 // FNV-1a 64-bit: a stable fingerprint of the calibration text for the metadata.
 uint64_t fnv1a64(std::string_view data);

@@ -1,0 +1,280 @@
+// Mixed precision to a size budget: the exact knapsack, the planner's budgets and refusals, plan
+// files, quantizing by a plan, and the sensitivity measurement on the embedded model.
+#include "qforge/quant/plan.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "qforge/core/error.h"
+#include "qforge/io/safetensors.h"
+#include "qforge/plan/knapsack.h"
+#include "qforge/plan/planner.h"
+#include "qforge/plan/sensitivity.h"
+#include "quantize_test_util.h"
+
+namespace qforge {
+namespace {
+
+namespace fs = std::filesystem;
+using plan::Budget;
+using plan::KnapsackOption;
+
+using Items = std::vector<std::vector<KnapsackOption>>;
+
+// The smallest loss over every combination within the capacity (nullopt: none fits).
+std::optional<double> brute_force(const Items& items, uint64_t capacity) {
+  std::optional<double> best;
+  std::vector<size_t> at(items.size(), 0);
+  while (true) {
+    uint64_t cost = 0;
+    double loss = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      cost += items[i][at[i]].cost;
+      loss += items[i][at[i]].loss;
+    }
+    if (cost <= capacity && (!best || loss < *best)) best = loss;
+    size_t i = 0;
+    while (i < items.size() && ++at[i] == items[i].size()) at[i++] = 0;
+    if (i == items.size()) return best;
+  }
+}
+
+TEST(Knapsack, OptimumEqualsBruteForceOnRandomInstances) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 300; ++trial) {
+    Items items(1 + rng() % 6);
+    uint64_t total = 0;
+    for (auto& options : items) {
+      options.resize(1 + rng() % 4);
+      for (auto& o : options) {
+        o.cost = rng() % 40;  // equal costs and zero costs happen
+        o.loss = static_cast<double>(rng() % 1000) / 7.0;
+      }
+      total += 40;
+    }
+    const uint64_t capacity = rng() % total;
+    const auto dp = plan::solve_knapsack(items, capacity);
+    const auto expected = brute_force(items, capacity);
+    ASSERT_EQ(dp.has_value(), expected.has_value()) << "trial " << trial;
+    if (!dp) continue;
+    EXPECT_NEAR(dp->loss, *expected, 1e-9) << "trial " << trial;
+    uint64_t cost = 0;
+    double loss = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      cost += items[i][dp->choice[i]].cost;
+      loss += items[i][dp->choice[i]].loss;
+    }
+    EXPECT_EQ(cost, dp->cost);
+    EXPECT_LE(cost, capacity);
+    EXPECT_NEAR(loss, dp->loss, 1e-9);
+  }
+}
+
+TEST(Knapsack, NothingFitsBelowTheCheapestChoice) {
+  const Items items = {{{10, 1.0}, {20, 0.5}}, {{5, 2.0}}};
+  EXPECT_FALSE(plan::solve_knapsack(items, 14).has_value());
+  ASSERT_TRUE(plan::solve_knapsack(items, 15).has_value());
+  EXPECT_EQ(plan::solve_knapsack(items, 25)->choice, (std::vector<int>{1, 0}));
+}
+
+// A measurement of n tensors [rows, 256] whose candidates lose less with more bytes, the later
+// tensors more sensitive than the earlier ones.
+plan::Measurement synthetic_measurement(int n) {
+  plan::Measurement m;
+  m.model = "synthetic";
+  m.other_bytes = 1000;
+  for (int i = 0; i < n; ++i) {
+    plan::TensorMeasure t;
+    t.name = "t" + std::to_string(i);
+    t.rows = 64 * (1 + i % 3);
+    t.cols = 256;
+    t.kept_bytes = static_cast<uint64_t>(t.rows * t.cols) * 2;
+    for (int bits : {2, 3, 4, 5, 6, 8}) {
+      const uint64_t bytes = static_cast<uint64_t>(t.rows * t.cols) * bits / 8 + t.rows * 2;
+      const double loss = (1 + i) * std::pow(4.0, -bits);
+      t.candidates.push_back({"int" + std::to_string(bits), bytes, loss, -1, loss});
+    }
+    m.tensors.push_back(t);
+  }
+  return m;
+}
+
+TEST(Planner, MeetsEveryBudgetAndLeavesLessThanOneUpgradeStep) {
+  const plan::Measurement m = synthetic_measurement(12);
+  double previous = 1e30;
+  for (double bpw = 2.2; bpw <= 9; bpw += 0.35) {
+    const QuantPlan p = plan::plan_for_budget(m, {Budget::Kind::BitsPerWeight, bpw});
+    EXPECT_LE(p.budget.used_bytes, p.budget.max_bytes) << bpw;
+    EXPECT_LE(p.budget.bits_per_weight, bpw);
+    EXPECT_LE(p.predicted_kld, previous) << "a larger budget never predicts worse";
+    previous = p.predicted_kld;
+    // Every tensor's next larger option would overflow the budget (else the plan is not optimal:
+    // losses fall strictly with bytes here).
+    const uint64_t slack = p.budget.max_bytes - p.budget.used_bytes;
+    for (const plan::TensorMeasure& t : m.tensors) {
+      auto it = p.tensors.find(t.name);
+      if (it == p.tensors.end()) continue;  // kept: nothing larger
+      for (const auto& c : t.candidates) {
+        if (c.bytes > it->second.bytes) EXPECT_GT(c.bytes - it->second.bytes, slack) << t.name;
+      }
+    }
+  }
+}
+
+TEST(Planner, SizeBudgetCountsTheWholeFile) {
+  const plan::Measurement m = synthetic_measurement(6);
+  const uint64_t overhead = plan::file_overhead_bytes(m);
+  EXPECT_GT(overhead, m.other_bytes);
+  const QuantPlan p = plan::plan_for_budget(m, {Budget::Kind::FileBytes, 60000.0 + overhead});
+  EXPECT_EQ(p.budget.max_bytes, 60000u);
+  EXPECT_LE(p.budget.used_bytes, 60000u);
+}
+
+TEST(Planner, RefusesBudgetsOutOfRangeNamingBothLimits) {
+  const plan::Measurement m = synthetic_measurement(4);
+  for (double bpw : {1.0, 17.0}) {
+    try {
+      plan::plan_for_budget(m, {Budget::Kind::BitsPerWeight, bpw});
+      FAIL() << bpw << " accepted";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("smallest possible is 2.0625"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("largest 16.0000"), std::string::npos) << msg;
+    }
+  }
+  EXPECT_THROW(plan::plan_for_budget(m, {Budget::Kind::FileBytes, 100.0}), Error);
+}
+
+TEST(PlanFile, RoundTripsAndRefusesUnknownFormatsAndOtherModels) {
+  QuantPlan p;
+  p.tensors["a.weight"] = {"int4-g128", 256, 512, 69632, 0.001, 2.5};
+  p.predicted_kld = 0.001;
+  p.budget = {"--bpw 4", 70000, 69632, 4.25};
+  const QuantPlan back = plan_from_json(plan_to_json(p), "p.json");
+  EXPECT_EQ(back.tensors.at("a.weight").format, "int4-g128");
+  EXPECT_EQ(back.tensors.at("a.weight").bytes, 69632u);
+  EXPECT_EQ(back.budget.request, "--bpw 4");
+
+  nlohmann::json bad = plan_to_json(p);
+  bad["tensors"]["a.weight"]["format"] = "int4-g100x";
+  EXPECT_THROW(
+      {
+        try {
+          plan_from_json(bad, "p.json");
+        } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("p.json: tensor a.weight: unknown format"),
+                    std::string::npos)
+              << e.what();
+          throw;
+        }
+      },
+      Error);
+
+  std::vector<QuantizableTensor> model = {
+      {"a.weight", QuantizableTensor::Kind::Linear, 0, LinearGroup::AttnIn, 256, 256}};
+  EXPECT_THROW(check_plan_fits(p, model, "p.json"), Error);  // shape differs
+  model[0].name = "b.weight";
+  model[0].cols = 512;
+  EXPECT_THROW(check_plan_fits(p, model, "p.json"), Error);  // name differs
+}
+
+// qforge's record in a quantized model's config.json (under "qforge" in compressed-tensors').
+nlohmann::json qforge_record(const fs::path& dir) {
+  const auto config = nlohmann::json::parse(read_text_file(dir / "config.json"));
+  const auto& qc = config["quantization_config"];
+  return qc.contains("qforge") ? qc["qforge"] : qc;
+}
+
+// Every tensor of two model directories' model.safetensors with the same bytes.
+void expect_same_tensors(const fs::path& a, const fs::path& b) {
+  const TensorStore sa = TensorStore::open(a), sb = TensorStore::open(b);
+  ASSERT_EQ(sa.all().size(), sb.all().size());
+  for (const TensorView* t : sa.all()) {
+    const TensorView* u = sb.find(t->name);
+    ASSERT_NE(u, nullptr) << t->name;
+    ASSERT_EQ(t->nbytes(), u->nbytes()) << t->name;
+    EXPECT_EQ(std::memcmp(t->data, u->data, t->nbytes()), 0) << t->name;
+  }
+}
+
+TEST(QuantizeWithPlan, APlanOfTheRulesWritesTheSameTensors) {
+  QuantizeOptions rules = testing::embedded_quantize_options("rules", "int4-g64", QuantMethod::RTN);
+  rules.tensor_formats = {{"down_proj", "int8-channel"}, {"embed_tokens", "q8_0"}};
+  quantize_model(rules);
+  // The same choice as a plan read from the record.
+  QuantPlan p;
+  const nlohmann::json record = qforge_record(rules.output);
+  for (const auto& [name, t] : record["tensors"].items())
+    p.tensors[name] = {t["format"].get<std::string>(), t["shape"][0].get<int64_t>(),
+                       t["shape"][1].get<int64_t>()};
+  ASSERT_TRUE(p.tensors.contains("model.embed_tokens.weight"));
+  QuantizeOptions planned = testing::embedded_quantize_options("planned", "", QuantMethod::RTN);
+  planned.plan = p;
+  planned.plan_source = "test plan";
+  quantize_model(planned);
+  expect_same_tensors(rules.output, planned.output);
+}
+
+TEST(QuantizeWithPlan, RefusesAPlanForAnotherModelBeforeWritingAnything) {
+  QuantizeOptions o = testing::embedded_quantize_options("other", "", QuantMethod::RTN);
+  QuantPlan p;
+  p.tensors["model.layers.0.self_attn.q_proj.weight"] = {"int4-g64", 999, 256};
+  o.plan = p;
+  o.plan_source = "other.json";
+  EXPECT_THROW(quantize_model(o), Error);
+  EXPECT_FALSE(fs::exists(o.output));
+  p.tensors.clear();
+  p.tensors["model.layers.99.mlp.up_proj.weight"] = {"int4-g64", 256, 256};
+  o.plan = p;
+  EXPECT_THROW(quantize_model(o), Error);
+  EXPECT_FALSE(fs::exists(o.output));
+}
+
+TEST(Sensitivity, MeasuresEveryTensorAndPlansWithinTheBudget) {
+  if (testing::sanitized()) GTEST_SKIP() << "slow under sanitizers";
+  plan::MeasureOptions o;
+  o.model = testing::embedded_model_dir();
+  o.calib = testing::source_dir() / "data/sample.txt";
+  o.calib_tokens = 256;
+  o.seq_len = 64;
+  o.probe_tokens = 64;
+  o.formats = "int3-g64,int4-g64,int8-channel";
+  const plan::Measurement m = plan::measure_sensitivity(o);
+  ASSERT_FALSE(m.tensors.empty());
+  EXPECT_TRUE(plan::measurement_matches(m, o, m.calib_hash));
+  int tables = 0;
+  for (const plan::TensorMeasure& t : m.tensors) {
+    ASSERT_EQ(t.candidates.size(), 3u) << t.name;
+    if (t.kind == QuantizableTensor::Kind::Linear) {
+      EXPECT_EQ(t.probe_format, "int3-g64") << t.name;  // nearest 3.5 bits
+      EXPECT_GT(t.kld_per_objective, 0) << t.name;
+      // More bits: a smaller objective, so a smaller predicted KLD.
+      EXPECT_GT(t.candidates[0].objective, t.candidates[1].objective) << t.name;
+      EXPECT_GT(t.candidates[1].objective, t.candidates[2].objective) << t.name;
+    } else {
+      ++tables;
+      for (const auto& c : t.candidates) EXPECT_GE(c.kld_measured, 0) << t.name << " " << c.format;
+    }
+    for (const auto& c : t.candidates) EXPECT_GE(c.kld_predicted, 0);
+  }
+  EXPECT_EQ(tables, 1);  // tied: the embedding is the head
+  const plan::Measurement back = plan::measurement_from_json(plan::measurement_to_json(m), "m");
+  EXPECT_EQ(back.tensors.size(), m.tensors.size());
+  EXPECT_EQ(back.tensors[3].candidates[1].objective, m.tensors[3].candidates[1].objective);
+
+  const QuantPlan p = plan::plan_for_budget(m, {Budget::Kind::BitsPerWeight, 4.5});
+  EXPECT_LE(p.budget.bits_per_weight, 4.5);
+  EXPECT_GT(p.predicted_kld, 0);
+  QuantizeOptions q = testing::embedded_quantize_options("measured", "", QuantMethod::GPTQ);
+  q.plan = p;
+  const QuantizeReport r = quantize_model(q);
+  EXPECT_NEAR(qforge_record(q.output)["plan"]["predicted_kld"].get<double>(), p.predicted_kld,
+              1e-12);
+  EXPECT_GT(r.linears.size(), 0u);
+}
+
+}  // namespace
+}  // namespace qforge
