@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+scripts/install-gguf-venv.sh >/dev/null  # the gguf package for tests/gguf_python_check.sh
 JOBS=${JOBS:-$(nproc)}
 echo "== release build + tests"
 cmake --preset release >/dev/null

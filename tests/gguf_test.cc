@@ -14,10 +14,13 @@
 #include "qforge/core/error.h"
 #include "qforge/core/mapped_file.h"
 #include "qforge/core/thread_pool.h"
+#include "qforge/eval/perplexity.h"
 #include "qforge/io/gguf_model.h"
 #include "qforge/io/model_loader.h"
 #include "qforge/model/kv_cache.h"
 #include "qforge/model/transformer.h"
+#include "qforge/quant/quantize_model.h"
+#include "quantize_test_util.h"
 #include "test_util.h"
 
 namespace qforge {
@@ -106,6 +109,37 @@ TEST(GgufFile, WriterOutputReadsBackWithEveryValueType) {
   EXPECT_EQ(q->type->format, "q8_0");
   EXPECT_EQ(q->nbytes, 136u);
   EXPECT_EQ(q->offset % 32, 0u);
+}
+
+// fuzz/seeds/gguf/ holds files written by llama.cpp's `gguf` Python package (an independent
+// writer): f32_and_f16.gguf has token_embd.weight = arange(32) as [4, 8] f32 and an f16 norm of
+// ones, q8_0.gguf one q8_0 tensor [2, 32] of linspace(-1, 1) quantized by gguf.quants.
+TEST(GgufFile, ReadsFilesTheGgufPackageWrote) {
+  const fs::path seeds = testing::source_dir() / "fuzz/seeds/gguf";
+  auto f = gguf::File::open(seeds / "f32_and_f16.gguf");
+  EXPECT_EQ(f->string("general.architecture"), "llama");
+  EXPECT_EQ(f->integer("llama.block_count"), 1);
+  EXPECT_EQ(f->number("llama.rope.freq_base"), 10000.0);
+  EXPECT_EQ(f->strings("tokenizer.ggml.tokens"),
+            (std::vector<std::string_view>{"<unk>", "<s>", "a b", "\xc3\xbc"}));
+  EXPECT_EQ(f->numbers("tokenizer.ggml.scores"), (std::vector<double>{0, -1, -2.5, -3}));
+  EXPECT_EQ(f->integers("test.i64s"), (std::vector<int64_t>{1, -2, 3}));
+  const gguf::TensorInfo* e = f->find_tensor("token_embd.weight");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->shape(), (std::vector<int64_t>{4, 8}));
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(reinterpret_cast<const float*>(e->data)[i], i);
+  const gguf::TensorInfo* n = f->find_tensor("blk.0.attn_norm.weight");
+  EXPECT_EQ(n->type->dtype, DType::F16);
+  EXPECT_EQ(n->nbytes, 16u);
+  for (const char* name : {"q8_0.gguf", "q8_0_v2.gguf"}) {
+    auto q = gguf::File::open(seeds / name);
+    EXPECT_EQ(q->version(), std::string(name) == "q8_0.gguf" ? 3u : 2u);
+    const gguf::TensorInfo* t = q->find_tensor("blk.0.attn_q.weight");
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->type->format, "q8_0");
+    EXPECT_EQ(t->shape(), (std::vector<int64_t>{2, 32}));
+    EXPECT_EQ(t->nbytes, 68u);
+  }
 }
 
 TEST(GgufFile, WrongTypesAndMissingKeysNameTheKey) {
@@ -346,6 +380,79 @@ TEST(GgufModel, UnsupportedArchitectureAndTypesAreRefusedByName) {
               std::string::npos)
         << e.what();
   }
+}
+
+// The same quantization written natively and as GGUF holds the same packed bytes: the models
+// give identical logits (the GGUF's q/k rows permuted on write and back on load).
+TEST(GgufQuantize, GgufOutputRunsExactlyAsTheNativeOutput) {
+  for (const char* format : {"q4_k", "iq4_xs"}) {
+    SCOPED_TRACE(format);
+    QuantizeOptions o = testing::embedded_quantize_options(std::string("native_") + format, format,
+                                                           QuantMethod::RTN);
+    o.tensor_formats = {{"embed_tokens", "q6_k"}};  // the embedding (and tied head) packed too
+    quantize_model(o);
+    QuantizeOptions g = o;
+    g.output = temp_path(std::string(format) + ".gguf");
+    fs::remove(g.output);
+    const QuantizeReport r = quantize_model_to_gguf(g);
+    EXPECT_EQ(r.output_bytes, fs::file_size(g.output));
+    EXPECT_FALSE(fs::exists(g.output.string() + ".native-tmp-qforge"));
+    auto f = gguf::File::open(g.output);
+    EXPECT_EQ(f->find_tensor("blk.1.attn_k.weight")->type->format, format);
+    EXPECT_EQ(f->find_tensor("token_embd.weight")->type->format, "q6_k");
+    EXPECT_EQ(f->find_tensor("output.weight"), nullptr);  // tied
+    const std::vector<int32_t> tokens = {1, 17, 300, 42, 5, 99, 7, 250};
+    EXPECT_EQ(logits_of(load_model(g.output), tokens), logits_of(load_model(o.output), tokens));
+    fs::remove_all(o.output);
+    fs::remove(g.output);
+  }
+}
+
+TEST(GgufQuantize, FormatsWithoutAGgufTypeAreRefusedBeforeAnyWork) {
+  QuantizeOptions o = testing::embedded_quantize_options("refused", "q4_k", QuantMethod::RTN);
+  o.output = temp_path("refused.gguf");
+  o.tensor_formats = {{"layers\\.2\\.mlp\\.up_proj", "int4-g64"}};
+  fs::remove(o.output);
+  try {
+    quantize_model_to_gguf(o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("model.layers.2.mlp.up_proj.weight: format int4-g64 has "
+                                          "no GGUF type",
+                                          0),
+              0u)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(o.output));
+  EXPECT_FALSE(fs::exists(o.output.string() + ".native-tmp-qforge"));
+}
+
+// llama-perplexity's protocol: whole chunks only, half of each scored, BOS in place of the first.
+TEST(LlamaCppPerplexity, ScoresTheSecondHalfOfWholeChunks) {
+  const LoadedModel m = load_model(testing::embedded_model_dir());
+  ThreadPool pool(2);
+  Transformer model(m.config, m.weights, pool);
+  std::vector<int32_t> ids = testing::sample_ids(m);
+  ids.resize(64 * 5 + 10);  // 5 whole chunks of 64 and a partial one, dropped
+  const PerplexityResult all = evaluate_perplexity_llamacpp(model, ids, 64, 0, -1);
+  EXPECT_EQ(all.windows, 5);
+  EXPECT_EQ(all.tokens, 5 * 31);
+  // One chunk by hand: positions 32..62 predict tokens 33..63.
+  const PerplexityResult one = evaluate_perplexity_llamacpp(model, ids, 64, 1, 0);
+  KVCache cache = model.new_cache(64);
+  std::vector<int32_t> chunk(ids.begin(), ids.begin() + 64);
+  chunk[0] = 0;  // BOS
+  std::vector<float> logits(64 * m.config.vocab_size);
+  model.forward(chunk, 0, cache, logits.data(), true);
+  double nll = 0;
+  for (int j = 32; j < 63; ++j)
+    nll += token_nll(
+        {logits.data() + j * m.config.vocab_size, static_cast<size_t>(m.config.vocab_size)},
+        ids[j + 1]);
+  EXPECT_EQ(one.tokens, 31);
+  EXPECT_NEAR(one.mean_nll, nll / 31, 1e-12);
+  EXPECT_THROW(evaluate_perplexity_llamacpp(model, std::vector<int32_t>(100, 1), 64, 0, -1),
+               Error);  // fewer than 2 x ctx tokens, as llama-perplexity
 }
 
 }  // namespace

@@ -31,7 +31,9 @@ void add_convert_command(CLI::App& app) {
     std::optional<DType> type;
     if (!opts->type.empty())
       type = opts->type == "f32" ? DType::F32 : opts->type == "f16" ? DType::F16 : DType::BF16;
-    const LoadedModel m = load_model(opts->model);
+    LoadOptions lo;
+    lo.require_tokenizer = false;  // a model without one converts, but llama.cpp needs one
+    const LoadedModel m = load_model(opts->model, lo);
     write_gguf_model(m, opts->output, type);
     fmt::print("wrote {} ({} {}, {} bytes)\n", opts->output, gguf_architecture(m.config.model_type),
                opts->type.empty() ? "source dtype" : opts->type, fs::file_size(opts->output));

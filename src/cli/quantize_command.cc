@@ -24,7 +24,7 @@ extern "C" void on_sigint(int) {
 void add_quantize_command(CLI::App& app) {
   struct Opts {
     QuantizeOptions q;
-    std::string model, output, method = "gptq", calib;
+    std::string model, output, method = "gptq", calib, output_format;
     std::vector<std::string> tensor_formats;
     int64_t group_size = 0;
     int threads = 0;
@@ -38,7 +38,12 @@ void add_quantize_command(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("quantize", "Quantize a model's linear layers into a format");
   cmd->add_option("model", o->model, "Hugging Face model directory")->required();
-  cmd->add_option("-o,--output", o->output, "Output directory (written atomically)")->required();
+  cmd->add_option("-o,--output", o->output,
+                  "Output directory, or a .gguf file for llama.cpp (written atomically)")
+      ->required();
+  cmd->add_option("--output-format", o->output_format,
+                  "native (a Hugging Face directory) or gguf (default: gguf for *.gguf)")
+      ->check(CLI::IsMember({"native", "gguf"}));
   cmd->add_option("--format", o->q.format, "Format of every linear layer (see `qforge formats`)")
       ->required();
   cmd->add_option("--method", o->method,
@@ -120,10 +125,13 @@ void add_quantize_command(CLI::App& app) {
     std::signal(SIGINT, on_sigint);
     q.interrupted = &g_interrupted;
     Progress progress("quantize", 1);
-    const QuantizeReport r = quantize_model(q, [&](int done, int total) {
-      progress.set_total(static_cast<size_t>(total));
-      progress.update(static_cast<size_t>(done));
-    });
+    const bool gguf =
+        o->output_format.empty() ? q.output.extension() == ".gguf" : o->output_format == "gguf";
+    const QuantizeReport r =
+        (gguf ? quantize_model_to_gguf : quantize_model)(q, [&](int done, int total) {
+          progress.set_total(static_cast<size_t>(total));
+          progress.update(static_cast<size_t>(done));
+        });
     progress.finish();
     std::signal(SIGINT, SIG_DFL);
     double rtn = 0, got = 0;
@@ -138,7 +146,10 @@ void add_quantize_command(CLI::App& app) {
     fmt::print(
         "wrote {} ({}) in {:.1f} s: format {}, method {}, {} calibration tokens, {} layout\n",
         q.output.string(), human_bytes(static_cast<double>(r.output_bytes)), r.seconds, q.format,
-        r.method, r.calib_tokens, r.compressed_tensors ? "compressed-tensors" : "qforge");
+        r.method, r.calib_tokens,
+        gguf                   ? "gguf"
+        : r.compressed_tensors ? "compressed-tensors"
+                               : "qforge");
     InferenceOptions io;
     io.activations = q.activations;
     io.kv = q.kv;

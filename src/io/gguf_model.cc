@@ -349,24 +349,86 @@ std::vector<OutTensor> output_tensors(const LoadedModel& m, const std::string& a
   return out;
 }
 
-// llama.cpp's LLAMA_FTYPE for float files.
-uint32_t file_type_of(DType t) {
-  return t == DType::F32 ? 0 : t == DType::F16 ? 1 : 32;
+// llama.cpp's LLAMA_FTYPE (llama.h) of a file whose main type is `t`: the float types, and for
+// block types the _M mix llama-quantize names after them (informational for llama.cpp).
+uint32_t file_type_of(const gguf::TypeTraits& t) {
+  static const std::map<std::string_view, uint32_t> kFileTypes = {
+      {"f32", 0},   {"f16", 1},   {"q4_0", 2},    {"q4_1", 3},    {"q8_0", 7},
+      {"q5_0", 8},  {"q5_1", 9},  {"q2_K", 10},   {"q3_K", 12},   {"q4_K", 15},
+      {"q5_K", 17}, {"q6_K", 18}, {"iq4_nl", 25}, {"iq4_xs", 30}, {"bf16", 32}};
+  auto it = kFileTypes.find(t.name);
+  return it == kFileTypes.end() ? 0 : it->second;
 }
 
-std::vector<std::byte> convert_rows(const Matrix& m, DType to) {
-  std::vector<float> f(static_cast<size_t>(m.rows * m.cols));
-  convert_to_f32(m.dtype, m.data, f.data(), f.size());
-  std::vector<std::byte> out(f.size() * dtype_size(to));
-  for (size_t i = 0; i < f.size(); ++i) {
-    if (to == DType::F32) {
-      std::memcpy(out.data() + 4 * i, &f[i], 4);
-    } else {
-      const uint16_t h = to == DType::F16 ? f32_to_f16(f[i]) : f32_to_bf16(f[i]);
-      std::memcpy(out.data() + 2 * i, &h, 2);
-    }
+// A weight a qforge-quantized model stores packed ("<name>.packed" in qforge's layout).
+struct PackedWeight {
+  const gguf::TypeTraits* type = nullptr;
+  const std::byte* data = nullptr;
+  size_t bytes = 0;
+};
+
+// The packed weights of a model written by `qforge quantize`, by Hugging Face name. A format GGUF
+// has no type for is refused here, naming the tensor, before anything is written.
+std::map<std::string, PackedWeight> packed_weights(const LoadedModel& m) {
+  std::map<std::string, PackedWeight> out;
+  if (m.quantization_record.empty()) return out;
+  const auto record = nlohmann::json::parse(m.quantization_record);
+  const auto tensors = record.value("tensors", nlohmann::json::object());
+  for (const auto& [name, entry] : tensors.items()) {
+    const std::string format = entry.value("format", std::string());
+    const gguf::TypeTraits* type = gguf::type_of_format(format);
+    check(type != nullptr && entry.value("layout", std::string("qforge")) == "qforge",
+          "{}: tensor '{}' is quantized as {}, which has no GGUF type (GGUF types: q4_0 q4_1 "
+          "q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs)",
+          m.source.string(), name, format);
+    auto view = std::find_if(m.tensors.begin(), m.tensors.end(),
+                             [&](const TensorView& t) { return t.name == name + ".packed"; });
+    check(view != m.tensors.end(), "{}: missing tensor '{}.packed'", m.source.string(), name);
+    out[name] = {type, view->data, view->nbytes()};
   }
   return out;
+}
+
+// How each part of an output tensor is stored: its packed bytes, or its floats in `dtype` (the
+// part's own dtype when none is asked for).
+struct PartWriter {
+  const std::map<std::string, PackedWeight>& packed;
+  std::optional<DType> dtype;
+
+  const gguf::TypeTraits* type_of(const Matrix& m) const {
+    if (auto it = packed.find(m.name); it != packed.end()) return it->second.type;
+    return gguf::type_of_dtype(dtype.value_or(m.dtype));
+  }
+  std::vector<std::byte> bytes_of(const Matrix& m) const {
+    if (auto it = packed.find(m.name); it != packed.end())
+      return {it->second.data, it->second.data + it->second.bytes};
+    const DType to = dtype.value_or(m.dtype);
+    std::vector<float> f(static_cast<size_t>(m.rows * m.cols));
+    convert_to_f32(m.dtype, m.data, f.data(), f.size());
+    std::vector<std::byte> out(f.size() * dtype_size(to));
+    for (size_t i = 0; i < f.size(); ++i) {
+      if (to == DType::F32) {
+        std::memcpy(out.data() + 4 * i, &f[i], 4);
+      } else {
+        const uint16_t h = to == DType::F16 ? f32_to_f16(f[i]) : f32_to_bf16(f[i]);
+        std::memcpy(out.data() + 2 * i, &h, 2);
+      }
+    }
+    return out;
+  }
+};
+
+// The file's main type: that of the most weights among the layers' linears.
+const gguf::TypeTraits* main_type(const std::vector<OutTensor>& tensors, const PartWriter& w) {
+  std::map<const gguf::TypeTraits*, int64_t> weights;
+  for (const OutTensor& t : tensors)
+    if (t.name.starts_with("blk."))
+      for (const Matrix& p : t.parts) weights[w.type_of(p)] += p.rows * p.cols;
+  const gguf::TypeTraits* best = gguf::type_of_dtype(DType::F32);
+  int64_t most = -1;
+  for (const auto& [type, n] : weights)
+    if (n > most) std::tie(best, most) = std::tie(type, n);
+  return best;
 }
 
 void add_vocabulary(gguf::MetadataWriter& md, const Vocabulary& v) {
@@ -418,10 +480,9 @@ void write_gguf_model(const LoadedModel& model, const fs::path& path, std::optio
   const std::string arch = gguf_architecture(c.model_type);
   check(c.rope_layout == RopeLayout::HalfSplit,
         "{}: only Hugging Face models (rotate-half RoPE) convert to GGUF", model.source.string());
-  const DType out_type = dtype.value_or(is_float_weight_dtype(model.weights.embedding.dtype)
-                                            ? model.weights.embedding.dtype
-                                            : DType::F32);
-  check(gguf::type_of_dtype(out_type) != nullptr, "GGUF output type must be f32, f16 or bf16");
+  check(!dtype || gguf::type_of_dtype(*dtype), "GGUF output type must be f32, f16 or bf16");
+  const std::map<std::string, PackedWeight> packed = packed_weights(model);
+  const PartWriter parts{packed, dtype};
   const std::vector<OutTensor> tensors = output_tensors(model, arch);
   std::vector<gguf::Writer::Entry> entries;
   for (const OutTensor& t : tensors) {
@@ -430,10 +491,15 @@ void write_gguf_model(const LoadedModel& model, const fs::path& path, std::optio
       continue;
     }
     int64_t rows = 0;
-    for (const Matrix& p : t.parts) rows += p.rows;
-    entries.push_back({t.name, gguf::type_of_dtype(out_type), {t.parts[0].cols, rows}});
+    for (const Matrix& p : t.parts) {
+      rows += p.rows;
+      check(parts.type_of(p) == parts.type_of(t.parts[0]),
+            "{}: the parts of '{}' have different types", model.source.string(), t.name);
+    }
+    entries.push_back({t.name, parts.type_of(t.parts[0]), {t.parts[0].cols, rows}});
   }
-  gguf::Writer writer(path, gguf_metadata(model, file_type_of(out_type)), entries);
+  gguf::Writer writer(path, gguf_metadata(model, file_type_of(*main_type(tensors, parts))),
+                      entries);
   for (const OutTensor& t : tensors) {
     if (t.parts.empty()) {
       std::vector<float> v(static_cast<size_t>(t.vector.size));
@@ -444,8 +510,8 @@ void write_gguf_model(const LoadedModel& model, const fs::path& path, std::optio
     }
     size_t offset = 0;
     for (const Matrix& p : t.parts) {
-      std::vector<std::byte> bytes = convert_rows(p, out_type);
-      if (t.permute)
+      std::vector<std::byte> bytes = parts.bytes_of(p);
+      if (t.permute)  // whole rows move: a block never spans two rows
         bytes = permute_qk_rows(bytes.data(), p.rows, bytes.size() / p.rows, t.heads, true);
       writer.write(t.name, bytes.data(), bytes.size(), offset);
       offset += bytes.size();

@@ -12,6 +12,7 @@
 #include "qforge/core/mapped_file.h"
 #include "qforge/formats/compressed_tensors.h"
 #include "qforge/formats/format.h"
+#include "qforge/io/gguf.h"
 #include "qforge/io/model_loader.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/quant/format_quantizer.h"
@@ -120,6 +121,21 @@ nlohmann::json kv_record(const KvCacheFormat& kv) {
           {"group", kv.group}};
 }
 
+// GGUF output: every quantized weight in a GGUF block type, nothing only qforge can run.
+void check_gguf_expressible(const QuantizeOptions& o, const std::map<std::string, TensorPlan>& plan,
+                            const std::map<std::string, TensorPlan>& table_plan) {
+  for (const auto* p : {&plan, &table_plan})
+    for (const auto& [name, tp] : *p)
+      check(gguf::type_of_format(tp.format->name()) != nullptr,
+            "{}: format {} has no GGUF type; a GGUF output takes q4_0 q4_1 q5_0 q5_1 q8_0 q2_k "
+            "q3_k q4_k q5_k q6_k iq4_nl iq4_xs",
+            name, tp.format->name());
+  check(o.activations == formats::ActivationFormat::None && !o.kv.quantized() &&
+            !(o.rotate && o.rotate->online_down),
+        "a GGUF output cannot record --act, --kv or --rotate-online (llama.cpp would not apply "
+        "them)");
+}
+
 }  // namespace
 
 uint64_t fnv1a64(std::string_view data) {
@@ -219,6 +235,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
     f->check_shape(name, t->rows, t->cols);
     table_plan[name] = {f, std::nullopt, t->rows, t->cols};
   }
+  if (o.gguf_types_only) check_gguf_expressible(o, plan, table_plan);
   check(m.config.seq_len_ok(o.seq_len), "--seq-len {} exceeds the model's {} positions", o.seq_len,
         m.config.max_position_embeddings);
 
