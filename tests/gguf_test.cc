@@ -3,11 +3,13 @@
 // and tokens as the Hugging Face original.
 #include "qforge/io/gguf.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,7 @@
 #include "qforge/io/model_loader.h"
 #include "qforge/model/kv_cache.h"
 #include "qforge/model/transformer.h"
+#include "qforge/quant/llamacpp_presets.h"
 #include "qforge/quant/quantize_model.h"
 #include "quantize_test_util.h"
 #include "test_util.h"
@@ -453,6 +456,66 @@ TEST(LlamaCppPerplexity, ScoresTheSecondHalfOfWholeChunks) {
   EXPECT_NEAR(one.mean_nll, nll / 31, 1e-12);
   EXPECT_THROW(evaluate_perplexity_llamacpp(model, std::vector<int32_t>(100, 1), 64, 0, -1),
                Error);  // fewer than 2 x ctx tokens, as llama-perplexity
+}
+
+// llama-quantize's choices (src/llama-quant.cpp), worked out by hand for two shapes.
+TEST(LlamaCppPresets, Q4KMGivesMoreBitsWhereLlamaQuantizeDoes) {
+  ModelConfig c;
+  c.model_type = "llama";
+  c.num_layers = 8;
+  c.hidden_size = 512;
+  c.intermediate_size = 1536;
+  c.num_heads = 8;
+  c.num_kv_heads = 4;
+  c.head_dim = 64;
+  c.tie_word_embeddings = false;
+  const auto p = llamacpp_preset("q4_k_m", c, true);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->base, "q4_k");
+  std::map<std::string, std::string> t(p->tensors.begin(), p->tensors.end());
+  EXPECT_EQ(t.size(), 2u + 8u * 7u);
+  EXPECT_EQ(t["model.embed_tokens.weight"], "q4_k");  // token_embd keeps the base type
+  EXPECT_EQ(t["lm_head.weight"], "q6_k");
+  // use_more_bits for 8 layers: 0, 3, 6, 7 (first and last eighth, every third between).
+  for (int l = 0; l < 8; ++l) {
+    const std::string more = (l == 0 || l == 3 || l == 6 || l == 7) ? "q6_k" : "q4_k";
+    EXPECT_EQ(t[fmt::format("model.layers.{}.self_attn.v_proj.weight", l)], more) << l;
+    EXPECT_EQ(t[fmt::format("model.layers.{}.mlp.down_proj.weight", l)], more) << l;
+    EXPECT_EQ(t[fmt::format("model.layers.{}.self_attn.q_proj.weight", l)], "q4_k");
+  }
+  const auto q3 = llamacpp_preset("q3_k_m", c, true);
+  std::map<std::string, std::string> t3(q3->tensors.begin(), q3->tensors.end());
+  EXPECT_EQ(t3["model.layers.1.self_attn.v_proj.weight"], "q5_k");
+  EXPECT_EQ(t3["model.layers.2.self_attn.v_proj.weight"], "q4_k");
+  EXPECT_EQ(t3["model.layers.5.self_attn.o_proj.weight"], "q4_k");
+  EXPECT_EQ(t3["model.layers.5.mlp.down_proj.weight"], "q4_k");
+  EXPECT_EQ(t3["model.layers.5.mlp.up_proj.weight"], "q3_k");
+  EXPECT_FALSE(llamacpp_preset("int4-g64", c, true).has_value());
+}
+
+TEST(LlamaCppPresets, RowsNotMultiplesOf256FallBackAsLlamaQuantize) {
+  ModelConfig c;  // qwen-bpe-31m's widths: hidden 576, tied
+  c.model_type = "qwen2";
+  c.num_layers = 4;
+  c.hidden_size = 576;
+  c.intermediate_size = 1536;
+  c.num_heads = 9;
+  c.num_kv_heads = 3;
+  c.head_dim = 64;
+  c.tie_word_embeddings = true;
+  const auto p = llamacpp_preset("q4_k_m", c, true);
+  std::map<std::string, std::string> t(p->tensors.begin(), p->tensors.end());
+  EXPECT_EQ(t["model.embed_tokens.weight"], "q8_0");  // tied head of 576 columns
+  EXPECT_FALSE(t.contains("lm_head.weight"));
+  EXPECT_EQ(t["model.layers.1.self_attn.q_proj.weight"], "q5_0");  // q4_k -> q5_0
+  EXPECT_EQ(t["model.layers.1.self_attn.v_proj.weight"], "q5_0");
+  EXPECT_EQ(t["model.layers.0.self_attn.v_proj.weight"], "q5_0");  // n/8 = 0: not "more bits"
+  EXPECT_EQ(t["model.layers.3.self_attn.v_proj.weight"], "q8_0");  // the last eighth: q6_k -> q8_0
+  EXPECT_EQ(t["model.layers.1.mlp.down_proj.weight"], "q4_k");     // 1536 columns fit
+  const auto xs = llamacpp_preset("iq4_xs", c, false);
+  std::map<std::string, std::string> tx(xs->tensors.begin(), xs->tensors.end());
+  EXPECT_EQ(tx["model.layers.1.self_attn.q_proj.weight"], "iq4_nl");
+  EXPECT_EQ(tx["model.layers.0.mlp.down_proj.weight"], "iq4_xs");  // n/8 = 0 layers get q5_k
 }
 
 }  // namespace

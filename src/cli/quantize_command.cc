@@ -4,11 +4,15 @@
 #include <atomic>
 #include <csignal>
 #include <optional>
+#include <regex>
 
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "qforge/core/error.h"
 #include "qforge/core/progress.h"
+#include "qforge/formats/format.h"
+#include "qforge/io/model_loader.h"
+#include "qforge/quant/llamacpp_presets.h"
 #include "qforge/quant/quantize_model.h"
 
 namespace qforge::cli {
@@ -17,6 +21,31 @@ namespace {
 std::atomic<bool> g_interrupted{false};
 extern "C" void on_sigint(int) {
   g_interrupted = true;
+}
+
+// A llama.cpp preset (q4_k_m, ...) becomes exact per-tensor formats ahead of any --tensor-format.
+// Names that are also formats (q4_0, q6_k, iq4_xs, ...) are presets only for a GGUF output, where
+// matching llama-quantize's files is the point; natively they stay one format for every linear.
+void apply_llamacpp_preset(QuantizeOptions& q, bool gguf) {
+  if (!gguf) {
+    for (const auto* f : formats::all_formats())
+      if (f->name() == q.format) return;
+  }
+  LoadOptions lo;
+  lo.require_tokenizer = false;
+  const auto preset =
+      llamacpp_preset(q.format, load_model(q.model, lo).config, needs_calibration(q));
+  if (!preset) return;
+  std::vector<std::pair<std::string, std::string>> formats;
+  for (const auto& [name, format] : preset->tensors) {
+    std::string exact = "^" + std::regex_replace(name, std::regex(R"(\.)"), R"(\.)") + "$";
+    if (format != "keep")
+      formats.emplace_back(std::move(exact), format);
+    else if (name.ends_with("_proj.weight"))
+      q.keep.push_back(std::move(exact));  // llama.cpp: F16; embeddings are kept by default
+  }
+  q.format = preset->base;
+  q.tensor_formats.insert(q.tensor_formats.begin(), formats.begin(), formats.end());
 }
 
 }  // namespace
@@ -44,7 +73,11 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--output-format", o->output_format,
                   "native (a Hugging Face directory) or gguf (default: gguf for *.gguf)")
       ->check(CLI::IsMember({"native", "gguf"}));
-  cmd->add_option("--format", o->q.format, "Format of every linear layer (see `qforge formats`)")
+  cmd->add_option(
+         "--format", o->q.format,
+         "Format of every linear layer (see `qforge formats`), or a llama.cpp preset "
+         "(q4_k_m, q4_k_s, q3_k_m, q5_k_m, q6_k, q8_0, q4_0, iq4_xs, ...: llama-quantize's "
+         "type per tensor, embedding and head included; for a GGUF output)")
       ->required();
   cmd->add_option("--method", o->method,
                   "rtn (round to nearest), gptq (default), awq (AWQ scales and clipping, then "
@@ -121,12 +154,13 @@ void add_quantize_command(CLI::App& app) {
       check(eq != std::string::npos && eq > 0, "--tensor-format expects REGEX=FMT, got '{}'", tf);
       q.tensor_formats.emplace_back(tf.substr(0, eq), tf.substr(eq + 1));
     }
+    const bool gguf =
+        o->output_format.empty() ? q.output.extension() == ".gguf" : o->output_format == "gguf";
+    apply_llamacpp_preset(q, gguf);
     g_interrupted = false;
     std::signal(SIGINT, on_sigint);
     q.interrupted = &g_interrupted;
     Progress progress("quantize", 1);
-    const bool gguf =
-        o->output_format.empty() ? q.output.extension() == ".gguf" : o->output_format == "gguf";
     const QuantizeReport r =
         (gguf ? quantize_model_to_gguf : quantize_model)(q, [&](int done, int total) {
           progress.set_total(static_cast<size_t>(total));
