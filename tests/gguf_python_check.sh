@@ -6,6 +6,10 @@
 # usage: QFORGE=path/to/qforge gguf_python_check.sh REPO_ROOT
 set -euo pipefail
 ROOT=$1
+if [ "${QFORGE_SANITIZED:-}" = 1 ]; then
+  echo "SKIP: under sanitizers (the release suite runs this check)"
+  exit 77
+fi
 PY=${QFORGE_GGUF_VENV:-$HOME/.cache/qforge/gguf-venv}/bin/python
 if ! [ -x "$PY" ] || ! "$PY" -c "import gguf" 2>/dev/null; then
   echo "SKIP: no gguf venv at $PY (run scripts/install-gguf-venv.sh)"

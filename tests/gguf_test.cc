@@ -388,14 +388,17 @@ TEST(GgufModel, UnsupportedArchitectureAndTypesAreRefusedByName) {
 // The same quantization written natively and as GGUF holds the same packed bytes: the models
 // give identical logits (the GGUF's q/k rows permuted on write and back on load).
 TEST(GgufQuantize, GgufOutputRunsExactlyAsTheNativeOutput) {
-  for (const char* format : {"q4_k", "iq4_xs"}) {
+  const std::vector<std::string> formats = testing::sanitized()
+                                               ? std::vector<std::string>{"q4_k"}
+                                               : std::vector<std::string>{"q4_k", "iq4_xs"};
+  for (const std::string& format : formats) {
     SCOPED_TRACE(format);
     QuantizeOptions o = testing::embedded_quantize_options(std::string("native_") + format, format,
                                                            QuantMethod::RTN);
     o.tensor_formats = {{"embed_tokens", "q6_k"}};  // the embedding (and tied head) packed too
     quantize_model(o);
     QuantizeOptions g = o;
-    g.output = temp_path(std::string(format) + ".gguf");
+    g.output = temp_path(format + ".gguf");
     fs::remove(g.output);
     const QuantizeReport r = quantize_model_to_gguf(g);
     EXPECT_EQ(r.output_bytes, fs::file_size(g.output));

@@ -374,7 +374,9 @@ std::map<std::string, PackedWeight> packed_weights(const LoadedModel& m) {
   if (m.quantization_record.empty()) return out;
   const auto record = nlohmann::json::parse(m.quantization_record);
   const auto tensors = record.value("tensors", nlohmann::json::object());
-  for (const auto& [name, entry] : tensors.items()) {
+  for (const auto& item : tensors.items()) {
+    const std::string name = item.key();  // not a structured binding: the lambda below uses it
+    const nlohmann::json& entry = item.value();
     const std::string format = entry.value("format", std::string());
     const gguf::TypeTraits* type = gguf::type_of_format(format);
     check(type != nullptr && entry.value("layout", std::string("qforge")) == "qforge",

@@ -239,9 +239,8 @@ HfBpeTokenizer::HfBpeTokenizer(const Json& j, const std::string& label, const Js
     for (int b = 0; b < 256; ++b) {
       std::string s;
       unicode::append_utf8(map[b], s);
-      byte_symbol_[b] = token_id(s);
-      check(byte_symbol_[b] >= 0, "{}: byte-level vocab lacks the token for byte 0x{:02X}", label,
-            b);
+      byte_symbol_[b] = token_id(s);  // -1 when absent (SmolLM2 lacks a few control bytes):
+                                      // refused when such a byte occurs in a text
       unicode_to_byte_[map[b]] = static_cast<uint8_t>(b);
     }
   }
@@ -327,7 +326,12 @@ void HfBpeTokenizer::encode_segment(std::string_view seg, bool first_segment,
       }
       std::vector<int32_t> sym;
       sym.reserve(piece.size());
-      for (char c : piece) sym.push_back(byte_symbol_[static_cast<uint8_t>(c)]);
+      for (char c : piece) {
+        const int32_t id = byte_symbol_[static_cast<uint8_t>(c)];
+        check(id >= 0, "{}: byte 0x{:02X} has no token in the byte-level vocabulary", label_,
+              static_cast<uint8_t>(c));
+        sym.push_back(id);
+      }
       bpe(sym);
       out.insert(out.end(), sym.begin(), sym.end());
       if (cache_.size() < 200000) cache_.emplace(std::string(piece), std::move(sym));
