@@ -178,6 +178,9 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
     check(fs::is_directory(o.output) && fs::is_empty(o.output),
           "{}: output exists (use --force to replace it)", o.output.string());
 
+  check(fs::is_directory(o.model),
+        "{}: quantize a Hugging Face model directory (from a .gguf or .bin: not supported yet)",
+        o.model.string());
   LoadedModel m = load_model(o.model);
   check(m.config.model_type != "phi3",
         "{}: quantizing fused qkv/gate_up projections (Phi-3) is not supported yet",
