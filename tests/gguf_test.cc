@@ -192,9 +192,13 @@ TEST(GgufFile, MalformedHeadersGiveOneClearError) {
   EXPECT_EQ(patched(4, &v2, 4), "");  // v2 has the same layout
   const uint64_t huge = uint64_t{1} << 60;
   EXPECT_EQ(patched(8, &huge, 8),
-            "bad.gguf: the tensor count is 1152921504606846976, more than the file can hold");
+            "bad.gguf: the tensor count is 1152921504606846976, more than the " +
+                std::to_string(good.size() - 16) +
+                " remaining bytes can hold (truncated or corrupt file)");
   EXPECT_EQ(patched(16, &huge, 8),
-            "bad.gguf: the metadata count is 1152921504606846976, more than the file can hold");
+            "bad.gguf: the metadata count is 1152921504606846976, more than the " +
+                std::to_string(good.size() - 24) +
+                " remaining bytes can hold (truncated or corrupt file)");
   // The first key's length.
   EXPECT_NE(patched(24, &huge, 8).find("has length 1152921504606846976 but only"),
             std::string::npos);

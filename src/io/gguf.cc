@@ -149,8 +149,9 @@ class Cursor {
   // A count of items each at least `min_item_bytes` long must fit in what remains.
   uint64_t count(std::string_view what, uint64_t min_item_bytes) {
     const auto n = read<uint64_t>(what);
-    check(n <= remaining() / min_item_bytes, "{}: {} is {}, more than the file can hold", label_,
-          what, n);
+    check(n <= remaining() / min_item_bytes,
+          "{}: {} is {}, more than the {} remaining bytes can hold (truncated or corrupt file)",
+          label_, what, n, remaining());
     return n;
   }
 
