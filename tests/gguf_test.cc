@@ -357,7 +357,8 @@ TEST(GgufModel, ConvertedTypesAreTheOnesAskedFor) {
 }
 
 TEST(GgufModel, UnsupportedArchitectureAndTypesAreRefusedByName) {
-  auto write = [](const std::string& arch, uint32_t type_id) {
+  auto write = [](const std::string& arch, uint32_t type_id,
+                  const std::string& extra = "blk.0.attn_norm.weight") {
     gguf::MetadataWriter md;
     md.add_string("general.architecture", arch);
     md.add_u32(arch + ".embedding_length", 64);
@@ -366,9 +367,10 @@ TEST(GgufModel, UnsupportedArchitectureAndTypesAreRefusedByName) {
     md.add_u32(arch + ".attention.head_count", 2);
     const fs::path p = temp_path("unsupported.gguf");
     const gguf::TypeTraits* t = gguf::find_type(type_id);
-    gguf::Writer w(p, md, {{"token_embd.weight", t, {256, 4}}});
+    gguf::Writer w(p, md, {{"token_embd.weight", t, {256, 4}}, {extra, gguf::find_type(0), {64}}});
     const std::string zeros(gguf::tensor_bytes(*t, {256, 4}, "x"), '\0');
     w.write("token_embd.weight", zeros.data(), zeros.size());
+    w.write(extra, zeros.data(), 256);
     w.commit();
     return p;
   };
@@ -377,6 +379,15 @@ TEST(GgufModel, UnsupportedArchitectureAndTypesAreRefusedByName) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("unsupported architecture 'gpt2'"), std::string::npos)
+        << e.what();
+  }
+  try {
+    load_model(write("llama", 0, "rope_freqs.weight"));  // llama-3 rope scaling: not supported
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unsupported.gguf: tensor 'rope_freqs.weight' is not "
+                                         "part of a llama model"),
+              std::string::npos)
         << e.what();
   }
   try {

@@ -190,8 +190,13 @@ struct GgufStorage {
 // "<name>.packed" (U8, its bytes) with the format recorded in `packed_formats`.
 void add_tensor(GgufStorage& s, nlohmann::json& packed_formats, const gguf::TensorInfo& t,
                 const std::string& arch, const ModelConfig& c) {
-  const std::string name = hf_tensor_name(t.name, arch);
   const std::string& label = s.file->label();
+  std::string name;
+  try {
+    name = hf_tensor_name(t.name, arch);
+  } catch (const Error& e) {
+    fail("{}: {}", label, e.what());
+  }
   check(t.type->dtype || !t.type->format.empty(),
         "{}: tensor '{}' has type {}, which qforge cannot read (supported: f32, f16, bf16, q4_0, "
         "q4_1, q5_0, q5_1, q8_0, q2_K..q6_K, iq4_nl, iq4_xs)",
@@ -201,8 +206,8 @@ void add_tensor(GgufStorage& s, nlohmann::json& packed_formats, const gguf::Tens
   if (permutes_qk(arch) && t.ne.size() == 2 &&
       (is_q || name.ends_with("self_attn.k_proj.weight"))) {
     const int64_t heads = is_q ? c.num_heads : c.num_kv_heads;
-    check(t.ne[1] % (2 * heads) == 0, "{}: tensor '{}' has {} rows, not {} heads of even size",
-          label, t.name, t.ne[1], heads);
+    check(t.ne[1] > 0 && t.ne[1] % (2 * heads) == 0,
+          "{}: tensor '{}' has {} rows, not {} heads of even size", label, t.name, t.ne[1], heads);
     s.copies.push_back(permute_qk_rows(t.data, t.ne[1], t.nbytes / t.ne[1], heads, false));
     data = s.copies.back().data();
   }
