@@ -219,6 +219,8 @@ TEST(GgufFile, BadTensorInfosGiveOneClearError) {
   EXPECT_EQ(patched(x + 20, &removed, 4), "bad.gguf: tensor 'x' has unknown tensor type 4");
   const uint64_t big[2] = {uint64_t{1} << 40, uint64_t{1} << 40};
   EXPECT_EQ(patched(x + 4, big, 16), "bad.gguf: tensor 'x': dimensions overflow");
+  const uint64_t huge_row = uint64_t{1} << 62;  // x 4 bytes: past 2^63 within the first dimension
+  EXPECT_EQ(patched(x + 4, &huge_row, 8), "bad.gguf: tensor 'x': dimensions overflow");
   const uint64_t past = 1 << 20, odd = 8;
   EXPECT_EQ(patched(x + 24, &past, 8),
             "bad.gguf: tensor 'x' (48 bytes at data offset 1048576) extends past the end of the "

@@ -272,7 +272,9 @@ uint64_t tensor_bytes(const TypeTraits& type, const std::vector<int64_t>& ne,
   check(!ne.empty() && ne[0] % type.block == 0, "{}: {} rows of {} are not whole {} blocks of {}",
         what, type.name, ne.empty() ? 0 : ne[0], type.name, type.block);
   const uint64_t limit = std::numeric_limits<int64_t>::max();
-  uint64_t bytes = static_cast<uint64_t>(ne[0] / type.block) * type.block_bytes;
+  const auto blocks = static_cast<uint64_t>(ne[0] / type.block);
+  check(blocks <= limit / type.block_bytes, "{}: dimensions overflow", what);
+  uint64_t bytes = blocks * type.block_bytes;
   for (size_t d = 1; d < ne.size(); ++d) {
     const auto n = static_cast<uint64_t>(ne[d]);
     check(n == 0 || bytes <= limit / n, "{}: dimensions overflow", what);
