@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# The gguf package for tests/gguf_python_check.sh (which says so and skips if this failed).
+scripts/install-gguf-venv.sh >/dev/null || echo "install-gguf-venv failed: gguf_python_check will skip" >&2
 JOBS=${JOBS:-$(nproc)}
 echo "== release build + tests"
 cmake --preset release >/dev/null

@@ -22,7 +22,7 @@ bad() {  # bad NAME PATTERN CMD... : must exit 1 with a one-line error matching 
   passes=$((passes + 1))
 }
 
-for sub in info run eval bench formats quantize plan; do ok "help-$sub" "$QFORGE" "$sub" --help; done
+for sub in info run eval bench formats quantize plan convert; do ok "help-$sub" "$QFORGE" "$sub" --help; done
 ok formats-json "$QFORGE" formats --json
 grep -q '"mxfp4"' "$TMP/out" || { echo "FAIL formats-json: no mxfp4"; fails=$((fails + 1)); }
 bad unknown-format "known:" "$QFORGE" formats --format no-such-format
@@ -102,6 +102,24 @@ bad malformed-config "config.json" "$QFORGE" info "$TMP/badjson"
 mkdir -p "$TMP/arch" && ln -s "$M/model.safetensors" "$TMP/arch/model.safetensors" && sed 's/"llama"/"mamba"/' "$M/config.json" >"$TMP/arch/config.json"
 bad unknown-arch "mamba" "$QFORGE" info "$TMP/arch"
 bad missing-text "nope.txt" "$QFORGE" eval "$M" --text "$TMP/nope.txt"
+
+# GGUF: convert, then every reading command; a quantized GGUF; bad files refused in one line.
+ok convert "$QFORGE" convert "$M" -o "$TMP/m.gguf"
+ok info-gguf "$QFORGE" info "$TMP/m.gguf"
+ok run-gguf "$QFORGE" run "$TMP/m.gguf" -p "Once upon a time" -n 8 --temp 0
+ok eval-llamacpp "$QFORGE" eval "$TMP/m.gguf" --text "$TMP/text.txt" --ctx 64 --protocol llama.cpp
+grep -q "llama.cpp: " "$TMP/out" || { echo "FAIL eval-llamacpp: no protocol line"; fails=$((fails + 1)); }
+ok quantize-gguf "$QFORGE" quantize "$M" -o "$TMP/q.gguf" --format q4_k_m --method rtn
+ok eval-gguf-ref "$QFORGE" eval "$TMP/q.gguf" --ref "$TMP/m.gguf" --text "$TMP/text.txt" --ctx 64
+bad convert-exists "exists" "$QFORGE" convert "$M" -o "$TMP/m.gguf"
+bad quantize-gguf-format "has no GGUF type" "$QFORGE" quantize "$M" -o "$TMP/qx.gguf" --format int4-g64 --method rtn
+[ ! -e "$TMP/qx.gguf" ] || { echo "FAIL refused GGUF quantize left output behind"; fails=$((fails + 1)); }
+head -c 1000 "$TMP/m.gguf" >"$TMP/cut.gguf"
+bad gguf-truncated "truncated" "$QFORGE" info "$TMP/cut.gguf"
+printf 'GGML' | cat - <(tail -c +5 "$TMP/m.gguf") >"$TMP/magic.gguf"
+bad gguf-magic "bad magic" "$QFORGE" run "$TMP/magic.gguf" -p x -n 1
+head -c "$(($(stat -c %s "$TMP/m.gguf") - 4096))" "$TMP/m.gguf" >"$TMP/short.gguf"
+bad gguf-data-past-end "past the end" "$QFORGE" eval "$TMP/short.gguf" --text "$TMP/text.txt"
 
 echo "$passes passed, $fails failed"
 exit $((fails > 0))

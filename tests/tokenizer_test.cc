@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "io/pretokenize.h"
 #include "qforge/core/error.h"
 #include "qforge/core/mapped_file.h"
 #include "test_util.h"
@@ -180,6 +181,78 @@ TEST(HfTokenizer, RejectsBadInputWithClearErrors) {
       R"({"model": {"type": "BPE", "vocab": {"a": 0}}, "pre_tokenizer": {"type": "Whitespace"}})",
       "unsupported pre-tokenizer 'Whitespace'");
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": "zero"}}})", "invalid id");
+}
+
+// What a .gguf carries (tokenizer.ggml.*) must rebuild the same tokenizer.
+TEST(GgufVocabulary, RebuiltTokenizersMatchReference) {
+  const auto embedded = load_tokenizer(testing::embedded_model_dir());
+  const Vocabulary v = embedded->vocabulary();
+  EXPECT_EQ(v.model, "gpt2");
+  EXPECT_EQ(v.pre, "qwen2");
+  EXPECT_EQ(v.merges.size(), 16384u - 256u - 1u);  // every token but the bytes and <|endoftext|>
+  EXPECT_EQ(v.types[0], Vocabulary::Control);      // <|endoftext|>
+  const auto rebuilt = make_tokenizer(v, "embedded.gguf");
+  expect_reference_ids(*rebuilt, testing::embedded_model_dir());
+  expect_round_trips(*rebuilt);
+  EXPECT_EQ(rebuilt->adds_bos(), embedded->adds_bos());
+  EXPECT_EQ(rebuilt->eos_id(), embedded->eos_id());
+}
+
+TEST(GgufVocabulary, RebuiltSharedTokenizersMatchReference) {
+  QFORGE_REQUIRE_SHARED(shared);
+  const auto llama = shared / "models" / "llama-sp-58m", qwen = shared / "models" / "qwen-bpe-31m";
+  const Vocabulary sp = load_tokenizer(llama / "tokenizer.model")->vocabulary();
+  EXPECT_EQ(sp.model, "llama");
+  EXPECT_EQ(sp.types[0], Vocabulary::Unknown);
+  EXPECT_EQ(sp.types[3], Vocabulary::Byte);  // <0x00>
+  const auto sp_rebuilt = make_tokenizer(sp, "llama.gguf");
+  EXPECT_EQ(sp_rebuilt->bos_id(), 1);
+  EXPECT_EQ(sp_rebuilt->eos_id(), 2);
+  expect_reference_ids(*sp_rebuilt, llama);  // whitespace runs included: SentencePiece itself
+  expect_round_trips(*sp_rebuilt);
+  const auto bpe_rebuilt =
+      make_tokenizer(load_tokenizer(qwen / "tokenizer.json")->vocabulary(), "qwen.gguf");
+  expect_reference_ids(*bpe_rebuilt, qwen);
+}
+
+TEST(GgufVocabulary, PreTokenizersByTheirGgufNames) {
+  auto pieces = [](const char* name, std::string_view text) {
+    const auto p = pretokenize(*pretokenizer_regex_from_gguf_name(name), text);
+    return std::vector<std::string>(p.begin(), p.end());
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(pieces("gpt-2", "ab 12345"), (V{"ab", " 12345"}));
+  EXPECT_EQ(pieces("qwen2", "ab 12345"), (V{"ab", " ", "1", "2", "3", "4", "5"}));
+  EXPECT_EQ(pieces("llama-bpe", "ab 12345"), (V{"ab", " ", "123", "45"}));
+  EXPECT_EQ(pieces("smollm", "ab12 cd 7"), (V{"ab", "1", "2", " cd", " ", "7"}));
+  EXPECT_FALSE(pretokenizer_regex_from_gguf_name("deepseek-llm").has_value());
+}
+
+TEST(GgufVocabulary, IncompleteVocabulariesAreRefusedByName) {
+  Vocabulary v = load_tokenizer(testing::embedded_model_dir())->vocabulary();
+  auto error = [](const Vocabulary& bad) {
+    try {
+      make_tokenizer(bad, "x.gguf");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  Vocabulary no_merges = v;
+  no_merges.merges.clear();
+  EXPECT_EQ(error(no_merges), "x.gguf: a BPE (gpt2) tokenizer without merges");
+  Vocabulary unknown_pre = v;
+  unknown_pre.pre = "deepseek-llm";
+  EXPECT_NE(error(unknown_pre).find("unsupported pre-tokenizer 'deepseek-llm'"), std::string::npos);
+  Vocabulary unknown_model = v;
+  unknown_model.model = "rwkv";
+  EXPECT_NE(error(unknown_model).find("unsupported tokenizer model 'rwkv'"), std::string::npos);
+  Vocabulary bad_bos = v;
+  bad_bos.bos = 1 << 20;
+  EXPECT_NE(error(bad_bos).find("special token id 1048576"), std::string::npos);
+  Vocabulary bad_merge = v;
+  bad_merge.merges[5] = "nosuchtoken x";
+  EXPECT_NE(error(bad_merge).find("names a token missing from the vocab"), std::string::npos);
 }
 
 TEST(LoadTokenizer, DirectoryWithoutTokenizerIsRefused) {

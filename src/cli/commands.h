@@ -14,5 +14,6 @@ void add_bench_command(CLI::App& app);
 void add_formats_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
 void add_plan_command(CLI::App& app);
+void add_convert_command(CLI::App& app);
 
 }  // namespace qforge::cli

@@ -19,9 +19,9 @@ namespace qforge::cli {
 namespace {
 
 struct EvalOpts {
-  std::string model, text, tokenizer, ref;
+  std::string model, text, tokenizer, ref, protocol = "qforge";
   int ctx = 512;
-  int64_t max_tokens = 0;
+  int64_t max_tokens = 0, chunks = 0;
   int batch = 0;
   bool json = false;
   int threads = 0;
@@ -75,13 +75,48 @@ void print_comparison(const EvalOpts& o, const LoadedModel& m, const LoadedModel
   fmt::print("time        {:.2f} s ({} threads)\n", r.seconds, threads);
 }
 
+void print_perplexity(const EvalOpts& o, const LoadedModel& m, const PerplexityResult& r,
+                      size_t text_tokens, double tokenize_s, int threads,
+                      const std::string& inference) {
+  const bool llamacpp = o.protocol == "llama.cpp";
+  if (o.json) {
+    nlohmann::json j = {{"model", m.source.string()},
+                        {"text", o.text},
+                        {"protocol", o.protocol},
+                        {"ppl", r.ppl},
+                        {"mean_nll", r.mean_nll},
+                        {"tokens", r.tokens},
+                        {"windows", r.windows},
+                        {"ctx", o.ctx},
+                        {"seconds", r.seconds},
+                        {"tokenize_seconds", tokenize_s},
+                        {"threads", threads},
+                        {"inference", inference},
+                        {"tokens_per_second", r.tokens / r.seconds}};
+    fmt::print("{}\n", j.dump());
+    return;
+  }
+  fmt::print("model      {}\ntext       {} ({} tokens, tokenized in {:.2f} s)\n", m.source.string(),
+             o.text, text_tokens, tokenize_s);
+  if (llamacpp)
+    fmt::print("protocol   llama.cpp: {} chunks of {} tokens, BOS first: {}, second half scored\n",
+               r.windows, o.ctx, m.tokenizer->adds_bos() ? "yes" : "no");
+  else
+    fmt::print("protocol   windows of {} + 1 tokens overlapping by one; {} windows\n", o.ctx,
+               r.windows);
+  fmt::print("perplexity {:.4f}  (mean NLL {:.6f} over {} predicted tokens)\n", r.ppl, r.mean_nll,
+             r.tokens);
+  fmt::print("time       {:.2f} s ({:.0f} tok/s, {} threads)\n", r.seconds, r.tokens / r.seconds,
+             threads);
+}
+
 }  // namespace
 
 void add_eval_command(CLI::App& app) {
   using Opts = EvalOpts;
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("eval", "Measure perplexity on a text file");
-  cmd->add_option("model", o->model, "Model directory or llama2.c .bin")->required();
+  cmd->add_option("model", o->model, "Model directory, .gguf or llama2.c .bin")->required();
   cmd->add_option("--text", o->text, "UTF-8 text file to evaluate on")->required();
   cmd->add_option("--ctx", o->ctx, "Predicted tokens per window (windows overlap by one token)")
       ->check(CLI::PositiveNumber);
@@ -91,6 +126,12 @@ void add_eval_command(CLI::App& app) {
                   "Tokens per forward call (0 = a whole window); 1-8 measure the decode kernels "
                   "(integer dot products with 8-bit activations where the format has them)")
       ->check(CLI::Range(0, 4096));
+  cmd->add_option("--protocol", o->protocol,
+                  "qforge (windows overlapping by one, every token scored) or llama.cpp "
+                  "(llama-perplexity's: chunks of --ctx tokens, BOS first, second half scored)")
+      ->check(CLI::IsMember({"qforge", "llama.cpp"}));
+  cmd->add_option("--chunks", o->chunks, "llama.cpp protocol: score only the first N chunks")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file overriding the model's own");
   cmd->add_option(
       "--ref", o->ref,
@@ -116,6 +157,20 @@ void add_eval_command(CLI::App& app) {
     ThreadPool& pool = ThreadPool::global();
     if (auto kv = kv_format(o->kv)) m.inference.kv = *kv;
     Transformer model(m.config, m.weights, pool, m.inference);
+    if (o->protocol == "llama.cpp") {
+      check(o->ref.empty() && o->max_tokens == 0,
+            "--protocol llama.cpp takes --ctx and --chunks (not --ref or --max-tokens)");
+      const int32_t bos = m.tokenizer->adds_bos() ? m.tokenizer->bos_id() : -1;
+      Progress progress("eval", 1);
+      const PerplexityResult r = evaluate_perplexity_llamacpp(
+          model, ids, o->ctx, o->chunks, bos, [&](int64_t done, int64_t total) {
+            progress.set_total(static_cast<size_t>(total));
+            progress.update(static_cast<size_t>(done));
+          });
+      progress.finish();
+      print_perplexity(*o, m, r, ids.size(), tokenize_s, pool.size(), model.options().describe());
+      return;
+    }
     PerplexityOptions po{o->ctx, o->max_tokens, o->batch};
     Progress progress("eval", ids.size() - 1);
     if (!o->ref.empty()) {
@@ -136,30 +191,7 @@ void add_eval_command(CLI::App& app) {
           progress.update(static_cast<size_t>(done));
         });
     progress.finish();
-    if (o->json) {
-      nlohmann::json j = {{"model", m.source.string()},
-                          {"text", o->text},
-                          {"ppl", r.ppl},
-                          {"mean_nll", r.mean_nll},
-                          {"tokens", r.tokens},
-                          {"windows", r.windows},
-                          {"ctx", o->ctx},
-                          {"seconds", r.seconds},
-                          {"tokenize_seconds", tokenize_s},
-                          {"threads", pool.size()},
-                          {"inference", model.options().describe()},
-                          {"tokens_per_second", r.tokens / r.seconds}};
-      fmt::print("{}\n", j.dump());
-    } else {
-      fmt::print("model      {}\ntext       {} ({} tokens, tokenized in {:.2f} s)\n",
-                 m.source.string(), o->text, ids.size(), tokenize_s);
-      fmt::print("protocol   windows of {} + 1 tokens overlapping by one; {} windows\n", o->ctx,
-                 r.windows);
-      fmt::print("perplexity {:.4f}  (mean NLL {:.6f} over {} predicted tokens)\n", r.ppl,
-                 r.mean_nll, r.tokens);
-      fmt::print("time       {:.2f} s ({:.0f} tok/s, {} threads)\n", r.seconds,
-                 r.tokens / r.seconds, pool.size());
-    }
+    print_perplexity(*o, m, r, ids.size(), tokenize_s, pool.size(), model.options().describe());
   });
 }
 

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   qforge::cli::add_formats_command(app);
   qforge::cli::add_quantize_command(app);
   qforge::cli::add_plan_command(app);
+  qforge::cli::add_convert_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

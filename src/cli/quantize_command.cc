@@ -5,12 +5,16 @@
 #include <atomic>
 #include <csignal>
 #include <optional>
+#include <regex>
 
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/planning.h"
 #include "qforge/core/error.h"
 #include "qforge/core/progress.h"
+#include "qforge/formats/format.h"
+#include "qforge/io/model_loader.h"
+#include "qforge/quant/llamacpp_presets.h"
 #include "qforge/quant/quantize_model.h"
 
 namespace qforge::cli {
@@ -49,12 +53,37 @@ void plan_for_quantize(QuantizeOptions& q, const plan::Budget& budget, const Pla
     q.max_output_bytes = static_cast<uint64_t>(budget.value);
 }
 
+// A llama.cpp preset (q4_k_m, ...) becomes exact per-tensor formats ahead of any --tensor-format.
+// Names that are also formats (q4_0, q6_k, iq4_xs, ...) are presets only for a GGUF output, where
+// matching llama-quantize's files is the point; natively they stay one format for every linear.
+void apply_llamacpp_preset(QuantizeOptions& q, bool gguf) {
+  if (!gguf) {
+    for (const auto* f : formats::all_formats())
+      if (f->name() == q.format) return;
+  }
+  LoadOptions lo;
+  lo.require_tokenizer = false;
+  const auto preset =
+      llamacpp_preset(q.format, load_model(q.model, lo).config, needs_calibration(q));
+  if (!preset) return;
+  std::vector<std::pair<std::string, std::string>> formats;
+  for (const auto& [name, format] : preset->tensors) {
+    std::string exact = "^" + std::regex_replace(name, std::regex(R"(\.)"), R"(\.)") + "$";
+    if (format != "keep")
+      formats.emplace_back(std::move(exact), format);
+    else if (name.ends_with("_proj.weight"))
+      q.keep.push_back(std::move(exact));  // llama.cpp: F16; embeddings are kept by default
+  }
+  q.format = preset->base;
+  q.tensor_formats.insert(q.tensor_formats.begin(), formats.begin(), formats.end());
+}
+
 }  // namespace
 
 void add_quantize_command(CLI::App& app) {
   struct Opts {
     QuantizeOptions q;
-    std::string model, output, method = "gptq", calib, plan;
+    std::string model, output, method = "gptq", calib, plan, output_format;
     PlanningOptions planning;
     std::vector<std::string> tensor_formats;
     int64_t group_size = 0;
@@ -69,9 +98,17 @@ void add_quantize_command(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("quantize", "Quantize a model's linear layers into a format");
   cmd->add_option("model", o->model, "Hugging Face model directory")->required();
-  cmd->add_option("-o,--output", o->output, "Output directory (written atomically)")->required();
-  auto* format = cmd->add_option("--format", o->q.format,
-                                 "Format of every linear layer (see `qforge formats`)");
+  cmd->add_option("-o,--output", o->output,
+                  "Output directory, or a .gguf file for llama.cpp (written atomically)")
+      ->required();
+  cmd->add_option("--output-format", o->output_format,
+                  "native (a Hugging Face directory) or gguf (default: gguf for *.gguf)")
+      ->check(CLI::IsMember({"native", "gguf"}));
+  auto* format = cmd->add_option(
+      "--format", o->q.format,
+      "Format of every linear layer (see `qforge formats`), or a llama.cpp preset "
+      "(q4_k_m, q4_k_s, q3_k_m, q5_k_m, q6_k, q8_0, q4_0, iq4_xs, ...: llama-quantize's "
+      "type per tensor, embedding and head included; for a GGUF output)");
   auto* plan_file = cmd->add_option("--plan", o->plan,
                                     "A plan from `qforge plan`: each tensor's "
                                     "format (tensors it does not name are kept)");
@@ -156,6 +193,9 @@ void add_quantize_command(CLI::App& app) {
     }
     check(!q.format.empty() || !o->plan.empty() || budget_of(o->planning),
           "quantize needs --format FMT, --plan FILE, --bpw B or --size BYTES");
+    const bool gguf =
+        o->output_format.empty() ? q.output.extension() == ".gguf" : o->output_format == "gguf";
+    if (!q.format.empty()) apply_llamacpp_preset(q, gguf);
     if (!o->plan.empty()) {
       q.plan = read_plan(o->plan);
       q.plan_source = o->plan;
@@ -166,10 +206,11 @@ void add_quantize_command(CLI::App& app) {
     std::signal(SIGINT, on_sigint);
     q.interrupted = &g_interrupted;
     Progress progress("quantize", 1);
-    const QuantizeReport r = quantize_model(q, [&](int done, int total) {
-      progress.set_total(static_cast<size_t>(total));
-      progress.update(static_cast<size_t>(done));
-    });
+    const QuantizeReport r =
+        (gguf ? quantize_model_to_gguf : quantize_model)(q, [&](int done, int total) {
+          progress.set_total(static_cast<size_t>(total));
+          progress.update(static_cast<size_t>(done));
+        });
     progress.finish();
     std::signal(SIGINT, SIG_DFL);
     double rtn = 0, got = 0;
@@ -186,7 +227,9 @@ void add_quantize_command(CLI::App& app) {
         "wrote {} ({}) in {:.1f} s: format {}, method {}, {} calibration tokens, {} layout\n",
         q.output.string(), human_bytes(static_cast<double>(r.output_bytes)), r.seconds,
         q.plan ? "mixed (plan)" : q.format, r.method, r.calib_tokens,
-        r.compressed_tensors ? "compressed-tensors" : "qforge");
+        gguf                   ? "gguf"
+        : r.compressed_tensors ? "compressed-tensors"
+                               : "qforge");
     InferenceOptions io;
     io.activations = q.activations;
     io.kv = q.kv;

@@ -65,4 +65,41 @@ PerplexityResult evaluate_perplexity(Transformer& model, std::span<const int32_t
   return r;
 }
 
+PerplexityResult evaluate_perplexity_llamacpp(
+    Transformer& model, std::span<const int32_t> tokens, int ctx, int64_t chunks, int32_t bos,
+    const std::function<void(int64_t, int64_t)>& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  check(ctx >= 4, "context length must be >= 4 (got {})", ctx);
+  const auto n = static_cast<int64_t>(tokens.size());
+  // llama-perplexity refuses texts shorter than two chunks.
+  check(n >= 2 * static_cast<int64_t>(ctx), "text too short: {} tokens, need 2 x ctx = {}", n,
+        2 * static_cast<int64_t>(ctx));
+  int64_t n_chunks = n / ctx;
+  if (chunks > 0) n_chunks = std::min(n_chunks, chunks);
+  const int vocab = model.config().vocab_size;
+  const int first = ctx / 2;
+  KVCache cache = model.new_cache(ctx);
+  std::vector<float> logits(static_cast<size_t>(ctx) * vocab);
+  std::vector<int32_t> chunk(static_cast<size_t>(ctx));
+  double nll = 0.0;
+  PerplexityResult r;
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    std::copy_n(tokens.begin() + c * ctx, ctx, chunk.begin());
+    if (bos >= 0) chunk[0] = bos;
+    model.forward(chunk, 0, cache, logits.data(), true);
+    // Scored targets are the original tokens (only the input's first token became BOS).
+    for (int j = first; j < ctx - 1; ++j) {
+      nll += token_nll({logits.data() + static_cast<size_t>(j) * vocab, static_cast<size_t>(vocab)},
+                       tokens[c * ctx + j + 1]);
+      ++r.tokens;
+    }
+    ++r.windows;
+    if (progress) progress(c + 1, n_chunks);
+  }
+  r.mean_nll = nll / static_cast<double>(r.tokens);
+  r.ppl = std::exp(r.mean_nll);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
 }  // namespace qforge

@@ -4,6 +4,7 @@
 //    byte fallback to <0xNN> tokens, Replace/ByteFallback/Fuse/Strip decoder.
 // Added tokens are split out of the text first; merges apply by rank (lowest first, leftmost
 // among equal ranks), with a heap so that a long unsplit text stays O(n log n).
+#include <algorithm>
 #include <array>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -11,6 +12,7 @@
 #include <unordered_map>
 
 #include "io/pretokenize.h"
+#include "io/tokenizer_factories.h"
 #include "io/unicode.h"
 #include "qforge/core/error.h"
 #include "qforge/core/mapped_file.h"
@@ -42,6 +44,7 @@ class HfBpeTokenizer : public Tokenizer {
            (byte_level_ ? "byte-level" : "sentencepiece-style") + ", " +
            std::to_string(vocab_size()) + " tokens)";
   }
+  Vocabulary vocabulary() const override;
 
  private:
   void encode_segment(std::string_view segment, bool first_segment,
@@ -190,6 +193,7 @@ HfBpeTokenizer::HfBpeTokenizer(const Json& j, const std::string& label, const Js
     }
   }
   bool metaspace = replace_space;
+  bool digits = false;  // Digits(individual_digits) before a ByteLevel regex: SmolLM's splitting
   for (const Json* p : types_of(field(j, "pre_tokenizer"), "pretokenizers")) {
     const std::string t = p->value("type", std::string());
     if (t == "ByteLevel") {
@@ -207,6 +211,10 @@ HfBpeTokenizer::HfBpeTokenizer(const Json& j, const std::string& label, const Js
       check(
           p->value("behavior", std::string("Isolated")) == "Isolated" && !p->value("invert", false),
           "{}: only Split with behavior Isolated is supported", label);
+    } else if (t == "Digits") {
+      check(p->value("individual_digits", false),
+            "{}: only the Digits pre-tokenizer with individual_digits is supported", label);
+      digits = true;
     } else if (t == "Metaspace") {
       metaspace = true;
       check(p->value("replacement", kMetaspace) == kMetaspace,
@@ -221,14 +229,18 @@ HfBpeTokenizer::HfBpeTokenizer(const Json& j, const std::string& label, const Js
   }
   check(byte_level_ != metaspace, "{}: expected either a ByteLevel or a Metaspace-style tokenizer",
         label);
+  if (digits) {
+    check(byte_level_ && regex_ == PreTokenizerRegex::Gpt2,
+          "{}: Digits is supported only before ByteLevel's own (GPT-2) regex", label);
+    regex_ = PreTokenizerRegex::SmolLm;
+  }
   if (byte_level_) {
     const auto map = bytes_to_unicode();
     for (int b = 0; b < 256; ++b) {
       std::string s;
       unicode::append_utf8(map[b], s);
-      byte_symbol_[b] = token_id(s);
-      check(byte_symbol_[b] >= 0, "{}: byte-level vocab lacks the token for byte 0x{:02X}", label,
-            b);
+      byte_symbol_[b] = token_id(s);  // -1 when absent (SmolLM2 lacks a few control bytes):
+                                      // refused when such a byte occurs in a text
       unicode_to_byte_[map[b]] = static_cast<uint8_t>(b);
     }
   }
@@ -314,7 +326,12 @@ void HfBpeTokenizer::encode_segment(std::string_view seg, bool first_segment,
       }
       std::vector<int32_t> sym;
       sym.reserve(piece.size());
-      for (char c : piece) sym.push_back(byte_symbol_[static_cast<uint8_t>(c)]);
+      for (char c : piece) {
+        const int32_t id = byte_symbol_[static_cast<uint8_t>(c)];
+        check(id >= 0, "{}: byte 0x{:02X} has no token in the byte-level vocabulary", label_,
+              static_cast<uint8_t>(c));
+        sym.push_back(id);
+      }
       bpe(sym);
       out.insert(out.end(), sym.begin(), sym.end());
       if (cache_.size() < 200000) cache_.emplace(std::string(piece), std::move(sym));
@@ -355,6 +372,32 @@ void HfBpeTokenizer::encode_segment(std::string_view seg, bool first_segment,
   }
   bpe(sym);
   out.insert(out.end(), sym.begin(), sym.end());
+}
+
+Vocabulary HfBpeTokenizer::vocabulary() const {
+  check(byte_level_ && regex_ != PreTokenizerRegex::None,
+        "{}: only byte-level BPE with a known pre-tokenizer regex has a GGUF form", label_);
+  Vocabulary v;
+  v.model = "gpt2";
+  v.pre = gguf_pretokenizer_name(regex_);
+  v.tokens = id_to_token_;
+  v.types.assign(v.tokens.size(), Vocabulary::Normal);
+  for (size_t i = 0; i < v.tokens.size(); ++i)
+    if (v.tokens[i].empty()) {  // an id the vocabulary skips: llama.cpp's converter pads so too
+      v.tokens[i] = "[PAD" + std::to_string(i) + "]";
+      v.types[i] = Vocabulary::Unused;
+    }
+  for (const AddedToken& a : added_)
+    v.types[a.id] = a.special ? Vocabulary::Control : Vocabulary::UserDefined;
+  std::vector<std::pair<int32_t, uint64_t>> by_rank;
+  for (const auto& [pair, rank_merged] : merges_) by_rank.emplace_back(rank_merged.first, pair);
+  std::sort(by_rank.begin(), by_rank.end());
+  for (const auto& [rank, pair] : by_rank)
+    v.merges.push_back(id_to_token_[pair >> 32] + " " + id_to_token_[pair & 0xffffffffu]);
+  v.bos = bos_;
+  v.eos = eos_;
+  v.add_bos = adds_bos_;
+  return v;
 }
 
 std::vector<int32_t> HfBpeTokenizer::encode(std::string_view text, bool add_bos) const {
@@ -442,6 +485,50 @@ std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view json_text,
     return std::make_unique<HfBpeTokenizer>(j, label, nullptr);
   } catch (const Json::exception& e) {  // a field of the wrong JSON type
     fail("{}: invalid tokenizer.json: {}", label, e.what());
+  }
+}
+
+// A tokenizer.json equivalent to a GGUF "gpt2" vocabulary, parsed by the same code as the files.
+std::unique_ptr<Tokenizer> make_byte_level_bpe_tokenizer(const Vocabulary& v,
+                                                         const std::string& label) {
+  const auto regex = pretokenizer_regex_from_gguf_name(v.pre);
+  check(regex.has_value(),
+        "{}: unsupported pre-tokenizer '{}' (supported: default, gpt-2, llama-bpe, qwen2, smollm)",
+        label, v.pre);
+  Json vocab = Json::object(), added = Json::array();
+  for (size_t i = 0; i < v.tokens.size(); ++i) {
+    vocab[v.tokens[i]] = i;
+    const int32_t type = v.types.empty() ? Vocabulary::Normal : v.types[i];
+    if (type == Vocabulary::Control || type == Vocabulary::UserDefined)
+      added.push_back(
+          {{"id", i}, {"content", v.tokens[i]}, {"special", type == Vocabulary::Control}});
+  }
+  Json pre = Json::array();
+  if (*regex == PreTokenizerRegex::SmolLm)
+    pre.push_back({{"type", "Digits"}, {"individual_digits", true}});
+  else
+    pre.push_back({{"type", "Split"},
+                   {"pattern", {{"Regex", pretokenizer_pattern(*regex)}}},
+                   {"behavior", "Isolated"},
+                   {"invert", false}});
+  pre.push_back({{"type", "ByteLevel"},
+                 {"add_prefix_space", false},
+                 {"use_regex", *regex == PreTokenizerRegex::SmolLm}});
+  Json j = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", v.merges}}},
+            {"added_tokens", added},
+            {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", pre}}},
+            {"decoder", {{"type", "ByteLevel"}}}};
+  Json config = Json::object();
+  if (v.bos >= 0) config["bos_token"] = v.tokens[v.bos];
+  if (v.eos >= 0) config["eos_token"] = v.tokens[v.eos];
+  if (v.add_bos && v.bos >= 0)
+    j["post_processor"] = {
+        {"type", "TemplateProcessing"},
+        {"single", {{{"SpecialToken", {{"id", v.tokens[v.bos]}}}}, {{"Sequence", {{"id", "A"}}}}}}};
+  try {
+    return std::make_unique<HfBpeTokenizer>(j, label, &config);
+  } catch (const Json::exception& e) {
+    fail("{}: invalid vocabulary: {}", label, e.what());
   }
 }
 

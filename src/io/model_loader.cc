@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/gguf_source.h"
+#include "io/tensor_source.h"
 #include "qforge/core/error.h"
 #include "qforge/formats/activation.h"
 #include "qforge/formats/compressed_tensors.h"
@@ -17,21 +19,39 @@ namespace {
 
 namespace fs = std::filesystem;
 
+TensorSource safetensors_source(const fs::path& dir) {
+  const TensorStore store = TensorStore::open(dir);
+  TensorSource s;
+  s.path = dir;
+  s.find = [store](const std::string& name) { return store.find(name); };
+  for (const auto& f : store.files()) {
+    s.storage.push_back(f);
+    auto it = f->metadata().find("qforge.quantization");
+    if (it != f->metadata().end()) s.record = it->second;
+  }
+  s.release_pages = [files = store.files()](const std::byte* p, size_t n) {
+    for (const auto& f : files)
+      if (f->release(p, n)) return;
+  };
+  for (const TensorView* tv : store.all()) s.listing.push_back(*tv);
+  return s;
+}
+
 // Looks tensors up by Hugging Face name and checks their shapes against the config.
 // Quantized linears of a qforge-native directory are stored as "<name>.packed" (U8) with their
 // format in the "qforge.quantization" metadata; they stay packed (Matrix::format).
 class HfTensorMapper {
  public:
-  HfTensorMapper(const TensorStore& store, const fs::path& dir) : store_(store), dir_(dir) {
-    for (const auto& f : store.files()) {
-      auto it = f->metadata().find("qforge.quantization");
-      if (it == f->metadata().end()) continue;
+  explicit HfTensorMapper(const TensorSource& source) : source_(source), dir_(source.path) {
+    if (!source.record.empty()) {
       try {
-        quantization_ = nlohmann::json::parse(it->second);
-        record_ = quantization_.is_object() ? it->second : "";
+        quantization_ = nlohmann::json::parse(source.record);
+        record_ = quantization_.is_object() ? source.record : "";
       } catch (const nlohmann::json::exception& e) {
-        fail("{}: malformed qforge.quantization metadata: {}", f->path().string(), e.what());
+        fail("{}: malformed qforge.quantization metadata: {}", dir_.string(), e.what());
       }
+    } else if (!source.packed_formats.empty()) {
+      quantization_ = {{"tensors", source.packed_formats}};
     }
   }
   std::vector<std::shared_ptr<const void>> take_buffers() { return std::move(buffers_); }
@@ -48,7 +68,7 @@ class HfTensorMapper {
   }
 
   const TensorView& get(const std::string& name, const std::vector<int64_t>& shape) const {
-    const TensorView* tv = store_.find(name);
+    const TensorView* tv = source_.find(name);
     check(tv != nullptr, "{}: missing tensor '{}'", dir_.string(), name);
     check(tv->shape == shape, "{}: tensor '{}' has shape {}, expected {}", dir_.string(), name,
           tv->shape_string(), shape_to_string(shape));
@@ -59,7 +79,7 @@ class HfTensorMapper {
   }
   // A weight matrix: plain, or quantized and kept packed (never dequantized at load).
   Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const {
-    const TensorView* tv = store_.find(name);
+    const TensorView* tv = source_.find(name);
     // Quantized weights: "<name>.packed", or compressed-tensors' tensors, some of which are named
     // "<module>.weight" too (F8_E4M3 for FP8, I8 for int-quantized).
     if ((tv == nullptr || !is_float_weight_dtype(tv->dtype)) && is_quantized(name))
@@ -93,7 +113,7 @@ class HfTensorMapper {
       fail("{}: {}", dir_.string(), e.what());
     }
     if (layout != "compressed-tensors") {
-      const TensorView* tv = store_.find(name + ".packed");
+      const TensorView* tv = source_.find(name + ".packed");
       check(tv != nullptr, "{}: missing tensor '{}.packed'", dir_.string(), name);
       check(tv->nbytes() == f.encoded_bytes(rows, cols),
             "{}: tensor '{}' holds {} bytes but {} [{}, {}] needs {}", dir_.string(), name,
@@ -105,30 +125,29 @@ class HfTensorMapper {
     auto buf = std::make_shared<std::vector<std::byte>>(formats::from_compressed_tensors(
         f, rows, cols,
         [&](const std::string& suffix) {
-          const TensorView* t = store_.find(module + "." + suffix);
+          const TensorView* t = source_.find(module + "." + suffix);
           check(t != nullptr, "{}: missing tensor '{}.{}' of the compressed-tensors weight '{}'",
                 dir_.string(), module, suffix, name);
           sources.push_back(t);
           return std::span<const std::byte>(t->data, t->nbytes());
         },
         entry.value("ct_format", std::string()) == "int-quantized"));
-    for (const TensorView* t : sources)
-      for (const auto& file : store_.files())
-        if (file->release(t->data, t->nbytes())) break;
+    if (source_.release_pages)
+      for (const TensorView* t : sources) source_.release_pages(t->data, t->nbytes());
     buffers_.push_back(buf);
     return packed_matrix(name, f, rows, cols, buf->data());
   }
 
-  const TensorStore& store_;
+  const TensorSource& source_;
   const fs::path& dir_;
   nlohmann::json quantization_;
   std::string record_;  // its text as stored, when it is a JSON object ("" otherwise)
   mutable std::vector<std::shared_ptr<const void>> buffers_;
 };
 
-ModelWeights map_hf_weights(const ModelConfig& c, const TensorStore& store, const fs::path& dir,
+ModelWeights map_hf_weights(const ModelConfig& c, const TensorSource& source,
                             InferenceOptions* inference, std::string* record) {
-  HfTensorMapper m(store, dir);
+  HfTensorMapper m(source);
   const int64_t d = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.intermediate_size,
                 hd = c.head_dim, v = c.vocab_size;
   ModelWeights w;
@@ -170,11 +189,8 @@ ModelWeights map_hf_weights(const ModelConfig& c, const TensorStore& store, cons
   w.final_norm = m.vector("model.norm.weight", d);
   // Tied embeddings reuse the embedding matrix (Hugging Face ignores a stray lm_head then).
   w.lm_head = c.tie_word_embeddings ? w.embedding : m.matrix("lm_head.weight", v, d);
-  for (const auto& f : store.files()) w.storage.push_back(f);
-  w.release_pages = [files = store.files()](const std::byte* p, size_t n) {
-    for (const auto& f : files)
-      if (f->release(p, n)) return;
-  };
+  w.storage = source.storage;
+  w.release_pages = source.release_pages;
   for (auto& b : m.take_buffers()) w.storage.push_back(std::move(b));
   *inference = m.inference(c, w);
   *record = m.record();
@@ -197,10 +213,23 @@ LoadedModel load_hf_model(const fs::path& dir, const LoadOptions& o) {
   check(fs::exists(dir / "config.json"), "{}: no config.json (not a Hugging Face model directory)",
         dir.string());
   m.config = load_config_json(dir / "config.json");
-  const TensorStore store = TensorStore::open(dir);
-  m.weights = map_hf_weights(m.config, store, dir, &m.inference, &m.quantization_record);
-  for (const TensorView* tv : store.all()) m.tensors.push_back(*tv);
+  const TensorSource source = safetensors_source(dir);
+  m.weights = map_hf_weights(m.config, source, &m.inference, &m.quantization_record);
+  m.tensors = source.listing;
   m.tokenizer = find_tokenizer(dir, o);
+  return m;
+}
+
+LoadedModel load_gguf(const fs::path& path, const LoadOptions& o) {
+  LoadedModel m;
+  m.source = path;
+  GgufModelSource gguf = open_gguf_model(path);
+  m.config = gguf.config;
+  m.weights = map_hf_weights(m.config, gguf.tensors, &m.inference, &m.quantization_record);
+  m.tensors = gguf.tensors.listing;
+  m.tokenizer = o.tokenizer ? load_tokenizer(*o.tokenizer) : std::move(gguf.tokenizer);
+  check(m.tokenizer != nullptr || !o.require_tokenizer, "{}: no tokenizer in the file",
+        path.string());
   return m;
 }
 
@@ -209,8 +238,9 @@ LoadedModel load_hf_model(const fs::path& dir, const LoadOptions& o) {
 LoadedModel load_model(const fs::path& path, const LoadOptions& options) {
   check(fs::exists(path), "{}: no such file or directory", path.string());
   if (fs::is_directory(path)) return load_hf_model(path, options);
-  check(path.extension() == ".bin", "{}: not a model directory or a llama2.c .bin checkpoint",
-        path.string());
+  if (path.extension() == ".gguf") return load_gguf(path, options);
+  check(path.extension() == ".bin",
+        "{}: not a model directory, a .gguf file or a llama2.c .bin checkpoint", path.string());
   LoadedModel m = load_llama2c_checkpoint(path);
   if (options.tokenizer) {
     m.tokenizer = load_tokenizer(*options.tokenizer);

@@ -1,5 +1,7 @@
 #include "io/pretokenize.h"
 
+#include <algorithm>
+
 #include "io/unicode.h"
 
 namespace qforge {
@@ -9,6 +11,9 @@ const char* const kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 const char* const kQwen2Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+const char* const kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 using unicode::is_letter;
 using unicode::is_number;
@@ -69,14 +74,15 @@ size_t match_gpt2(const Matcher& m, size_t i) {
   return m.whitespace(i);
 }
 
-size_t match_qwen2(const Matcher& m, size_t i) {
+// Qwen2's pattern; Llama-3's differs only in taking up to `max_digits` digits at once.
+size_t match_qwen2(const Matcher& m, size_t i, size_t max_digits = 1) {
   if (size_t e = m.contraction(i)) return e;
   // [^\r\n\p{L}\p{N}]?\p{L}+
   const uint32_t c = m.at(i);
   if (!is_newline(c) && !is_letter(c) && !is_number(c) && m.valid(i + 1) && is_letter(m.at(i + 1)))
     return m.run(i + 1, is_letter);
   if (is_letter(c)) return m.run(i, is_letter);
-  if (is_number(c)) return i + 1;  // \p{N}: one digit at a time
+  if (is_number(c)) return std::min(m.run(i, is_number), i + max_digits);
   // ' ?[^\s\p{L}\p{N}]+[\r\n]*'
   const size_t j = c == ' ' ? i + 1 : i;
   if (m.valid(j) && is_other(m.at(j))) return m.run(m.run(j, is_other), is_newline);
@@ -87,12 +93,66 @@ size_t match_qwen2(const Matcher& m, size_t i) {
   return m.whitespace(i);
 }
 
+// Each digit alone, GPT-2's regex over the text between digits.
+std::vector<std::string_view> pretokenize_smollm(std::string_view text,
+                                                 const std::vector<uint32_t>& cps,
+                                                 const std::vector<size_t>& offsets) {
+  std::vector<std::string_view> pieces;
+  for (size_t i = 0; i < cps.size();) {
+    size_t j = i + 1;
+    if (!is_number(cps[i]))
+      while (j < cps.size() && !is_number(cps[j])) ++j;
+    const std::string_view segment = text.substr(offsets[i], offsets[j] - offsets[i]);
+    if (is_number(cps[i]))
+      pieces.push_back(segment);
+    else
+      for (std::string_view p : pretokenize(PreTokenizerRegex::Gpt2, segment)) pieces.push_back(p);
+    i = j;
+  }
+  return pieces;
+}
+
 }  // namespace
 
 PreTokenizerRegex pretokenizer_regex_from_pattern(const std::string& pattern) {
   if (pattern == kGpt2Pattern) return PreTokenizerRegex::Gpt2;
   if (pattern == kQwen2Pattern) return PreTokenizerRegex::Qwen2;
+  if (pattern == kLlama3Pattern) return PreTokenizerRegex::Llama3;
   return PreTokenizerRegex::None;
+}
+
+std::string pretokenizer_pattern(PreTokenizerRegex regex) {
+  switch (regex) {
+    case PreTokenizerRegex::Gpt2:
+      return kGpt2Pattern;
+    case PreTokenizerRegex::Qwen2:
+      return kQwen2Pattern;
+    case PreTokenizerRegex::Llama3:
+      return kLlama3Pattern;
+    default:
+      return "";
+  }
+}
+
+std::optional<PreTokenizerRegex> pretokenizer_regex_from_gguf_name(std::string_view name) {
+  if (name == "gpt-2" || name == "default") return PreTokenizerRegex::Gpt2;
+  if (name == "qwen2") return PreTokenizerRegex::Qwen2;
+  if (name == "llama-bpe" || name == "llama3") return PreTokenizerRegex::Llama3;
+  if (name == "smollm") return PreTokenizerRegex::SmolLm;
+  return std::nullopt;
+}
+
+std::string gguf_pretokenizer_name(PreTokenizerRegex regex) {
+  switch (regex) {
+    case PreTokenizerRegex::Qwen2:
+      return "qwen2";
+    case PreTokenizerRegex::Llama3:
+      return "llama-bpe";
+    case PreTokenizerRegex::SmolLm:
+      return "smollm";
+    default:
+      return "gpt-2";
+  }
 }
 
 std::vector<std::string_view> pretokenize(PreTokenizerRegex regex, std::string_view text) {
@@ -100,11 +160,14 @@ std::vector<std::string_view> pretokenize(PreTokenizerRegex regex, std::string_v
   std::vector<uint32_t> cps;
   std::vector<size_t> offsets;
   unicode::decode_utf8(text, cps, offsets);
-  const Matcher m(cps, regex == PreTokenizerRegex::Qwen2);
+  if (regex == PreTokenizerRegex::SmolLm) return pretokenize_smollm(text, cps, offsets);
+  const Matcher m(cps, regex != PreTokenizerRegex::Gpt2);
   std::vector<std::string_view> pieces;
   size_t i = 0;
   while (i < cps.size()) {
-    size_t e = regex == PreTokenizerRegex::Gpt2 ? match_gpt2(m, i) : match_qwen2(m, i);
+    size_t e = regex == PreTokenizerRegex::Gpt2     ? match_gpt2(m, i)
+               : regex == PreTokenizerRegex::Llama3 ? match_qwen2(m, i, 3)
+                                                    : match_qwen2(m, i);
     if (e <= i) e = i + 1;  // cannot happen for these patterns; never loop forever
     pieces.push_back(text.substr(offsets[i], offsets[e] - offsets[i]));
     i = e;

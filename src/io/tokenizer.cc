@@ -1,5 +1,6 @@
 #include "qforge/io/tokenizer.h"
 
+#include "io/tokenizer_factories.h"
 #include "qforge/core/error.h"
 
 namespace qforge {
@@ -23,6 +24,29 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path) {
   if (ext == ".model") return load_sentencepiece_tokenizer(path);
   if (ext == ".bin") return load_llama2c_tokenizer(path);
   fail("{}: unknown tokenizer file type (expected .json, .model or .bin)", path.string());
+}
+
+Vocabulary Tokenizer::vocabulary() const {
+  fail("{}: this tokenizer has no GGUF vocabulary form", describe());
+}
+
+std::unique_ptr<Tokenizer> make_tokenizer(const Vocabulary& v, const std::string& label) {
+  const size_t n = v.tokens.size();
+  check(n > 0, "{}: the vocabulary has no tokens", label);
+  check(v.types.empty() || v.types.size() == n, "{}: {} token types for {} tokens", label,
+        v.types.size(), n);
+  for (int32_t id : {v.bos, v.eos, v.unk, v.pad})
+    check(id >= -1 && id < static_cast<int64_t>(n), "{}: special token id {} is not in [0, {})",
+          label, id, n);
+  if (v.model == "llama") {
+    check(v.scores.size() == n, "{}: {} token scores for {} tokens", label, v.scores.size(), n);
+    return make_sentencepiece_tokenizer(v, label);
+  }
+  if (v.model == "gpt2") {
+    check(!v.merges.empty(), "{}: a BPE (gpt2) tokenizer without merges", label);
+    return make_byte_level_bpe_tokenizer(v, label);
+  }
+  fail("{}: unsupported tokenizer model '{}' (supported: llama, gpt2)", label, v.model);
 }
 
 }  // namespace qforge

@@ -12,6 +12,7 @@
 #include "qforge/core/mapped_file.h"
 #include "qforge/formats/compressed_tensors.h"
 #include "qforge/formats/format.h"
+#include "qforge/io/gguf.h"
 #include "qforge/io/model_loader.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/quant/format_quantizer.h"
@@ -112,6 +113,9 @@ void refuse_bad_options(const QuantizeOptions& o, const std::string& method) {
 }
 
 LoadedModel load_quantizable_model(const QuantizeOptions& o) {
+  check(fs::is_directory(o.model),
+        "{}: quantize a Hugging Face model directory (from a .gguf or .bin: not supported yet)",
+        o.model.string());
   LoadedModel m = load_model(o.model);
   check(m.config.model_type != "phi3",
         "{}: quantizing fused qkv/gate_up projections (Phi-3) is not supported yet",
@@ -190,6 +194,19 @@ struct OutputLayout {
   bool untie = false;               // ... but is written as a tensor of its own (rotation)
   std::string embed_name, norm_name, head_name = "lm_head.weight";
 };
+
+// GGUF output: every quantized weight in a GGUF block type, nothing only qforge can run.
+void check_gguf_expressible(const QuantizeOptions& o, const QuantPlan& plan) {
+  for (const auto& [name, t] : plan.tensors)
+    check(gguf::type_of_format(t.format) != nullptr,
+          "{}: format {} has no GGUF type; a GGUF output takes q4_0 q4_1 q5_0 q5_1 q8_0 q2_k "
+          "q3_k q4_k q5_k q6_k iq4_nl iq4_xs",
+          name, t.format);
+  check(o.activations == formats::ActivationFormat::None && !o.kv.quantized() &&
+            !(o.rotate && o.rotate->online_down),
+        "a GGUF output cannot record --act, --kv or --rotate-online (llama.cpp would not apply "
+        "them)");
+}
 
 OutputLayout layout_of(const QuantPlan& plan, const std::vector<QuantizableTensor>& tensors,
                        const ModelWeights& w, bool act_quantized, bool untie,
@@ -615,6 +632,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
   const std::vector<QuantizableTensor> tensors = quantizable_tensors(m.weights, untie);
   const QuantPlan plan =
       o.plan ? checked_plan(o, tensors) : plan_from_rules(o, tensors, report.fallbacks);
+  if (o.gguf_types_only) check_gguf_expressible(o, plan);
   const OutputLayout layout =
       layout_of(plan, tensors, m.weights, act_quantized, untie, rewrites_layers);
 

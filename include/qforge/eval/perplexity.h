@@ -39,6 +39,15 @@ PerplexityResult evaluate_perplexity(
     Transformer& model, std::span<const int32_t> tokens, const PerplexityOptions& options,
     const std::function<void(int64_t done, int64_t total)>& progress = {});
 
+// llama.cpp's llama-perplexity protocol (tools/perplexity/perplexity.cpp), so numbers compare with
+// llama.cpp's: the text tokenized whole, cut into chunks of `ctx` tokens (a partial last chunk is
+// dropped), each chunk run from position 0 with its first token replaced by BOS when `bos` >= 0
+// (llama.cpp does so when the vocabulary adds BOS), and only the second half of each chunk scored
+// (positions ctx/2 .. ctx-2 predicting the next token). `chunks` > 0 limits the chunk count.
+PerplexityResult evaluate_perplexity_llamacpp(
+    Transformer& model, std::span<const int32_t> tokens, int ctx, int64_t chunks, int32_t bos,
+    const std::function<void(int64_t done, int64_t total)>& progress = {});
+
 // -log softmax(logits)[target], accumulated in double.
 double token_nll(std::span<const float> logits, int32_t target);
 

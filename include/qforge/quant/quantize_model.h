@@ -53,6 +53,9 @@ struct QuantizeOptions {
   // "keep" (leave it unquantized). Empty: refuse (the default). Every fallback is reported.
   std::string fallback;
   bool overwrite = false;
+  // Refuse, before any work, a quantized weight whose format GGUF has no type for, and what a
+  // GGUF cannot record (activation quantization, a quantized KV cache, an online rotation).
+  bool gguf_types_only = false;
   const std::atomic<bool>* interrupted = nullptr;  // checked between layers (Ctrl-C)
 };
 
@@ -86,6 +89,12 @@ QuantizeReport quantize_model(const QuantizeOptions& options,
 std::vector<std::vector<int32_t>> calibration_sequences(const std::filesystem::path& file,
                                                         const Tokenizer& tokenizer, int64_t tokens,
                                                         int seq_len, uint64_t* hash);
+// The same, written as one GGUF file (options.output) that llama.cpp runs: quantize_model into a
+// temporary native directory beside it, then that directory as GGUF (packed weights as they
+// are, q/k rows permuted for llama; io/gguf_model.h), the directory removed. Options that GGUF
+// cannot express are refused before any work (gguf_types_only).
+QuantizeReport quantize_model_to_gguf(const QuantizeOptions& options,
+                                      const std::function<void(int, int)>& progress = {});
 
 // FNV-1a 64-bit: a stable fingerprint of the calibration text for the metadata.
 uint64_t fnv1a64(std::string_view data);

@@ -1,0 +1,34 @@
+// `qforge quantize ... -o out.gguf`: the native output, then written as GGUF.
+#include <filesystem>
+
+#include "qforge/core/error.h"
+#include "qforge/io/gguf_model.h"
+#include "qforge/io/model_loader.h"
+#include "qforge/quant/quantize_model.h"
+
+namespace qforge {
+
+QuantizeReport quantize_model_to_gguf(const QuantizeOptions& options,
+                                      const std::function<void(int, int)>& progress) {
+  namespace fs = std::filesystem;
+  check(options.overwrite || !fs::exists(options.output),
+        "{}: output exists (use --force to replace it)", options.output.string());
+  QuantizeOptions o = options;
+  o.gguf_types_only = true;
+  o.output = options.output.string() + ".native-tmp-qforge";
+  o.overwrite = true;
+  // The intermediate directory goes whatever happens (quantize_model cleans up its own failures).
+  struct RemoveOnExit {
+    fs::path path;
+    ~RemoveOnExit() {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  } intermediate{o.output};
+  QuantizeReport report = quantize_model(o, progress);
+  write_gguf_model(load_model(o.output), options.output, std::nullopt);
+  report.output_bytes = fs::file_size(options.output);
+  return report;
+}
+
+}  // namespace qforge
