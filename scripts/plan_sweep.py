@@ -76,18 +76,26 @@ def main():
     ap.add_argument("--formats", default="int")
     ap.add_argument("--uniform", default="")
     ap.add_argument("--threads", default="2")
+    ap.add_argument("--only-uniform", metavar="MEASUREMENT",
+                    help="skip the plans: uniform formats only, over this saved measurement")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     q = a.qforge
     common = ["--calib", a.calib, "--calib-tokens", str(a.calib_tokens), "-t", a.threads]
     t0 = time.time()
-    run([q, "plan", a.model, "--sweep", a.sweep, "--formats", a.formats, "-o",
-         os.path.join(a.out, "plans")] + common)
+    jobs = []
+    if a.only_uniform:
+        os.makedirs(os.path.join(a.out, "plans"), exist_ok=True)
+        measurement = json.load(open(a.only_uniform))
+    else:
+        run([q, "plan", a.model, "--sweep", a.sweep, "--formats", a.formats, "-o",
+             os.path.join(a.out, "plans")] + common)
+        measurement = json.load(open(os.path.join(a.out, "plans", "measurement.json")))
+        plans = sorted(f for f in os.listdir(os.path.join(a.out, "plans")) if f.startswith("plan-"))
+        jobs = [("plan", f[len("plan-"):-len(".json")], os.path.join(a.out, "plans", f))
+                for f in plans]
     plan_seconds = time.time() - t0
-    measurement = json.load(open(os.path.join(a.out, "plans", "measurement.json")))
-    plans = sorted(f for f in os.listdir(os.path.join(a.out, "plans")) if f.startswith("plan-"))
-    jobs = [("plan", f[len("plan-"):-len(".json")], os.path.join(a.out, "plans", f)) for f in plans]
     for fmt in filter(None, a.uniform.split(",")):
         path = os.path.join(a.out, "plans", "uniform-" + fmt + ".json")
         json.dump(uniform_plan(measurement, fmt), open(path, "w"), indent=1)

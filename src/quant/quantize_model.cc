@@ -99,6 +99,9 @@ nlohmann::json kv_record(const KvCacheFormat& kv) {
 
 void refuse_bad_options(const QuantizeOptions& o, const std::string& method) {
   check(o.plan || !o.format.empty(), "quantize needs --format FMT or a plan");
+  check(!o.plan || (o.tensor_formats.empty() && o.keep.empty() && o.fallback.empty()),
+        "--tensor-format, --keep and --fallback do not apply with a plan (it names each tensor's "
+        "format; tensors it leaves out are kept)");
   if (needs_calibration(o))
     check(!o.calib.empty(), "{} needs calibration text: pass --calib FILE",
           o.smooth_alpha && !o.awq && o.method == QuantMethod::RTN ? "SmoothQuant" : method);
