@@ -12,7 +12,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 QFORGE=${QFORGE:-$ROOT/build/release/qforge}
 SHARED=${SHARED:-$ROOT/../shared}
 WORK=${1:-${PEERS_WORK:-/tmp/qforge-peers}}
-CALIB_TOKENS=${CALIB_TOKENS:-16384}  # the layout checks need a real GPTQ run, not a long one
+CALIB_TOKENS=${CALIB_TOKENS:-4096}  # the layout checks need a real GPTQ run, not a long one
 TEXT=$SHARED/data/valid.txt
 
 for model in llama-sp-58m qwen-bpe-31m; do
