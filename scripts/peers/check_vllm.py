@@ -3,7 +3,9 @@
 
 For each <model>/<variant> that scripts/peers/quantize.sh wrote under WORK (and the original,
 variant bf16): loads it in vllm.LLM and checks
-  - greedy generation: 16 tokens for each of 5 prompts, the same text as `qforge run --temp 0`;
+  - greedy generation: 16 tokens for each of 5 prompts, the same text as `qforge run --temp 0`
+    (required for the original, which vLLM runs in float32; reported for the quantized ones,
+    whose CPU kernels take bf16 activations only);
   - perplexity from vLLM's prompt logprobs on the first TOKENS tokens of valid.txt, windows of
     512 + 1 tokens overlapping by one (qforge's protocol), within 1% of `qforge eval`.
 A checkpoint vLLM refuses is reported with vLLM's own message. Prints one JSON line per result.
@@ -70,7 +72,11 @@ def check(model, variant, path):
     r.update(vllm_ppl=math.exp(nll / n), qforge_ppl=ours["ppl"], tokens=n,
              qforge_tokens=ours["tokens"])
     r["ppl_rel_diff"] = r["vllm_ppl"] / r["qforge_ppl"] - 1
-    r["ok"] = same == len(PROMPTS) and abs(r["ppl_rel_diff"]) <= 0.01 and n == ours["tokens"]
+    # Greedy text must agree where vLLM computes in float32 like qforge (the original); with bf16
+    # activations a near-tie can go the other way and the text diverge from there, so it is
+    # reported for the quantized checkpoints, and their PPL must agree.
+    r["ok"] = abs(r["ppl_rel_diff"]) <= 0.01 and n == ours["tokens"] and (
+        variant != "bf16" or same == len(PROMPTS))
     return r
 
 
