@@ -2,7 +2,7 @@
 # ctest entry for one peer check: quantizes the shared models (scripts/peers/quantize.sh, kept
 # between runs in $PEERS_WORK) and runs scripts/peers/check_NAME.py in the environment that
 # scripts/peers/setup.sh made. Exits 77 (ctest SKIP) with the reason when a tool is missing.
-# Usage: run_check.sh transformers|vllm
+# Usage: run_check.sh transformers|vllm [variant ...]   (vllm: default all five checkpoints)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 NAME=$1
@@ -16,4 +16,4 @@ skip() { echo "SKIP: $*"; exit 77; }
   skip "$NAME does not import in $PY (scripts/peers/setup.sh vllm)"
 WORK=${PEERS_WORK:-$HOME/.cache/qforge/peers-work}
 SHARED=$SHARED bash "$HERE/quantize.sh" "$WORK"
-SHARED=$SHARED exec "$PY" "$HERE/check_$NAME.py" "$WORK"
+SHARED=$SHARED exec "$PY" "$HERE/check_$NAME.py" "$WORK" "${@:2}"
