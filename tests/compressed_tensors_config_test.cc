@@ -159,6 +159,13 @@ TEST(CompressedTensorsConfig, RefusesWhatItCannotHonourNamingTheTensor) {
   c["kv_cache_scheme"] = {{"num_bits", 8}, {"type", "float"}};
   expect_refused(c, packed_tensors(), {"kv_cache_scheme"});
 
+  c = w4a16();
+  c["transform_config"] = {{"config_groups", {{"R1", {{"type", "hadamard"}}}}}};
+  expect_refused(c, packed_tensors(), {"transform_config"});
+  c = w4a16();
+  c["sparsity_config"] = {{"format", "sparse-24-bitmask"}};
+  expect_refused(c, packed_tensors(), {"sparsity_config"});
+
   expect_refused(json::parse(R"({"quant_method": "compressed-tensors"})"), packed_tensors(),
                  {"malformed"});
 }

@@ -101,6 +101,10 @@ std::string record_from_compressed_tensors_config(std::string_view config,
     check(groups.is_object(), "config_groups is not an object");
     const json& kv = c.value("kv_cache_scheme", json());
     check(kv.is_null(), "kv_cache_scheme {} is not supported", kv.dump());
+    for (const char* key : {"transform_config", "sparsity_config"}) {
+      const json& t = c.value(key, json());
+      check(t.is_null() || t.empty(), "{} {} is not supported", key, t.dump());
+    }
     const json ignore = c.value("ignore", json::array());
 
     // Quantized modules: those with compressed-tensors' weight tensors, or whose weight is stored

@@ -16,8 +16,8 @@ namespace qforge {
 // tensor name of the checkpoint and its dtype. Returns the record as JSON text. Refuses (Error
 // naming the tensor) what qforge cannot honour exactly: a scheme or checkpoint format it does not
 // read (asymmetric weights with zero points, activation-ordered g_idx, static or per-tensor
-// activation scales, a KV cache scheme, ...), a quantized module no config group targets or that
-// is also ignored, or a missing weight_scale.
+// activation scales, a KV cache scheme, a transform or sparsity config, ...), a quantized module
+// no config group targets or that is also ignored, or a missing weight_scale.
 std::string record_from_compressed_tensors_config(std::string_view config,
                                                   const std::map<std::string, DType>& tensors);
 
