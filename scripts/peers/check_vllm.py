@@ -24,6 +24,9 @@ WORK = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/qforge-peers")
 ONLY = set(sys.argv[2:])
 TOKENS = int(os.environ.get("PPL_TOKENS", "4097"))  # 8 windows of 512 predicted tokens
 CTX = 512
+# vLLM 0.32's CPU backend has no kernel for these (quoted in docs/RESULTS.md): reported, not failed.
+PEER_REFUSES = {"fp8": "Failed to find a kernel that can implement the ScaledMM",
+                "nvfp4": "Marlin FP4 not available"}
 PROMPTS = ["The old man said", "Once upon a time", "It was the best of times,",
            "In the beginning God created", "Call me Ishmael."]
 
@@ -44,6 +47,7 @@ def check(model, variant, path):
                   gpu_memory_utilization=0.1)  # on CPU: the share of RAM for the KV cache
     except Exception as e:  # vLLM's refusal, quoted in RESULTS.md
         r.update(ok=False, load_error=f"{type(e).__name__}: {e}"[:2000])
+        r["peer_refuses"] = PEER_REFUSES.get(variant, "\0") in str(e)
         return r
     greedy = SamplingParams(temperature=0, max_tokens=16)
     outs = llm.generate(PROMPTS, greedy)
@@ -99,7 +103,7 @@ def main():
     if not results:
         print(f"SKIP: no checkpoints under {WORK} (run scripts/peers/quantize.sh)")
         return 77
-    return 0 if all(r["ok"] for r in results) else 1
+    return 0 if all(r["ok"] or r.get("peer_refuses") for r in results) else 1
 
 
 if __name__ == "__main__":
