@@ -1,5 +1,7 @@
-// qforge eval MODEL --text FILE [--ctx 512] [--max-tokens N] [--json]
+// qforge eval MODEL --text FILE [--ctx 512] [--max-tokens N] [--json] [--dump-logits FILE]
 // Perplexity with the protocol in ../shared/DESIGN.md ("Quality measurement").
+// --dump-logits writes the first window's tokens and logits instead (scripts/peers/ compare them
+// with other engines' on the same checkpoint).
 #include <fmt/format.h>
 
 #include <chrono>
@@ -13,13 +15,14 @@
 #include "qforge/eval/compare.h"
 #include "qforge/eval/perplexity.h"
 #include "qforge/io/model_loader.h"
+#include "qforge/io/safetensors.h"
 
 namespace qforge::cli {
 
 namespace {
 
 struct EvalOpts {
-  std::string model, text, tokenizer, ref, protocol = "qforge";
+  std::string model, text, tokenizer, ref, protocol = "qforge", dump_logits;
   int ctx = 512;
   int64_t max_tokens = 0, chunks = 0;
   int batch = 0;
@@ -110,6 +113,25 @@ void print_perplexity(const EvalOpts& o, const LoadedModel& m, const PerplexityR
              threads);
 }
 
+// Runs the first min(ctx + 1, max_tokens, all) tokens through the model in one window and writes
+// `tokens` (I32 [n]) and `logits` (F32 [n, vocab], row i predicts token i + 1) to `path`, the
+// layout of the shared models' reference_logits.safetensors.
+void dump_logits(Transformer& model, const std::vector<int32_t>& ids, const EvalOpts& o) {
+  int64_t n = std::min<int64_t>(static_cast<int64_t>(ids.size()), o.ctx + 1);
+  if (o.max_tokens > 0) n = std::min(n, o.max_tokens);
+  const int64_t vocab = model.config().vocab_size;
+  std::vector<float> logits(static_cast<size_t>(n * vocab));
+  KVCache cache = model.new_cache(static_cast<int>(n));
+  model.forward(std::span(ids).first(static_cast<size_t>(n)), 0, cache, logits.data(), true);
+  auto bytes = [](const auto& v) {
+    const auto* p = reinterpret_cast<const std::byte*>(v.data());
+    return std::vector<std::byte>(p, p + v.size() * sizeof(v[0]));
+  };
+  write_safetensors(o.dump_logits, {{"tokens", DType::I32, {n}, bytes(std::span(ids).first(n))},
+                                    {"logits", DType::F32, {n, vocab}, bytes(logits)}});
+  fmt::print("wrote {} tokens and their logits [{}, {}] to {}\n", n, n, vocab, o.dump_logits);
+}
+
 }  // namespace
 
 void add_eval_command(CLI::App& app) {
@@ -138,6 +160,10 @@ void add_eval_command(CLI::App& app) {
       "Reference model (e.g. the unquantized original): also report its PPL, "
       "KL-divergence(ref||model), top-1 agreement and mean delta-p of the correct token");
   cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
+  cmd->add_option("--dump-logits", o->dump_logits,
+                  "Instead of evaluating, write the first window's tokens (I32 [n], n = "
+                  "min(ctx + 1, --max-tokens)) and logits (F32 [n, vocab]) to this safetensors "
+                  "file");
   add_threads_option(cmd, o->threads);
   add_kv_options(cmd, o->kv);
   cmd->callback([o] {
@@ -171,6 +197,7 @@ void add_eval_command(CLI::App& app) {
       print_perplexity(*o, m, r, ids.size(), tokenize_s, pool.size(), model.options().describe());
       return;
     }
+    if (!o->dump_logits.empty()) return dump_logits(model, ids, *o);
     PerplexityOptions po{o->ctx, o->max_tokens, o->batch};
     Progress progress("eval", ids.size() - 1);
     if (!o->ref.empty()) {

@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "io/gguf_source.h"
 #include "io/tensor_source.h"
@@ -10,6 +12,7 @@
 #include "qforge/formats/activation.h"
 #include "qforge/formats/compressed_tensors.h"
 #include "qforge/formats/format.h"
+#include "qforge/io/compressed_tensors_config.h"
 #include "qforge/io/config_json.h"
 #include "qforge/io/quantization_record.h"
 #include "qforge/io/safetensors.h"
@@ -53,6 +56,7 @@ class HfTensorMapper {
     } else if (!source.packed_formats.empty()) {
       quantization_ = {{"tensors", source.packed_formats}};
     }
+    if (record_.empty()) read_foreign_config();
   }
   std::vector<std::shared_ptr<const void>> take_buffers() { return std::move(buffers_); }
   const std::string& record() const { return record_; }
@@ -94,6 +98,35 @@ class HfTensorMapper {
   }
 
  private:
+  // A checkpoint quantized by another tool: config.json's quantization_config, read into the same
+  // record (compressed-tensors; anything else is refused rather than misread as dense weights).
+  void read_foreign_config() {
+    std::ifstream in(dir_ / "config.json");
+    std::stringstream text;
+    text << in.rdbuf();
+    nlohmann::json qc;
+    try {
+      qc = nlohmann::json::parse(text.str()).value("quantization_config", nlohmann::json());
+    } catch (const nlohmann::json::exception&) {
+      return;  // load_config_json reports a malformed config.json
+    }
+    if (!qc.is_object()) return;
+    const std::string method = qc.value("quant_method", std::string());
+    if (method == "qforge") return;  // qforge's own record lives in the safetensors metadata
+    check(method == "compressed-tensors",
+          "{}: quantization_config.quant_method '{}' is not supported (qforge reads "
+          "compressed-tensors and its own checkpoints)",
+          dir_.string(), method);
+    std::map<std::string, DType> dtypes;
+    for (const TensorView& tv : source_.listing) dtypes[tv.name] = tv.dtype;
+    try {
+      record_ = record_from_compressed_tensors_config(qc.dump(), dtypes);
+    } catch (const Error& e) {
+      fail("{}: {}", dir_.string(), e.what());
+    }
+    quantization_ = nlohmann::json::parse(record_);
+  }
+
   bool is_quantized(const std::string& name) const {
     return quantization_.is_object() && quantization_.contains("tensors") &&
            quantization_["tensors"].contains(name);

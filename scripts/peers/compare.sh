@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Same work, side by side: qforge, llm-compressor and GPTQModel quantize the shared models on the
+# same calibration tokens (qforge's: the first CALIB_ROWS x 512 tokens of calib.txt, no BOS), and
+# every output is evaluated by one protocol, `qforge eval --ref ORIGINAL` on the first 65,536
+# tokens of valid.txt (KLD, top-1, PPL). Wall time and peak RSS of each quantization come from
+# /usr/bin/time -v; everything runs on 2 threads. Needs scripts/peers/setup.sh llmcompressor
+# gptqmodel (a peer whose environment is missing is skipped and said so).
+# Usage: compare.sh [MODEL ...]   (default llama-sp-58m qwen-bpe-31m); results in $WORK/results.md
+# Finished runs are kept and not redone; RUNS=REGEX runs only the quantizations it matches
+# (qforge-gptq qforge-awq qforge-w8a8 llmc-gptq llmc-awq llmc-w8a8 gptqmodel).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+QFORGE=${QFORGE:-$ROOT/build/release/qforge}
+SHARED=${SHARED:-$ROOT/../shared}
+PEERS_HOME=${PEERS_HOME:-$HOME/.cache/qforge/peers}
+WORK=${WORK:-$HOME/.cache/qforge/peers-compare}
+CALIB_ROWS=${CALIB_ROWS:-128}
+EVAL_TOKENS=${EVAL_TOKENS:-65536}
+MODELS=("$@")
+[[ ${#MODELS[@]} -gt 0 ]] || MODELS=(llama-sp-58m qwen-bpe-31m)
+export OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
+LLMC=$PEERS_HOME/llmcompressor/bin/python
+GPTQM=$PEERS_HOME/gptqmodel/bin/python
+mkdir -p "$WORK"
+
+# timed NAME CMD...: runs CMD, keeps its output in NAME.log and wall seconds / peak RSS in NAME.time
+timed() {
+  local name=$1
+  shift
+  if [[ -f $name.time ]] || ! [[ $(basename "$name") =~ ${RUNS:-.} ]]; then return 0; fi
+  echo "== $(basename "$(dirname "$name")") $(basename "$name"): $*"
+  if /usr/bin/time -v -o "$name.time.tmp" "$@" >"$name.log" 2>&1; then
+    mv "$name.time.tmp" "$name.time"
+  else
+    echo "   failed (exit $?), see $name.log: $(tail -n 1 "$name.log")"
+    mv "$name.time.tmp" "$name.failed"
+  fi
+}
+
+for model in "${MODELS[@]}"; do
+  src=$SHARED/models/$model
+  w=$WORK/$model
+  mkdir -p "$w"
+  group=128
+  [[ $model == qwen-bpe-31m ]] && group=64  # 576-wide rows: 128 does not divide them
+  calib=(--calib "$SHARED/data/calib.txt" --calib-tokens $((CALIB_ROWS * 512)) --seq-len 512 -t 2)
+  timed "$w/qforge-gptq" "$QFORGE" quantize "$src" -o "$w/qforge-gptq" --format "int4-g$group" "${calib[@]}"
+  timed "$w/qforge-awq" "$QFORGE" quantize "$src" -o "$w/qforge-awq" --format "int4-g$group" --method awq "${calib[@]}"
+  timed "$w/qforge-w8a8" "$QFORGE" quantize "$src" -o "$w/qforge-w8a8" --format int8-channel --act int8 --smooth 0.5 "${calib[@]}"
+  if [[ -x $LLMC ]]; then
+    [[ -f $w/calib_ids.json ]] ||
+      "$LLMC" "$HERE/peer_quantize.py" ids "$src" "$SHARED/data/calib.txt" $((CALIB_ROWS * 512)) 512 >"$w/calib_ids.json"
+    for m in gptq awq w8a8; do
+      timed "$w/llmc-$m" "$LLMC" "$HERE/peer_quantize.py" "llmc-$m" "$src" "$w/llmc-$m" "$w/calib_ids.json" $group
+    done
+  else
+    echo "SKIP llm-compressor: no $LLMC (scripts/peers/setup.sh llmcompressor)"
+  fi
+  if [[ -x $GPTQM && -f $w/calib_ids.json ]]; then
+    timed "$w/gptqmodel" "$GPTQM" "$HERE/peer_quantize.py" gptqmodel "$src" "$w/gptqmodel" "$w/calib_ids.json" $group
+  else
+    echo "SKIP GPTQModel: no $GPTQM (scripts/peers/setup.sh gptqmodel)"
+  fi
+  for out in "$w"/qforge-gptq "$w"/qforge-awq "$w"/qforge-w8a8 "$w"/llmc-gptq "$w"/llmc-awq "$w"/llmc-w8a8 "$w"/gptqmodel-dense; do
+    [[ -d $out && ! -f $out.eval.json ]] || continue
+    echo "== eval $out"
+    "$QFORGE" eval "$out" --ref "$src" --text "$SHARED/data/valid.txt" --max-tokens "$EVAL_TOKENS" \
+      --json -t 2 >"$out.eval.json" 2>"$out.eval.err" || { echo "   refused: $(tail -n 1 "$out.eval.err")"; rm -f "$out.eval.json"; }
+  done
+done
+python3 "$HERE/compare_table.py" "$WORK" "${MODELS[@]}" | tee "$WORK/results.md"
