@@ -88,53 +88,43 @@ void BM_GemvPacked(benchmark::State& state, const char* format) {
       benchmark::Counter::kIsRate);
   state.counters["tokens"] = static_cast<double>(n);
 }
-#define QFORGE_GEMV_PACKED(fmt)               \
-  BENCHMARK_CAPTURE(BM_GemvPacked, fmt, #fmt) \
-      ->Args({1, 1})                          \
-      ->Args({4, 1})                          \
-      ->Args({1, 2})                          \
-      ->UseRealTime()
-QFORGE_GEMV_PACKED(q4_0);
-QFORGE_GEMV_PACKED(q4_k);
-QFORGE_GEMV_PACKED(q6_k);
-QFORGE_GEMV_PACKED(q8_0);
-QFORGE_GEMV_PACKED(iq4_xs);
-QFORGE_GEMV_PACKED(int4 - g128);
-QFORGE_GEMV_PACKED(int8 - channel);
-QFORGE_GEMV_PACKED(nvfp4);
-QFORGE_GEMV_PACKED(mxfp4);
-QFORGE_GEMV_PACKED(nf4);
-QFORGE_GEMV_PACKED(fp8 - e4m3);
+// clang-format off
+BENCHMARK_CAPTURE(BM_GemvPacked, q4_0, "q4_0")->Args({1, 1})->Args({4, 1})->Args({1, 2})->UseRealTime();
+BENCHMARK_CAPTURE(BM_GemvPacked, q4_k, "q4_k")->Args({1, 1})->Args({4, 1})->Args({1, 2})->UseRealTime();
+BENCHMARK_CAPTURE(BM_GemvPacked, q6_k, "q6_k")->Args({1, 1})->Args({4, 1})->Args({1, 2})->UseRealTime();
+BENCHMARK_CAPTURE(BM_GemvPacked, q8_0, "q8_0")->Args({1, 1})->Args({4, 1})->Args({1, 2})->UseRealTime();
+BENCHMARK_CAPTURE(BM_GemvPacked, iq4_xs, "iq4_xs")->Args({1, 1})->Args({4, 1})->Args({1, 2})->UseRealTime();
+BENCHMARK_CAPTURE(BM_GemvPacked, int4_g128, "int4-g128")->Args({1, 1})->Args({4, 1})->Args({1, 2})->UseRealTime();
+BENCHMARK_CAPTURE(BM_GemvPacked, int8_channel, "int8-channel")->Args({1, 1})->Args({4, 1})->Args({1, 2})->UseRealTime();
+BENCHMARK_CAPTURE(BM_GemvPacked, nvfp4, "nvfp4")->Args({1, 1})->Args({4, 1})->Args({1, 2})->UseRealTime();
+BENCHMARK_CAPTURE(BM_GemvPacked, mxfp4, "mxfp4")->Args({1, 1})->Args({4, 1})->Args({1, 2})->UseRealTime();
+BENCHMARK_CAPTURE(BM_GemvPacked, nf4, "nf4")->Args({1, 1})->Args({4, 1})->Args({1, 2})->UseRealTime();
+BENCHMARK_CAPTURE(BM_GemvPacked, fp8_e4m3, "fp8-e4m3")->Args({1, 1})->Args({4, 1})->Args({1, 2})->UseRealTime();
+// clang-format on
 
-// Prefill: 512 tokens through a 1536 x 512 bf16 matrix (an MLP projection of llama-sp-58m).
-void BM_Gemm(benchmark::State& state, DType dtype) {
-  const int64_t rows = 1536, cols = 512, n = 512;
-  TestMatrix t = make_matrix(dtype, rows, cols);
-  std::vector<float> x(n * cols, 0.25f), y(n * rows);
+// Prefill: 512 tokens through a 1536 x 512 matrix (an MLP projection of llama-sp-58m).
+void gemm_loop(benchmark::State& state, const Matrix& m) {
+  const int64_t n = 512;
+  std::vector<float> x(static_cast<size_t>(n * m.cols), 0.25f), y(static_cast<size_t>(n * m.rows));
   ThreadPool pool(static_cast<int>(state.range(0)));
   for (auto _ : state) {
-    kernels::matmul(t.m, x.data(), n, y.data(), rows, pool);
+    kernels::matmul(m, x.data(), n, y.data(), m.rows, pool);
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2.0 * rows * cols * n * static_cast<double>(state.iterations()) / 1e9,
-                         benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * static_cast<double>(m.rows * m.cols * n) * static_cast<double>(state.iterations()) / 1e9,
+      benchmark::Counter::kIsRate);
   state.counters["threads"] = static_cast<double>(state.range(0));
+}
+void BM_Gemm(benchmark::State& state, DType dtype) {
+  const TestMatrix t = make_matrix(dtype, 1536, 512);
+  gemm_loop(state, t.m);
 }
 BENCHMARK_CAPTURE(BM_Gemm, bf16, DType::BF16)->Arg(1)->Arg(2)->UseRealTime();
 
 void BM_GemmPacked(benchmark::State& state, const char* format) {
-  const int64_t rows = 1536, cols = 512, n = 512;
-  PackedMatrix t = make_packed(format, rows, cols);
-  std::vector<float> x(n * cols, 0.25f), y(n * rows);
-  ThreadPool pool(static_cast<int>(state.range(0)));
-  for (auto _ : state) {
-    kernels::matmul(t.m, x.data(), n, y.data(), rows, pool);
-    benchmark::DoNotOptimize(y.data());
-  }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2.0 * rows * cols * n * static_cast<double>(state.iterations()) / 1e9,
-                         benchmark::Counter::kIsRate);
+  const PackedMatrix t = make_packed(format, 1536, 512);
+  gemm_loop(state, t.m);
 }
 BENCHMARK_CAPTURE(BM_GemmPacked, q4_k, "q4_k")->Arg(1)->UseRealTime();
 BENCHMARK_CAPTURE(BM_GemmPacked, int4_g128, "int4-g128")->Arg(1)->UseRealTime();

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -31,8 +32,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Unique per process: ctest runs the tests of this file in parallel processes.
 fs::path temp_path(const std::string& name) {
-  return fs::path(::testing::TempDir()) / ("qforge_gguf_" + name);
+  return fs::path(::testing::TempDir()) /
+         ("qforge_gguf_" + std::to_string(getpid()) + "_" + name);
 }
 
 std::string read_bytes(const fs::path& p) {
