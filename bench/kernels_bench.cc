@@ -111,9 +111,9 @@ void gemm_loop(benchmark::State& state, const Matrix& m) {
     kernels::matmul(m, x.data(), n, y.data(), m.rows, pool);
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      2.0 * static_cast<double>(m.rows * m.cols * n) * static_cast<double>(state.iterations()) / 1e9,
-      benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(m.rows * m.cols * n) *
+                                                     static_cast<double>(state.iterations()) / 1e9,
+                                                 benchmark::Counter::kIsRate);
   state.counters["threads"] = static_cast<double>(state.range(0));
 }
 void BM_Gemm(benchmark::State& state, DType dtype) {

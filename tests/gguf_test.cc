@@ -34,8 +34,7 @@ namespace fs = std::filesystem;
 
 // Unique per process: ctest runs the tests of this file in parallel processes.
 fs::path temp_path(const std::string& name) {
-  return fs::path(::testing::TempDir()) /
-         ("qforge_gguf_" + std::to_string(getpid()) + "_" + name);
+  return fs::path(::testing::TempDir()) / ("qforge_gguf_" + std::to_string(getpid()) + "_" + name);
 }
 
 std::string read_bytes(const fs::path& p) {
