@@ -26,7 +26,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const std::string record = qforge::record_from_compressed_tensors_config(
         std::string_view(reinterpret_cast<const char*>(data), size), tensors);
-    for (const auto& [name, e] : nlohmann::json::parse(record).at("tensors").items())
+    // Kept in a variable: a range-for over a temporary's member would outlive the temporary.
+    const nlohmann::json parsed = nlohmann::json::parse(record);
+    for (const auto& [name, e] : parsed.at("tensors").items())
       qforge::formats::find_format(e.at("format").get<std::string>());
   } catch (const qforge::Error&) {
   }
