@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "hwy/targets.h"
+#include "kernels/onednn_gemm.h"
 #include "kernels/q8_dot.h"
 #include "qforge/core/thread_pool.h"
 #include "qforge/formats/format.h"
@@ -163,6 +164,73 @@ TEST(PackedMatmul, IntegerKernelsStayWithinTheActivationRoundingBound) {
         }
     }
     EXPECT_GT(largest_gap, 0.0) << name << ": the integer path did not run";
+  }
+}
+
+// Fast prefill rounds activations and (unless stored bf16) weights to bf16 and sums their products
+// in f32 on oneDNN. Rounding to nearest gives |fl(v) - v| <= 2^-9 |v| for each factor, so each
+// product is off by at most (2^-9 + 2^-9 + 2^-18) |w x| and the row by that times sum |w_i x_i|,
+// plus the f32 summation bound above. A wrong tile, row, bias or stride is far outside it; the test
+// also checks the bound is not vacuous (the fast path differs from the exact one) and that the
+// exact setting still matches exactly what the decoded copy gives.
+TEST(PackedMatmul, FastPrefillStaysWithinTheBf16RoundingBound) {
+  if (!kernels::onednn::bf16_gemm_available()) GTEST_SKIP() << "oneDNN has no bf16 GEMM here";
+  ThreadPool pool(2);
+  const double u = std::ldexp(1.0, -24),
+               per_product = 2 * std::ldexp(1.0, -9) + std::ldexp(1.0, -18);
+  for (const char* name :
+       {"bf16", "f16", "q4_0", "q4_k", "q6_k", "int4-g128", "nvfp4", "fp8-e4m3"}) {
+    const bool plain_dtype = std::string(name) == "bf16" || std::string(name) == "f16";
+    const int64_t rows = 300, cols = 512, tokens = 33;  // 300: a partial last tile of 128 rows
+    const Problem p = random_problem(rows, cols, tokens, 5);
+    std::vector<std::byte> bytes;
+    Matrix w;
+    std::vector<float> decoded(static_cast<size_t>(rows * cols));
+    if (plain_dtype) {
+      const DType dt = std::string(name) == "bf16" ? DType::BF16 : DType::F16;
+      bytes.resize(static_cast<size_t>(rows * cols * 2));
+      auto* h = reinterpret_cast<uint16_t*>(bytes.data());
+      for (size_t i = 0; i < p.w.size(); ++i) {
+        h[i] = dt == DType::BF16 ? f32_to_bf16(p.w[i]) : f32_to_f16(p.w[i]);
+        decoded[i] = dt == DType::BF16 ? bf16_to_f32(h[i]) : f16_to_f32(h[i]);
+      }
+      w = Matrix{"w", dt, rows, cols, bytes.data()};
+    } else {
+      const formats::Format& f = formats::find_format(name);
+      bytes = f.encode(p.w.data(), rows, cols);
+      w = packed_matrix("w", f, rows, cols, bytes.data());
+      decoded = w.to_f32();
+    }
+    std::vector<float> exact, fast;
+    {
+      kernels::ScopedPrefillKernel k(kernels::PrefillKernel::Exact);
+      exact = run(w, p, tokens, true, pool);
+    }
+    {
+      kernels::ScopedPrefillKernel k(kernels::PrefillKernel::Fast);
+      EXPECT_NE(kernels::matmul_path(w, tokens).find("onednn"), std::string::npos) << name;
+      fast = run(w, p, tokens, true, pool);
+    }
+    double largest_gap = 0;
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t r = 0; r < rows; ++r) {
+        double want = p.bias[static_cast<size_t>(r)], mag = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          const double wx = static_cast<double>(decoded[static_cast<size_t>(r * cols + c)]) *
+                            p.x[static_cast<size_t>(t * cols + c)];
+          want += wx;
+          mag += std::abs(wx);
+        }
+        const size_t i = static_cast<size_t>(t * rows + r);
+        const double gap = std::abs(fast[i] - want);
+        largest_gap = std::max(largest_gap, gap);
+        ASSERT_LE(gap, per_product * mag + 2.0 * cols * u * (mag + std::abs(want)))
+            << name << " token " << t << " row " << r;
+        ASSERT_NEAR(exact[i], want,
+                    2.0 * cols * u * (mag + std::abs(p.bias[static_cast<size_t>(r)])))
+            << name << " exact, token " << t << " row " << r;
+      }
+    EXPECT_GT(largest_gap, 0.0) << name << ": the fast path did not round anything";
   }
 }
 

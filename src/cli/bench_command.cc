@@ -15,6 +15,7 @@ void add_bench_command(CLI::App& app) {
   struct Opts {
     std::string model;
     int threads = 0;
+    std::string kernels = "fast";
     KvOptions kv;
     bool json = false;
     BenchOptions bench;
@@ -30,9 +31,11 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
   add_threads_option(cmd, o->threads);
+  add_kernels_option(cmd, o->kernels);
   add_kv_options(cmd, o->kv);
   cmd->callback([o] {
     apply_threads(o->threads);
+    apply_kernels(o->kernels);
     LoadOptions lo;
     lo.require_tokenizer = false;
     LoadedModel m = load_model(o->model, lo);

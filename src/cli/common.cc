@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "qforge/core/thread_pool.h"
+#include "qforge/kernels/kernels.h"
 
 namespace qforge::cli {
 
@@ -13,6 +14,19 @@ void add_threads_option(CLI::App* cmd, int& threads) {
 
 void apply_threads(int threads) {
   if (threads > 0) ThreadPool::set_global_threads(threads);
+}
+
+void add_kernels_option(CLI::App* cmd, std::string& kernels) {
+  cmd->add_option("--kernels", kernels,
+                  "Prefill products: fast (bf16 activations and weights on oneDNN's AMX / "
+                  "AVX512-BF16 GEMM) or exact (f32 products, the reference)")
+      ->check(CLI::IsMember({"fast", "exact"}))
+      ->capture_default_str();
+}
+
+void apply_kernels(const std::string& kernels) {
+  kernels::set_prefill_kernel(kernels == "fast" ? kernels::PrefillKernel::Fast
+                                                : kernels::PrefillKernel::Exact);
 }
 
 std::string human_bytes(double b) {

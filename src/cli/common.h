@@ -13,6 +13,11 @@ namespace qforge::cli {
 void add_threads_option(CLI::App* cmd, int& threads);
 // Recreates the global pool when --threads was given.
 void apply_threads(int threads);
+// Adds --kernels fast|exact (kernels::PrefillKernel: bf16 GEMMs on oneDNN, or exact f32 products)
+// with the subcommand's default.
+void add_kernels_option(CLI::App* cmd, std::string& kernels);
+// Selects the prefill kernels named by --kernels.
+void apply_kernels(const std::string& kernels);
 // "1.23 MiB"
 std::string human_bytes(double bytes);
 

@@ -28,6 +28,7 @@ struct EvalOpts {
   int batch = 0;
   bool json = false;
   int threads = 0;
+  std::string kernels = "exact";
   KvOptions kv;
 };
 
@@ -165,9 +166,11 @@ void add_eval_command(CLI::App& app) {
                   "min(ctx + 1, --max-tokens)) and logits (F32 [n, vocab]) to this safetensors "
                   "file");
   add_threads_option(cmd, o->threads);
+  add_kernels_option(cmd, o->kernels);
   add_kv_options(cmd, o->kv);
   cmd->callback([o] {
     apply_threads(o->threads);
+    apply_kernels(o->kernels);
     LoadOptions lo;
     if (!o->tokenizer.empty()) lo.tokenizer = o->tokenizer;
     LoadedModel m = load_model(o->model, lo);

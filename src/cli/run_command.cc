@@ -21,6 +21,7 @@ void add_run_command(CLI::App& app) {
     float temp = 0.8f, top_p = 0.95f;
     uint64_t seed = 0;
     int threads = 0;
+    std::string kernels = "fast";
     KvOptions kv;
     bool quiet = false;
   };
@@ -38,9 +39,11 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file overriding the model's own");
   cmd->add_flag("-q,--quiet", o->quiet, "Do not print timing to stderr");
   add_threads_option(cmd, o->threads);
+  add_kernels_option(cmd, o->kernels);
   add_kv_options(cmd, o->kv);
   cmd->callback([o] {
     apply_threads(o->threads);
+    apply_kernels(o->kernels);
     LoadOptions lo;
     if (!o->tokenizer.empty()) lo.tokenizer = o->tokenizer;
     LoadedModel m = load_model(o->model, lo);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "qforge/core/error.h"
+#include "qforge/kernels/kernels.h"
 #include "qforge/model/sampler.h"
 
 namespace qforge {
@@ -64,7 +65,11 @@ ComparisonResult compare_models(Transformer& model, Transformer& reference,
       model, tokens, options,
       [&](std::span<const int32_t> window, const float* logits) {
         const size_t len = window.size();
-        reference.forward(window.first(len - 1), 0, ref_cache, ref_logits.data(), true);
+        {
+          // The reference is the exact model: f32 products even when the model runs fast ones.
+          kernels::ScopedPrefillKernel exact(kernels::PrefillKernel::Exact);
+          reference.forward(window.first(len - 1), 0, ref_cache, ref_logits.data(), true);
+        }
         for (size_t i = 0; i + 1 < len; ++i) {
           const TokenComparison t = compare_token(
               {logits + i * vocab, static_cast<size_t>(vocab)},

@@ -3,11 +3,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "kernels/onednn_gemm.h"
 #include "kernels/q8_dot.h"
 #include "qforge/core/error.h"
 #include "qforge/kernels/kernels.h"
@@ -25,6 +27,8 @@ constexpr size_t kGemvGrain = 16;
 constexpr int64_t kPackedGemvMaxTokens = 8;
 // Decoded rows per step of a packed GEMV: 64 KiB of f32, resident in L2.
 constexpr int64_t kDecodeBufferFloats = 16384;
+
+std::atomic<PrefillKernel> g_prefill_kernel{PrefillKernel::Exact};
 
 void init_blas_once() {
   static std::once_flag once;
@@ -118,13 +122,75 @@ void integer_gemv(q8::Layout layout, const Matrix& w, const float* x, int64_t n_
       kGemvGrain);
 }
 
+// Many tokens, fast kernels: activations rounded to bf16 once, weights read as bf16 (stored bf16
+// rows directly, anything else decoded tile by tile and rounded), products on oneDNN's bf16 GEMM
+// (AMX or AVX512-BF16), one weight tile per call so each thread keeps its tile in L2.
+void bf16_gemm(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
+               ThreadPool& pool, const float* bias) {
+  const int64_t rows = w.rows, cols = w.cols;
+  thread_local std::vector<uint16_t> x_bf16_tls;
+  std::vector<uint16_t>& x_bf16 = x_bf16_tls;  // the caller's buffer, read by every worker
+  x_bf16.resize(static_cast<size_t>(n_tokens * cols));
+  pool.parallel_for(static_cast<size_t>(n_tokens), [&](size_t t0, size_t t1, int) {
+    narrow_to_bf16(x + t0 * cols, x_bf16.data() + t0 * cols, static_cast<int64_t>(t1 - t0) * cols);
+  });
+  const bool stored_bf16 = !w.packed() && w.dtype == DType::BF16;
+  const size_t tiles = static_cast<size_t>((rows + kTileRows - 1) / kTileRows);
+  pool.parallel_for(tiles, [&](size_t t0, size_t t1, int) {
+    thread_local std::vector<float> tile_f32;
+    thread_local std::vector<uint16_t> tile_bf16;
+    for (size_t t = t0; t < t1; ++t) {
+      const int64_t r0 = static_cast<int64_t>(t) * kTileRows;
+      const int64_t nr = std::min(kTileRows, rows - r0);
+      const uint16_t* wt = reinterpret_cast<const uint16_t*>(w.row(r0));
+      if (!stored_bf16) {
+        tile_f32.resize(static_cast<size_t>(nr * cols));
+        tile_bf16.resize(static_cast<size_t>(nr * cols));
+        w.rows_to_f32(r0, nr, tile_f32.data());
+        narrow_to_bf16(tile_f32.data(), tile_bf16.data(), nr * cols);
+        wt = tile_bf16.data();
+      }
+      onednn::gemm_bf16(n_tokens, nr, cols, x_bf16.data(), wt, cols, y + r0, ldy);
+      if (bias)
+        for (int64_t i = 0; i < n_tokens; ++i)
+          for (int64_t r = 0; r < nr; ++r) y[i * ldy + r0 + r] += bias[r0 + r];
+    }
+  });
+}
+
+// Whether matmul takes the bf16 GEMM: fast kernels chosen, a GEMM-sized batch, weights that are
+// not f32 (f32 models keep f32 products, as llama.cpp does), and a JIT kernel on this CPU.
+bool runs_bf16_gemm(const Matrix& w, int64_t n_tokens) {
+  if (g_prefill_kernel.load(std::memory_order_relaxed) != PrefillKernel::Fast) return false;
+  if (n_tokens <= (w.packed() ? kPackedGemvMaxTokens : kGemvMaxTokens)) return false;
+  if (!w.packed() && w.dtype == DType::F32) return false;
+  return onednn::bf16_gemm_available();
+}
+
 }  // namespace
+
+void set_prefill_kernel(PrefillKernel kernel) {
+  g_prefill_kernel.store(kernel);
+}
+
+PrefillKernel prefill_kernel() {
+  return g_prefill_kernel.load();
+}
+
+std::string prefill_kernel_name() {
+  if (prefill_kernel() == PrefillKernel::Fast && onednn::bf16_gemm_available())
+    return fmt::format("bf16 onednn {}", onednn::bf16_impl_name());
+  return fmt::format("f32 openblas {}", blas_core_name());
+}
 
 bool runs_int8_activations(const Matrix& w, int64_t n_tokens) {
   return w.packed() && n_tokens <= kPackedGemvMaxTokens && q8::layout_for(w) != q8::Layout::None;
 }
 
 std::string matmul_path(const Matrix& w, int64_t n_tokens) {
+  if (runs_bf16_gemm(w, n_tokens))
+    return w.packed() || w.dtype != DType::BF16 ? "decoded bf16 tiles + onednn bf16 gemm"
+                                                : "onednn bf16 gemm";
   if (!w.packed()) return n_tokens <= kGemvMaxTokens ? "simd gemv" : "widened tiles + sgemm";
   if (n_tokens > kPackedGemvMaxTokens) return "decoded tiles + sgemm";
   const q8::Layout layout = q8::layout_for(w);
@@ -158,6 +224,7 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t
         kGemvGrain);
     return;
   }
+  if (runs_bf16_gemm(w, n_tokens)) return bf16_gemm(w, x, n_tokens, y, ldy, pool, bias);
   const size_t tiles = static_cast<size_t>((rows + kTileRows - 1) / kTileRows);
   pool.parallel_for(tiles, [&](size_t t0, size_t t1, int) {
     thread_local std::vector<float> tile;

@@ -101,6 +101,26 @@ void WidenF16(const void* row, float* out, size_t n) {
   for (; i < n; ++i) out[i] = f16_to_f32(reinterpret_cast<const uint16_t*>(w)[i]);
 }
 
+// f32 -> bf16 with round-to-nearest-even (as f32_to_bf16; activations are finite, so the NaN case
+// is left to the scalar tail's rule only).
+void NarrowBf16(const float* in, uint16_t* out, size_t n) {
+  const DF df;
+  const DU16 du16;
+  const DU32 du32;
+  const hn::RebindToSigned<DF> di32;
+  const size_t N = hn::Lanes(df);
+  const auto bias = hn::Set(du32, 0x7fffu);
+  const auto one = hn::Set(du32, 1u);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto u = hn::BitCast(du32, hn::LoadU(df, in + i));
+    const auto rounded = hn::Add(u, hn::Add(bias, hn::And(hn::ShiftRight<16>(u), one)));
+    // The shifted value fits in 16 bits: a saturating demote from int32 keeps it unchanged.
+    hn::StoreU(hn::DemoteTo(du16, hn::BitCast(di32, hn::ShiftRight<16>(rounded))), du16, out + i);
+  }
+  for (; i < n; ++i) out[i] = f32_to_bf16(in[i]);
+}
+
 }  // namespace qforge::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -117,6 +137,7 @@ HWY_EXPORT(DotBf16);
 HWY_EXPORT(DotF16);
 HWY_EXPORT(WidenBf16);
 HWY_EXPORT(WidenF16);
+HWY_EXPORT(NarrowBf16);
 
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
   switch (dtype) {
@@ -145,6 +166,10 @@ void widen_row(DType dtype, const std::byte* row, float* out, int64_t n) {
     default:
       fail("widen_row: unsupported weight dtype {}", dtype_name(dtype));
   }
+}
+
+void narrow_to_bf16(const float* in, uint16_t* out, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(NarrowBf16)(in, out, static_cast<size_t>(n));
 }
 
 std::string simd_target_name() {

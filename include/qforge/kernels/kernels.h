@@ -27,6 +27,31 @@ bool runs_int8_activations(const Matrix& w, int64_t n_tokens);
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
             ThreadPool& pool, const float* bias = nullptr, InputQuant input = InputQuant::None);
 
+// How matmul computes many-token (prefill) products. Exact: f32 products (weights widened or
+// decoded to f32 tiles, OpenBLAS sgemm): the reference every test compares with, and the default.
+// Fast: activations and weights rounded to bf16 (round-to-nearest-even; stored bf16 weights are
+// read as they are) and multiplied on oneDNN's bf16 GEMM (AMX / AVX512-BF16), accumulating in f32,
+// as llama.cpp does for bf16 weights. f32 weights and few-token (decode) products are the same in
+// both. Process-wide; `run` and `bench` choose Fast, `eval` Exact unless told (--kernels).
+enum class PrefillKernel : uint8_t { Exact, Fast };
+void set_prefill_kernel(PrefillKernel kernel);
+PrefillKernel prefill_kernel();
+// Sets the prefill kernels for a scope (eval runs its reference exact whatever the model runs on).
+class ScopedPrefillKernel {
+ public:
+  explicit ScopedPrefillKernel(PrefillKernel kernel) : saved_(prefill_kernel()) {
+    set_prefill_kernel(kernel);
+  }
+  ~ScopedPrefillKernel() { set_prefill_kernel(saved_); }
+  ScopedPrefillKernel(const ScopedPrefillKernel&) = delete;
+  ScopedPrefillKernel& operator=(const ScopedPrefillKernel&) = delete;
+
+ private:
+  PrefillKernel saved_;
+};
+// What prefill runs on, for bench: e.g. "bf16 onednn brg:avx512_core_amx_bf16".
+std::string prefill_kernel_name();
+
 // Which kernel matmul runs for w with n_tokens (bench reports it), e.g. "vnni q4_0 x q8".
 std::string matmul_path(const Matrix& w, int64_t n_tokens);
 
@@ -57,6 +82,9 @@ float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n);
 
 // Widens n elements of a weight row to f32 (SIMD).
 void widen_row(DType dtype, const std::byte* row, float* out, int64_t n);
+
+// f32 -> bf16, round-to-nearest-even (SIMD).
+void narrow_to_bf16(const float* in, uint16_t* out, int64_t n);
 
 // OpenBLAS (0.3.21, Debian) does not know CPUs newer than itself: it runs its AVX2 "Haswell"
 // kernels on AVX-512 AMD CPUs and its SSE3 "Prescott" kernels on Zen 5 (4-8x slower than
