@@ -1,4 +1,5 @@
-// W8A8 and W4A8 for real: when decoding, a quantized model with --act int8 multiplies int8
+// W8A8 and W4A8 for real: when decoding (integer VNNI kernels) and in prefill (oneDNN's int8
+// GEMM), a quantized model with --act int8 multiplies int8
 // activations by its integer weights in integers (kernels::InputQuant::Int8PerToken). It must
 // compute what the f32 simulation computes (the same per-token rounding, then exact products):
 // the two differ only by f32 summation order and the final scale multiplication, so the logits'
@@ -27,6 +28,34 @@ std::vector<float> decode_logits(const LoadedModel& m, const std::vector<int32_t
   return logits;
 }
 
+// Logits of `tokens` in one forward call (the prefill path), [tokens][vocab].
+std::vector<float> prefill_logits(const LoadedModel& m, const std::vector<int32_t>& tokens) {
+  ThreadPool pool(2);
+  Transformer model(m.config, m.weights, pool, m.inference);
+  KVCache cache = model.new_cache(static_cast<int>(tokens.size()));
+  std::vector<float> logits(tokens.size() * static_cast<size_t>(m.config.vocab_size));
+  model.forward(tokens, 0, cache, logits.data(), true);
+  return logits;
+}
+
+struct Agreement {
+  double kld = 0;       // mean KL-divergence
+  int top1_differ = 0;  // positions whose top token differs
+};
+
+Agreement agreement(const std::vector<float>& a, const std::vector<float>& b,
+                    const std::vector<int32_t>& ids, size_t vocab) {
+  Agreement r;
+  for (size_t i = 0; i + 1 < ids.size(); ++i) {
+    const TokenComparison t =
+        compare_token({a.data() + i * vocab, vocab}, {b.data() + i * vocab, vocab}, ids[i + 1]);
+    r.top1_differ += !t.same_top1;
+    r.kld += t.kld;
+  }
+  r.kld /= static_cast<double>(ids.size() - 1);
+  return r;
+}
+
 void expect_real_equals_simulated(const char* format) {
   if (!kernels::q8::enabled()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU (or QFORGE_NO_VNNI)";
   QuantizeOptions o = testing::embedded_quantize_options(std::string("w8a8_real_") + format, format,
@@ -38,20 +67,29 @@ void expect_real_equals_simulated(const char* format) {
   std::vector<int32_t> ids = testing::sample_ids(m);
   ids.resize(96);
   const std::vector<float> real = decode_logits(m, ids);
+  const bool real_prefill = kernels::runs_int8_activations(m.weights.layers[0].wq, 96);
+  const std::vector<float> real_batch = prefill_logits(m, ids);
   kernels::q8::set_enabled(false);  // the f32 simulation of the same model
   ASSERT_FALSE(kernels::runs_int8_activations(m.weights.layers[0].wq, 1));
   const std::vector<float> simulated = decode_logits(m, ids);
+  const std::vector<float> simulated_batch = prefill_logits(m, ids);
   kernels::q8::set_enabled(true);
   const size_t vocab = static_cast<size_t>(m.config.vocab_size);
-  double kld = 0;
-  for (size_t i = 0; i + 1 < ids.size(); ++i) {
-    const TokenComparison t = compare_token({real.data() + i * vocab, vocab},
-                                            {simulated.data() + i * vocab, vocab}, ids[i + 1]);
-    EXPECT_TRUE(t.same_top1) << format << " position " << i;
-    kld += t.kld;
-  }
-  EXPECT_LT(kld / static_cast<double>(ids.size() - 1), 1e-5) << format;
-  EXPECT_NE(real, simulated) << format << ": the integer path did not run";
+  const Agreement decode = agreement(real, simulated, ids, vocab);
+  EXPECT_EQ(decode.top1_differ, 0) << format << " decode";
+  EXPECT_LT(decode.kld, 1e-5) << format << " decode";
+  EXPECT_NE(real, simulated) << format << ": the integer decode path did not run";
+  if (!real_prefill) return;
+  // Prefill: oneDNN's int8 GEMM sums the codes exactly (packed_matmul_test checks every output
+  // against float64 to a few f32 units), but its f32 rounding differs from sgemm's, and on this
+  // tiny model a last-bit difference can move an activation across a rounding boundary of the
+  // next layer's int8 grid: the simulation itself disagrees with its own decode path by a mean
+  // KLD of 1e-5..6e-5 here. So the bound is loose (a wrong code, scale or row costs > 1e-2) and
+  // allows one changed top token in 95; llama-sp-58m's numbers are in docs/RESULTS.md.
+  const Agreement batch = agreement(real_batch, simulated_batch, ids, vocab);
+  EXPECT_LE(batch.top1_differ, 1) << format << " prefill";
+  EXPECT_LT(batch.kld, 1e-3) << format << " prefill";
+  EXPECT_NE(real_batch, simulated_batch) << format << ": the integer prefill path did not run";
 }
 
 TEST(IntegerActivations, W8A8RealEqualsTheSimulation) {

@@ -11,6 +11,7 @@
 // magnitude (one wrong 4-bit code in a row changes y by ~|scale x|, far above 1e-4 of the sum).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -232,6 +233,59 @@ TEST(PackedMatmul, FastPrefillStaysWithinTheBf16RoundingBound) {
       }
     EXPECT_GT(largest_gap, 0.0) << name << ": the fast path did not round anything";
   }
+}
+
+// W8A8 / W4A8 prefill: int8 activations per token times the weights' int codes, summed exactly in
+// int32 on oneDNN, then scaled. Against the same quantities summed in float64, only the f32 scaling
+// and the sum over groups round: within a few f32 units of sum |scales q_w q_x|.
+TEST(PackedMatmul, Int8PrefillSumsTheIntegerCodesExactly) {
+  if (!kernels::onednn::int8_gemm_available() || !kernels::q8::enabled())
+    GTEST_SKIP() << "no oneDNN int8 GEMM or no VNNI here";
+  ThreadPool pool(2);
+  for (const char* name :
+       {"int8-channel", "int4-channel", "int4-g128", "int8-g128", "int4-g32", "int4-g64"})
+    for (auto [rows, cols, tokens] : std::vector<std::array<int64_t, 3>>{{300, 512, 21},
+                                                                         {256, 256, 96},
+                                                                         {768, 256, 96},
+                                                                         {256, 768, 96},
+                                                                         {128, 256, 96},
+                                                                         {128, 256, 95}}) {
+      const formats::Format& f = formats::find_format(name);
+      const Problem p = random_problem(rows, cols, tokens, 9);
+      const std::vector<std::byte> bytes = f.encode(p.w.data(), rows, cols);
+      const Matrix w = packed_matrix("w", f, rows, cols, bytes.data());
+      ASSERT_TRUE(kernels::runs_int8_activations(w, tokens)) << name;
+      EXPECT_EQ(kernels::matmul_path(w, tokens, kernels::InputQuant::Int8PerToken),
+                "int8 codes + onednn s8 gemm");
+      std::vector<float> got(static_cast<size_t>(tokens * rows));
+      kernels::matmul(w, p.x.data(), tokens, got.data(), rows, pool, p.bias.data(),
+                      kernels::InputQuant::Int8PerToken);
+      kernels::q8::Activations a;
+      kernels::q8::quantize_per_token(p.x.data(), tokens, cols, a);
+      const int64_t width = kernels::q8::group_width(w), groups = cols / width;
+      std::vector<int8_t> codes(static_cast<size_t>(rows * cols));
+      std::vector<float> scales(static_cast<size_t>(rows * groups));
+      kernels::q8::unpack_int_groups(w, 0, rows, codes.data(), scales.data());
+      const std::vector<float> decoded = w.to_f32();
+      for (size_t i = 0; i < codes.size(); ++i)  // the codes are the format's own values
+        ASSERT_EQ(decoded[i], codes[i] * scales[i / static_cast<size_t>(width)])
+            << name << " " << i;
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t r = 0; r < rows; ++r) {
+          const double sx = a.d[static_cast<size_t>(t * (cols / 32))];
+          double want = p.bias[static_cast<size_t>(r)], mag = std::abs(want);
+          for (int64_t c = 0; c < cols; ++c) {
+            const double term = sx * scales[static_cast<size_t>(r * groups + c / width)] *
+                                codes[static_cast<size_t>(r * cols + c)] *
+                                a.hi[static_cast<size_t>(t * cols + c)];
+            want += term;
+            mag += std::abs(term);
+          }
+          ASSERT_NEAR(got[static_cast<size_t>(t * rows + r)], want,
+                      (4.0 + 2.0 * groups) * std::ldexp(1.0, -24) * mag)
+              << name << " token " << t << " row " << r;
+        }
+    }
 }
 
 TEST(PackedMatmul, TheFormatSaysHowManyBytesARowTakes) {

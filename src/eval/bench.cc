@@ -30,14 +30,21 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 // "q4_k: decode vnni q4_k x q8, prefill decoded tiles + sgemm; bf16: ..." for each distinct
 // storage of the model's matrices, so a benchmark says which code it measured.
-std::string kernel_summary(const ModelWeights& w, int64_t prefill_tokens) {
+std::string kernel_summary(const ModelWeights& w, int64_t prefill_tokens, bool int8_activations) {
   std::map<std::string, std::string> seen;
   auto note = [&](const Matrix& m) {
     if (!m.present()) return;
     const std::string key = m.packed() ? m.format->name() : std::string(dtype_name(m.dtype));
-    if (!seen.contains(key))
-      seen[key] = fmt::format("decode {}, prefill {}", kernels::matmul_path(m, 1),
-                              kernels::matmul_path(m, prefill_tokens));
+    if (!seen.contains(key)) {
+      // W8A8 / W4A8 models give int8 inputs to the linears that have an integer kernel.
+      const auto input = [&](int64_t n) {
+        return int8_activations && kernels::runs_int8_activations(m, n)
+                   ? kernels::InputQuant::Int8PerToken
+                   : kernels::InputQuant::None;
+      };
+      seen[key] = fmt::format("decode {}, prefill {}", kernels::matmul_path(m, 1, input(1)),
+                              kernels::matmul_path(m, prefill_tokens, input(prefill_tokens)));
+    }
   };
   for (const LayerWeights& l : w.layers)
     for (const Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) note(*m);
@@ -97,7 +104,8 @@ BenchResult run_bench(Transformer& model, ThreadPool& pool, const BenchOptions& 
 
   // The model's own memory (mapped weights, KV cache, buffers), before the probes allocate theirs.
   r.model_peak_rss_bytes = peak_rss_bytes();
-  r.kernels = kernel_summary(model.weights(), o.prefill_tokens);
+  r.kernels = kernel_summary(model.weights(), o.prefill_tokens,
+                             model.options().activations == formats::ActivationFormat::Int8);
   r.weight_bytes_per_token = model.weight_bytes_per_token();
   r.read_bandwidth = kernels::measure_read_bandwidth(pool);
   r.fma_peak_flops = kernels::measure_fma_peak(pool);

@@ -158,6 +158,53 @@ void bf16_gemm(const Matrix& w, const float* x, int64_t n_tokens, float* y, int6
   });
 }
 
+// Many tokens, int8 activations (W8A8 / W4A8 for real): each token quantized to int8 once (the
+// same rule as decode and the simulation), integer weights unpacked to int8 codes tile by tile,
+// and per group of the weights one s8 x s8 -> s32 GEMM on oneDNN (AMX / VNNI); the exact integer
+// sums are scaled by the token's and the group's scales and summed in f32.
+void int8_gemm(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
+               ThreadPool& pool, const float* bias) {
+  const int64_t rows = w.rows, cols = w.cols;
+  const int64_t width = q8::group_width(w), groups = cols / width;
+  thread_local q8::Activations tls;
+  q8::Activations& a = tls;  // the caller's activations, read by every worker
+  q8::quantize_per_token(x, n_tokens, cols, a);
+  const size_t tiles = static_cast<size_t>((rows + kTileRows - 1) / kTileRows);
+  pool.parallel_for(tiles, [&](size_t t0, size_t t1, int) {
+    thread_local std::vector<int8_t> codes;
+    thread_local std::vector<float> scales;
+    thread_local std::vector<int32_t> sums;
+    for (size_t t = t0; t < t1; ++t) {
+      const int64_t r0 = static_cast<int64_t>(t) * kTileRows;
+      const int64_t nr = std::min(kTileRows, rows - r0);
+      codes.resize(static_cast<size_t>(nr * cols));
+      scales.resize(static_cast<size_t>(nr * groups));
+      sums.resize(static_cast<size_t>(n_tokens * nr));
+      q8::unpack_int_groups(w, r0, nr, codes.data(), scales.data());
+      for (int64_t g = 0; g < groups; ++g) {
+        onednn::gemm_s8(n_tokens, nr, width, a.hi.data() + g * width, cols,
+                        codes.data() + g * width, cols, sums.data(), nr);
+        for (int64_t i = 0; i < n_tokens; ++i) {
+          const float token_scale = a.d[static_cast<size_t>(i * (cols / q8::kBlock))];
+          float* yi = y + i * ldy + r0;
+          const int32_t* si = sums.data() + i * nr;
+          for (int64_t r = 0; r < nr; ++r) {
+            const float v = static_cast<float>(si[r]) * (token_scale * scales[r * groups + g]);
+            yi[r] = g == 0 ? v + (bias ? bias[r0 + r] : 0.0f) : yi[r] + v;
+          }
+        }
+      }
+    }
+  });
+}
+
+// Whether matmul takes the int8 GEMM: int8 activations asked for, a GEMM-sized batch, integer
+// weights in groups, and a JIT kernel on this CPU.
+bool runs_int8_gemm(const Matrix& w, int64_t n_tokens) {
+  return n_tokens > kPackedGemvMaxTokens && w.packed() &&
+         q8::layout_for(w) == q8::Layout::IntGroups && onednn::int8_gemm_available();
+}
+
 // Whether matmul takes the bf16 GEMM: fast kernels chosen, a GEMM-sized batch, weights that are
 // not f32 (f32 models keep f32 products, as llama.cpp does), and a JIT kernel on this CPU.
 bool runs_bf16_gemm(const Matrix& w, int64_t n_tokens) {
@@ -184,10 +231,13 @@ std::string prefill_kernel_name() {
 }
 
 bool runs_int8_activations(const Matrix& w, int64_t n_tokens) {
+  if (runs_int8_gemm(w, n_tokens)) return true;
   return w.packed() && n_tokens <= kPackedGemvMaxTokens && q8::layout_for(w) != q8::Layout::None;
 }
 
-std::string matmul_path(const Matrix& w, int64_t n_tokens) {
+std::string matmul_path(const Matrix& w, int64_t n_tokens, InputQuant input) {
+  if (input == InputQuant::Int8PerToken && runs_int8_gemm(w, n_tokens))
+    return "int8 codes + onednn s8 gemm";
   if (runs_bf16_gemm(w, n_tokens))
     return w.packed() || w.dtype != DType::BF16 ? "decoded bf16 tiles + onednn bf16 gemm"
                                                 : "onednn bf16 gemm";
@@ -204,6 +254,8 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t
   const int64_t rows = w.rows, cols = w.cols;
   check(input == InputQuant::None || runs_int8_activations(w, n_tokens),
         "matmul: '{}' has no integer kernel for int8 activations of {} tokens", w.name, n_tokens);
+  if (input == InputQuant::Int8PerToken && runs_int8_gemm(w, n_tokens))
+    return int8_gemm(w, x, n_tokens, y, ldy, pool, bias);
   if (w.packed() && n_tokens <= kPackedGemvMaxTokens) {
     if (const q8::Layout layout = q8::layout_for(w); layout != q8::Layout::None)
       return integer_gemv(layout, w, x, n_tokens, y, ldy, pool, bias, input);

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "qforge/core/error.h"
 
@@ -15,7 +16,8 @@ namespace qforge::kernels::onednn {
 namespace {
 
 using dt = dnnl::memory::data_type;
-using Shape = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t>;  // type m n k ldw ldy
+using Shape = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t,
+                         int64_t>;  // type m n k ldx ldw ldy
 
 dnnl::engine& cpu_engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
@@ -23,35 +25,40 @@ dnnl::engine& cpu_engine() {
 }
 
 struct Gemm {
-  dnnl::memory::desc x, w, y;
+  dnnl::memory::desc x, w, y, scratchpad;
   dnnl::matmul primitive;
   std::string impl;
 };
 
 // Descriptors for y[m,n] = x[m,k] · w[k,n] with w stored as n rows of ldw elements.
-Gemm make_gemm(dt in, dt weights, dt out, int64_t m, int64_t n, int64_t k, int64_t ldw,
+Gemm make_gemm(dt in, dt weights, dt out, int64_t m, int64_t n, int64_t k, int64_t ldx, int64_t ldw,
                int64_t ldy) {
   Gemm g;
-  g.x = dnnl::memory::desc({m, k}, in, dnnl::memory::dims{k, 1});
+  g.x = dnnl::memory::desc({m, k}, in, dnnl::memory::dims{ldx, 1});
   g.w = dnnl::memory::desc({k, n}, weights, dnnl::memory::dims{1, ldw});
   g.y = dnnl::memory::desc({m, n}, out, dnnl::memory::dims{ldy, 1});
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(g.x, g.w, g.y), cpu_engine());
+  // Each thread brings its own scratchpad: oneDNN's default (one global scratchpad) is not safe
+  // when primitives run concurrently, as ours do on the pool's threads.
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(g.x, g.w, g.y), attr, cpu_engine());
   g.impl = pd.impl_info_str();
+  g.scratchpad = pd.scratchpad_desc();
   g.primitive = dnnl::matmul(pd);
   return g;
 }
 
 // Primitives are created once per shape (prefill reuses a handful) and shared by all threads:
 // oneDNN primitives may execute concurrently.
-const Gemm& gemm_for(dt in, dt weights, dt out, int64_t m, int64_t n, int64_t k, int64_t ldw,
-                     int64_t ldy) {
+const Gemm& gemm_for(dt in, dt weights, dt out, int64_t m, int64_t n, int64_t k, int64_t ldx,
+                     int64_t ldw, int64_t ldy) {
   static std::mutex mutex;
   static std::map<Shape, Gemm> cache;
-  const Shape key{static_cast<int>(in), m, n, k, ldw, ldy};
+  const Shape key{static_cast<int>(in), m, n, k, ldx, ldw, ldy};
   std::lock_guard lock(mutex);
   auto it = cache.find(key);
   if (it == cache.end())
-    it = cache.emplace(key, make_gemm(in, weights, out, m, n, k, ldw, ldy)).first;
+    it = cache.emplace(key, make_gemm(in, weights, out, m, n, k, ldx, ldw, ldy)).first;
   return it->second;
 }
 
@@ -63,17 +70,22 @@ void execute(const Gemm& g, const void* x, const void* w, void* y) {
   }();
   (void)single_threaded;
   thread_local dnnl::stream stream(cpu_engine());
+  thread_local std::vector<std::byte> scratch;
+  if (scratch.size() < g.scratchpad.get_size()) scratch.resize(g.scratchpad.get_size());
+  dnnl::memory sm(g.scratchpad, cpu_engine(), scratch.data());
   dnnl::memory xm(g.x, cpu_engine(), const_cast<void*>(x));
   dnnl::memory wm(g.w, cpu_engine(), const_cast<void*>(w));
   dnnl::memory ym(g.y, cpu_engine(), y);
-  g.primitive.execute(stream, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, ym}});
+  g.primitive.execute(
+      stream,
+      {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, ym}, {DNNL_ARG_SCRATCHPAD, sm}});
   stream.wait();
 }
 
 // The implementation oneDNN picks for a typical prefill shape, or "" when it has none.
 std::string probe(dt in, dt weights, dt out) {
   try {
-    return gemm_for(in, weights, out, 64, 64, 256, 256, 64).impl;
+    return gemm_for(in, weights, out, 64, 64, 256, 256, 256, 64).impl;
   } catch (const dnnl::error&) {
     return "";
   }
@@ -110,12 +122,12 @@ const char* int8_impl_name() {
 
 void gemm_bf16(int64_t m, int64_t n, int64_t k, const uint16_t* x, const uint16_t* w, int64_t ldw,
                float* y, int64_t ldy) {
-  execute(gemm_for(dt::bf16, dt::bf16, dt::f32, m, n, k, ldw, ldy), x, w, y);
+  execute(gemm_for(dt::bf16, dt::bf16, dt::f32, m, n, k, k, ldw, ldy), x, w, y);
 }
 
-void gemm_s8(int64_t m, int64_t n, int64_t k, const int8_t* x, const int8_t* w, int64_t ldw,
-             int32_t* y, int64_t ldy) {
-  execute(gemm_for(dt::s8, dt::s8, dt::s32, m, n, k, ldw, ldy), x, w, y);
+void gemm_s8(int64_t m, int64_t n, int64_t k, const int8_t* x, int64_t ldx, const int8_t* w,
+             int64_t ldw, int32_t* y, int64_t ldy) {
+  execute(gemm_for(dt::s8, dt::s8, dt::s32, m, n, k, ldx, ldw, ldy), x, w, y);
 }
 
 }  // namespace qforge::kernels::onednn

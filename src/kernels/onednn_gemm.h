@@ -20,8 +20,8 @@ const char* int8_impl_name();
 // y[m, n] (row stride ldy) = x[m, k] (bf16, row stride k) · w[n, k]ᵀ (bf16, row stride ldw).
 void gemm_bf16(int64_t m, int64_t n, int64_t k, const uint16_t* x, const uint16_t* w, int64_t ldw,
                float* y, int64_t ldy);
-// y[m, n] (row stride ldy) = x[m, k] (int8, row stride k) · w[n, k]ᵀ (int8, row stride ldw).
-void gemm_s8(int64_t m, int64_t n, int64_t k, const int8_t* x, const int8_t* w, int64_t ldw,
-             int32_t* y, int64_t ldy);
+// y[m, n] (row stride ldy) = x[m, k] (int8, row stride ldx) · w[n, k]ᵀ (int8, row stride ldw).
+void gemm_s8(int64_t m, int64_t n, int64_t k, const int8_t* x, int64_t ldx, const int8_t* w,
+             int64_t ldw, int32_t* y, int64_t ldy);
 
 }  // namespace qforge::kernels::onednn

@@ -318,6 +318,42 @@ void quantize_per_token(const float* x, int64_t tokens, int64_t cols, Activation
   }
 }
 
+int64_t group_width(const Matrix& w) {
+  IntGroups g;
+  check(int_groups(w, &g), "internal: '{}' is not symmetric int4/int8 in groups", w.name);
+  return g.width;
+}
+
+void unpack_int_groups(const Matrix& w, int64_t r0, int64_t n, int8_t* codes, float* scales) {
+  IntGroups g;
+  check(int_groups(w, &g), "internal: '{}' is not symmetric int4/int8 in groups", w.name);
+  const int64_t groups = w.cols / g.width;
+  for (int64_t r = 0; r < n; ++r) {
+    const auto* p = reinterpret_cast<const uint8_t*>(w.row(r0 + r));
+    int8_t* out = codes + r * w.cols;
+    for (int64_t gi = 0; gi < groups; ++gi, p += g.group_bytes, out += g.width) {
+      uint16_t h = 0;
+      float scale;
+      if (g.scale == formats::ScaleType::F32) {
+        std::memcpy(&scale, p, 4);
+      } else {
+        std::memcpy(&h, p, 2);
+        scale = g.scale == formats::ScaleType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+      }
+      scales[r * groups + gi] = scale;
+      const uint8_t* c = p + g.scale_bytes;
+      if (g.bits == 8) {
+        for (int64_t i = 0; i < g.width; ++i) out[i] = static_cast<int8_t>(c[i] ^ 0x80u);
+      } else {  // two codes per byte, the first in the low nibble; offset 8
+        for (int64_t i = 0; i < g.width / 2; ++i) {
+          out[2 * i] = static_cast<int8_t>((c[i] & 0x0f) - 8);
+          out[2 * i + 1] = static_cast<int8_t>((c[i] >> 4) - 8);
+        }
+      }
+    }
+  }
+}
+
 Layout layout_for(const Matrix& w) {
   if (!w.packed() || !enabled() || w.cols % kBlock != 0) return Layout::None;
   const std::string& name = w.format->name();

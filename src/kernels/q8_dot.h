@@ -48,6 +48,11 @@ Layout layout_for(const Matrix& w);
 // Name of the kernel for w with n tokens, as bench reports it.
 const char* layout_name(Layout l);
 
+// IntGroups weights as signed codes for a GEMM (prefill): rows [r0, r0 + n) to codes [n][cols]
+// (int8, the weight is scale * code) and scales [n][groups]; groups = cols / group_width(w).
+int64_t group_width(const Matrix& w);
+void unpack_int_groups(const Matrix& w, int64_t r0, int64_t n, int8_t* codes, float* scales);
+
 // y[t * ldy + r] = w[r] · x_t (+ bias[r]) for rows [r0, r1) and every token of `a`.
 void gemv(Layout l, const Matrix& w, int64_t r0, int64_t r1, const Activations& a, float* y,
           int64_t ldy, const float* bias);

@@ -16,7 +16,8 @@ namespace qforge::kernels {
 // weights in integers (int8 x int -> int32, then both scales); only where
 // runs_int8_activations(w, n_tokens).
 enum class InputQuant : uint8_t { None, Int8PerToken };
-// Whether matmul can take w's input as int8 per token (an integer kernel, few tokens).
+// Whether matmul can take w's input as int8 per token: an integer decode kernel (few tokens) or,
+// for many tokens, oneDNN's int8 GEMM on symmetric int4/int8 weights in groups or rows.
 bool runs_int8_activations(const Matrix& w, int64_t n_tokens);
 
 // Y[t, r] = sum_c W[r, c] * X[t, c] (+ bias[r]) for t < n_tokens, r < W.rows.
@@ -53,7 +54,8 @@ class ScopedPrefillKernel {
 std::string prefill_kernel_name();
 
 // Which kernel matmul runs for w with n_tokens (bench reports it), e.g. "vnni q4_0 x q8".
-std::string matmul_path(const Matrix& w, int64_t n_tokens);
+// input: Int8PerToken for a W8A8 / W4A8 model's linears (where runs_int8_activations).
+std::string matmul_path(const Matrix& w, int64_t n_tokens, InputQuant input = InputQuant::None);
 
 // Row-major sgemm C[m,n] = alpha * A[m,k] * B^T (B is [n,k]) + beta * C, single-threaded.
 void sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
