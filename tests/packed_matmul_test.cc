@@ -288,6 +288,43 @@ TEST(PackedMatmul, Int8PrefillSumsTheIntegerCodesExactly) {
     }
 }
 
+// q/k/v and gate/up share one parallel region when decoding (kernels::matmul_group): each row is
+// computed by the same kernel on the same quantized input as matmul alone computes it, so the
+// results are identical bit for bit, whatever mix of plain, packed and integer-kernel matrices.
+TEST(PackedMatmul, AGroupComputesExactlyWhatEachMatmulComputes) {
+  ThreadPool pool(2);
+  const int64_t cols = 512;
+  const Problem p = random_problem(300, cols, 17, 3);
+  std::vector<std::vector<std::byte>> storage;
+  std::vector<Matrix> ws;
+  for (auto [name, rows] : std::vector<std::pair<std::string, int64_t>>{
+           {"q4_k", 300}, {"bf16", 128}, {"int4-g128", 64}, {"iq4_xs", 45}}) {
+    if (name == "bf16") {
+      storage.emplace_back(static_cast<size_t>(rows * cols * 2));
+      auto* h = reinterpret_cast<uint16_t*>(storage.back().data());
+      for (int64_t i = 0; i < rows * cols; ++i) h[i] = f32_to_bf16(p.w[static_cast<size_t>(i)]);
+      ws.push_back(Matrix{name, DType::BF16, rows, cols, storage.back().data()});
+    } else {
+      const formats::Format& f = formats::find_format(name);
+      storage.push_back(f.encode(p.w.data(), rows, cols));
+      ws.push_back(packed_matrix(name, f, rows, cols, storage.back().data()));
+    }
+  }
+  for (int64_t tokens : {1, 2, 4, 5, 8, 17}) {
+    std::vector<std::vector<float>> alone, grouped;
+    std::vector<kernels::LinearTarget> targets;
+    for (const Matrix& w : ws) {
+      alone.push_back(run(w, p, tokens, true, pool));
+      grouped.emplace_back(alone.back().size(), NAN);
+    }
+    for (size_t i = 0; i < ws.size(); ++i)
+      targets.push_back({&ws[i], grouped[i].data(), ws[i].rows, p.bias.data()});
+    kernels::matmul_group(targets, p.x.data(), tokens, pool);
+    for (size_t i = 0; i < ws.size(); ++i)
+      EXPECT_EQ(grouped[i], alone[i]) << ws[i].name << " tokens " << tokens;
+  }
+}
+
 TEST(PackedMatmul, TheFormatSaysHowManyBytesARowTakes) {
   for (const formats::Format* f : formats::all_formats()) {
     const int64_t cols = f->info().row_multiple * 8;

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -79,45 +81,89 @@ void sgemm_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, cons
 
 namespace {
 
-// Few tokens, packed weights: rows are decoded a few at a time into an L1/L2-resident f32 buffer
-// and each decoded row serves every token (one unpack per weight per matmul).
-void packed_gemv(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
-                 ThreadPool& pool, const float* bias) {
-  const int64_t cols = w.cols;
-  const int64_t chunk = std::max<int64_t>(1, kDecodeBufferFloats / cols);
-  pool.parallel_for(
-      static_cast<size_t>(w.rows),
-      [&](size_t r0, size_t r1, int) {
-        thread_local std::vector<float> buf;
-        buf.resize(static_cast<size_t>(std::min<int64_t>(chunk, w.rows) * cols));
-        for (auto c0 = static_cast<int64_t>(r0); c0 < static_cast<int64_t>(r1); c0 += chunk) {
-          const int64_t nr = std::min<int64_t>(chunk, static_cast<int64_t>(r1) - c0);
-          w.rows_to_f32(c0, nr, buf.data());
-          for (int64_t r = 0; r < nr; ++r) {
-            const auto* row = reinterpret_cast<const std::byte*>(buf.data() + r * cols);
-            for (int64_t t = 0; t < n_tokens; ++t)
-              y[t * ldy + c0 + r] =
-                  dot_row(DType::F32, row, x + t * cols, cols) + (bias ? bias[c0 + r] : 0.0f);
-          }
-        }
-      },
-      kGemvGrain);
+// How a decode-sized product computes its rows (each row range independently, on one thread).
+enum class RowKernel : uint8_t { Plain, Packed, Integer };
+
+// Plain weights: a SIMD dot product per row and token.
+void plain_rows(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
+                const float* bias, int64_t r0, int64_t r1) {
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const float* xt = x + t * w.cols;
+    float* yt = y + t * ldy;
+    for (int64_t r = r0; r < r1; ++r)
+      yt[r] = dot_row(w.dtype, w.row(r), xt, w.cols) + (bias ? bias[r] : 0.0f);
+  }
 }
 
-// Few tokens, a layout with an integer kernel: activations quantized once (q8 blocks), then
-// VNNI dot products per row.
-void integer_gemv(q8::Layout layout, const Matrix& w, const float* x, int64_t n_tokens, float* y,
-                  int64_t ldy, ThreadPool& pool, const float* bias, InputQuant input) {
+// Packed weights without an integer kernel: rows are decoded a few at a time into an L1/L2-resident
+// f32 buffer and each decoded row serves every token (one unpack per weight per matmul).
+void packed_rows(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
+                 const float* bias, int64_t r0, int64_t r1) {
+  const int64_t cols = w.cols;
+  const int64_t chunk = std::max<int64_t>(1, kDecodeBufferFloats / cols);
+  thread_local std::vector<float> buf;
+  buf.resize(static_cast<size_t>(std::min<int64_t>(chunk, w.rows) * cols));
+  for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+    const int64_t nr = std::min<int64_t>(chunk, r1 - c0);
+    w.rows_to_f32(c0, nr, buf.data());
+    for (int64_t r = 0; r < nr; ++r) {
+      const auto* row = reinterpret_cast<const std::byte*>(buf.data() + r * cols);
+      for (int64_t t = 0; t < n_tokens; ++t)
+        y[t * ldy + c0 + r] =
+            dot_row(DType::F32, row, x + t * cols, cols) + (bias ? bias[c0 + r] : 0.0f);
+    }
+  }
+}
+
+// The row kernel for w with n_tokens, or nullopt when the product is GEMM-sized.
+std::optional<RowKernel> row_kernel(const Matrix& w, int64_t n_tokens) {
+  if (!w.packed())
+    return n_tokens <= kGemvMaxTokens ? std::optional(RowKernel::Plain) : std::nullopt;
+  if (n_tokens > kPackedGemvMaxTokens) return std::nullopt;
+  return q8::layout_for(w) != q8::Layout::None ? RowKernel::Integer : RowKernel::Packed;
+}
+
+// Decode-sized products of one input with several matrices in a single parallel region: one
+// fork-join per group instead of one per matrix, and the input quantized once for every integer
+// kernel. The rows of all targets are split across the pool as one range.
+void row_products(std::span<const LinearTarget> targets, const float* x, int64_t n_tokens,
+                  ThreadPool& pool, InputQuant input) {
+  std::vector<RowKernel> kinds;
+  std::vector<int64_t> offsets{0};
+  bool integer = false;
+  for (const LinearTarget& t : targets) {
+    kinds.push_back(*row_kernel(*t.w, n_tokens));
+    integer = integer || kinds.back() == RowKernel::Integer;
+    offsets.push_back(offsets.back() + t.w->rows);
+  }
   thread_local q8::Activations tls;
   q8::Activations& a = tls;  // a lambda would read each worker's own thread_local, not ours
-  if (input == InputQuant::Int8PerToken)
-    q8::quantize_per_token(x, n_tokens, w.cols, a);
-  else
-    q8::quantize(x, n_tokens, w.cols, a);
+  if (integer && input == InputQuant::Int8PerToken)
+    q8::quantize_per_token(x, n_tokens, targets[0].w->cols, a);
+  else if (integer)
+    q8::quantize(x, n_tokens, targets[0].w->cols, a);
   pool.parallel_for(
-      static_cast<size_t>(w.rows),
-      [&](size_t r0, size_t r1, int) {
-        q8::gemv(layout, w, static_cast<int64_t>(r0), static_cast<int64_t>(r1), a, y, ldy, bias);
+      static_cast<size_t>(offsets.back()),
+      [&](size_t begin, size_t end, int) {
+        for (size_t i = 0; i < targets.size(); ++i) {
+          const int64_t r0 =
+              std::max<int64_t>(static_cast<int64_t>(begin), offsets[i]) - offsets[i];
+          const int64_t r1 =
+              std::min<int64_t>(static_cast<int64_t>(end), offsets[i + 1]) - offsets[i];
+          if (r0 >= r1) continue;
+          const LinearTarget& t = targets[i];
+          switch (kinds[i]) {
+            case RowKernel::Plain:
+              plain_rows(*t.w, x, n_tokens, t.y, t.ldy, t.bias, r0, r1);
+              break;
+            case RowKernel::Packed:
+              packed_rows(*t.w, x, n_tokens, t.y, t.ldy, t.bias, r0, r1);
+              break;
+            case RowKernel::Integer:
+              q8::gemv(q8::layout_for(*t.w), *t.w, r0, r1, a, t.y, t.ldy, t.bias);
+              break;
+          }
+        }
       },
       kGemvGrain);
 }
@@ -256,25 +302,9 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t
         "matmul: '{}' has no integer kernel for int8 activations of {} tokens", w.name, n_tokens);
   if (input == InputQuant::Int8PerToken && runs_int8_gemm(w, n_tokens))
     return int8_gemm(w, x, n_tokens, y, ldy, pool, bias);
-  if (w.packed() && n_tokens <= kPackedGemvMaxTokens) {
-    if (const q8::Layout layout = q8::layout_for(w); layout != q8::Layout::None)
-      return integer_gemv(layout, w, x, n_tokens, y, ldy, pool, bias, input);
-    return packed_gemv(w, x, n_tokens, y, ldy, pool, bias);
-  }
-  if (n_tokens <= kGemvMaxTokens && !w.packed()) {
-    pool.parallel_for(
-        static_cast<size_t>(rows),
-        [&](size_t r0, size_t r1, int) {
-          for (int64_t t = 0; t < n_tokens; ++t) {
-            const float* xt = x + t * cols;
-            float* yt = y + t * ldy;
-            for (size_t r = r0; r < r1; ++r)
-              yt[r] = dot_row(w.dtype, w.row(static_cast<int64_t>(r)), xt, cols) +
-                      (bias ? bias[r] : 0.0f);
-          }
-        },
-        kGemvGrain);
-    return;
+  if (row_kernel(w, n_tokens)) {
+    const LinearTarget target{&w, y, ldy, bias};
+    return row_products({&target, 1}, x, n_tokens, pool, input);
   }
   if (runs_bf16_gemm(w, n_tokens)) return bf16_gemm(w, x, n_tokens, y, ldy, pool, bias);
   const size_t tiles = static_cast<size_t>((rows + kTileRows - 1) / kTileRows);
@@ -305,6 +335,23 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t
       sgemm_nt(n_tokens, nr, cols, 1.0f, x, cols, wt, cols, beta, y + r0, ldy);
     }
   });
+}
+
+void matmul_group(std::span<const LinearTarget> targets, const float* x, int64_t n_tokens,
+                  ThreadPool& pool, InputQuant input) {
+  bool rows_only = true;
+  for (const LinearTarget& t : targets) {
+    check(t.w->present() && t.w->cols == targets[0].w->cols,
+          "matmul_group: '{}' is absent or its input width differs", t.w->name);
+    check(t.ldy >= t.w->rows, "matmul: output stride {} < rows {} for '{}'", t.ldy, t.w->rows,
+          t.w->name);
+    check(input == InputQuant::None || runs_int8_activations(*t.w, n_tokens),
+          "matmul: '{}' has no integer kernel for int8 activations of {} tokens", t.w->name,
+          n_tokens);
+    rows_only = rows_only && row_kernel(*t.w, n_tokens).has_value();
+  }
+  if (rows_only) return row_products(targets, x, n_tokens, pool, input);
+  for (const LinearTarget& t : targets) matmul(*t.w, x, n_tokens, t.y, t.ldy, pool, t.bias, input);
 }
 
 }  // namespace qforge::kernels

@@ -278,9 +278,10 @@ void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
   for (int t = 0; t < n; ++t) kn::rmsnorm(&x[t * d], lp.attn_norm.data(), eps, d, &xn_[t * d]);
   const kn::InputQuant attn_in = integer_input(LinearGroup::AttnIn, {&lw.wq, &lw.wk, &lw.wv});
   if (linear_input(LinearGroup::AttnIn, xn_.data(), d, attn_in)) return;
-  kn::matmul(lw.wq, xn_.data(), n, q_.data(), qd, pool_, bias(lp.bq), attn_in);
-  kn::matmul(lw.wk, xn_.data(), n, k_.data(), kvd, pool_, bias(lp.bk), attn_in);
-  kn::matmul(lw.wv, xn_.data(), n, v_.data(), kvd, pool_, bias(lp.bv), attn_in);
+  const kn::LinearTarget qkv[] = {{&lw.wq, q_.data(), qd, bias(lp.bq)},
+                                  {&lw.wk, k_.data(), kvd, bias(lp.bk)},
+                                  {&lw.wv, v_.data(), kvd, bias(lp.bv)}};
+  kn::matmul_group(qkv, xn_.data(), n, pool_, attn_in);
   const bool interleaved = c.rope_layout == RopeLayout::Interleaved;
   const bool pre_rope = cache.format().keys_pre_rope;
   for (int t = 0; t < n; ++t) {
@@ -308,8 +309,9 @@ void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
   for (int t = 0; t < n; ++t) kn::rmsnorm(&x[t * d], lp.ffn_norm.data(), eps, d, &xn_[t * d]);
   const kn::InputQuant mlp_in = integer_input(LinearGroup::MlpIn, {&lw.w_gate, &lw.w_up});
   if (linear_input(LinearGroup::MlpIn, xn_.data(), d, mlp_in)) return;
-  kn::matmul(lw.w_gate, xn_.data(), n, gate_.data(), ff, pool_, bias(lp.b_gate), mlp_in);
-  kn::matmul(lw.w_up, xn_.data(), n, up_.data(), ff, pool_, bias(lp.b_up), mlp_in);
+  const kn::LinearTarget gate_up[] = {{&lw.w_gate, gate_.data(), ff, bias(lp.b_gate)},
+                                      {&lw.w_up, up_.data(), ff, bias(lp.b_up)}};
+  kn::matmul_group(gate_up, xn_.data(), n, pool_, mlp_in);
   if (c.activation == Activation::GeluTanh)
     kn::gelu_tanh_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
   else

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "qforge/core/thread_pool.h"
@@ -52,6 +53,19 @@ class ScopedPrefillKernel {
 };
 // What prefill runs on, for bench: e.g. "bf16 onednn brg:avx512_core_amx_bf16".
 std::string prefill_kernel_name();
+
+// One product of a group that shares its input: y (row stride ldy) = x · wᵀ (+ bias).
+struct LinearTarget {
+  const Matrix* w;
+  float* y;
+  int64_t ldy;
+  const float* bias = nullptr;
+};
+// matmul for several matrices of the same input (q/k/v, gate/up). Decoding, they share one
+// parallel region (one fork-join instead of one per matrix) and one quantization of the input;
+// GEMM-sized products run in turn.
+void matmul_group(std::span<const LinearTarget> targets, const float* x, int64_t n_tokens,
+                  ThreadPool& pool, InputQuant input = InputQuant::None);
 
 // Which kernel matmul runs for w with n_tokens (bench reports it), e.g. "vnni q4_0 x q8".
 // input: Int8PerToken for a W8A8 / W4A8 model's linears (where runs_int8_activations).
