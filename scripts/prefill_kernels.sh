@@ -15,7 +15,9 @@ Q=${5:-build/release/qforge}
 TEXT=../shared/data/valid.txt
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/qforge-prefill.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-bench() { "$Q" bench "$1" --threads "$T" --repeats 3 --decode 8 --kernels "$2" --json 2>/dev/null; }
+# bench DIR KERNELS [ENV...]: W8A8 / W4A8 rows measure their "exact" column with QFORGE_NO_VNNI=1,
+# i.e. the previous runtime (int8 activations simulated in f32, sgemm) against the int8 GEMM.
+bench() { env "${@:3}" "$Q" bench "$1" --threads "$T" --repeats 3 --decode 8 --kernels "$2" --json 2>/dev/null; }
 kld() {
   "$Q" eval "$1" --ref "$1" --text "$TEXT" --max-tokens "$KLD_TOKENS" --threads "$T" \
     --kernels fast --json 2>/dev/null |
@@ -25,9 +27,9 @@ echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(n
 echo
 echo "| model | exact prefill tok/s | fast prefill tok/s | fast / exact | fast KLD vs exact ($KLD_TOKENS tokens) | top-1 | fast kernels |"
 echo "|---|---|---|---|---|---|---|"
-row() {  # name dir
+row() {  # name dir [env for the exact column]
   local e f k
-  e=$(bench "$2" exact)
+  e=$(bench "$2" exact "${@:3}")
   f=$(bench "$2" fast)
   k=$(kld "$2")
   python3 - "$1" "$e" "$f" "$k" <<'PY'
@@ -43,6 +45,10 @@ for spec in $FORMATS; do
   if [[ $spec == *:* ]]; then name=${spec%%:*}; f=${spec#*:}; act=(--act int8); fi
   "$Q" quantize "$M" -o "$WORK/$name" --format "$f" --method rtn "${act[@]}" \
     > "$WORK/quantize.log" 2>&1 || { echo "| $name | (quantize failed: $(tail -1 "$WORK/quantize.log")) |"; continue; }
-  row "$name ($f${act:+ W8A8-style int8 activations})" "$WORK/$name"
+  if ((${#act[@]})); then
+    row "$name ($f, int8 activations; exact column: f32 simulation)" "$WORK/$name" QFORGE_NO_VNNI=1
+  else
+    row "$name ($f)" "$WORK/$name"
+  fi
   rm -rf "${WORK:?}/$name"
 done
