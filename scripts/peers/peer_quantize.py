@@ -47,7 +47,13 @@ def llmcompressor(method, src, out, rows, group):
     from llmcompressor.modifiers.awq import AWQModifier
     from llmcompressor.modifiers.quantization import GPTQModifier
     from llmcompressor.modifiers.smoothquant import SmoothQuantModifier
+    from llmcompressor.pipelines.cache import IntermediatesCache
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    if not torch.cuda.is_available():
+        # AWQModifier pins its cached activations for faster host-to-GPU copies; PyPI's torch is
+        # the CUDA build, whose pin_memory() fails without a driver ("Found no NVIDIA driver on
+        # your system"). There is no GPU to copy to here: pinning is skipped.
+        IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
     model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(src)
     ds = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]})
