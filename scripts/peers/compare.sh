@@ -69,10 +69,13 @@ for model in "${MODELS[@]}"; do
     echo "SKIP GPTQModel: no $GPTQM (scripts/peers/setup.sh gptqmodel)"
   fi
   for out in "$w"/qforge-gptq "$w"/qforge-awq "$w"/qforge-awqgptq "$w"/qforge-w8a8 "$w"/llmc-gptq "$w"/llmc-awq "$w"/llmc-w8a8 "$w"/gptqmodel-dense; do
-    [[ -d $out && ! -f $out.eval.json && $(basename "$out") =~ ${EVAL:-.} && ${EVAL:-} != 0 ]] || continue
+    # only finished quantizations (another compare.sh may still be writing one)
+    [[ -d $out && -f ${out%-dense}.time && ! -f $out.eval.json ]] || continue
+    [[ $(basename "$out") =~ ${EVAL:-.} && ${EVAL:-} != 0 ]] || continue
     echo "== eval $out"
     "$QFORGE" eval "$out" --ref "$src" --text "$SHARED/data/valid.txt" --max-tokens "$EVAL_TOKENS" \
-      --json -t 2 >"$out.eval.json" 2>"$out.eval.err" || { echo "   refused: $(tail -n 1 "$out.eval.err")"; rm -f "$out.eval.json"; }
+      --json -t 2 >"$out.eval.json.tmp" 2>"$out.eval.err" && mv "$out.eval.json.tmp" "$out.eval.json" ||
+      { echo "   refused: $(tail -n 1 "$out.eval.err")"; rm -f "$out.eval.json.tmp"; }
   done
 done
 python3 "$HERE/compare_table.py" "$WORK" "${MODELS[@]}" | tee "$WORK/results.md"

@@ -49,7 +49,11 @@ def main():
                     if err.exists() and err.read_text().strip() else "not run"
                 print(f"| {what} | {tool} | {why} | | | | | |")
                 continue
-            e = json.loads(ev.read_text())
+            try:
+                e = json.loads(ev.read_text())
+            except json.JSONDecodeError:  # an evaluation still writing it
+                print(f"| {what} | {tool} | being evaluated | | | | | |")
+                continue
             ts = f"{t[0]:.0f} | {t[1]:.0f} | {t[2]:.0f}" if t else " | | "
             print(f"| {what} | {tool} | {e['kld_mean']:.5f} | {100 * e['top1_agreement']:.2f}% | "
                   f"{e['ppl']:.3f} ({e['ref_ppl']:.3f}) | {ts} |")

@@ -12,6 +12,7 @@
       so it is also exported dequantized as OUT-dense (F32), which qforge evaluates.
 """
 import json
+import os
 import sys
 
 import torch
@@ -70,6 +71,9 @@ def llmcompressor(method, src, out, rows, group):
 
 
 def gptqmodel(src, out, rows, group):
+    # GPTQModel 7.7 sizes its CPU worker pool as (cores + 1) // 2 = 1 here, and then refuses to
+    # start: "Virtual pool 'model_loader:cpu' requests 2 workers but parent 'cpu' only has 1".
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
     from gptqmodel import GPTQModel, QuantizeConfig
     cfg = QuantizeConfig(bits=4, group_size=group, sym=True, desc_act=False)
     model = GPTQModel.load(src, cfg, device="cpu", dtype=torch.float32)
@@ -81,7 +85,6 @@ def gptqmodel(src, out, rows, group):
 def dense_export(src, out, dense, group):
     """GPTQ v1 checkpoint -> F32 weights: W[o, i] = scales[g, o] * (q[i, o] - (qzeros[g, o] + 1)),
     g = i // group (desc_act off), codes packed 8 per int32 along i (qweight) and o (qzeros)."""
-    import os
     import shutil
     from safetensors.torch import load_file, save_file
     t = {}
