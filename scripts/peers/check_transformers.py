@@ -42,17 +42,26 @@ def int8_per_token(x):
     return torch.where(s > 0, torch.clamp(torch.round(x / s), -128, 127) * s, x)
 
 
+def fp8_per_token(x):
+    """The same for e4m3 activations: scale = absmax / 448, rounded to e4m3 (nearest even)."""
+    s = x.abs().amax(-1, keepdim=True) / 448
+    return torch.where(s > 0, (x / s).to(torch.float8_e4m3fn).float() * s, x)
+
+
 def simulate_input_activations(model):
     """transformers decompresses a W8A8 checkpoint and runs its linears on unquantized inputs:
-    pre-hooks quantize each input whose quantization_scheme asks for dynamic per-token int8
-    (scaled by 1 + PERTURB[0] first, to measure the float32 noise floor). Returns how many."""
+    pre-hooks quantize each input whose quantization_scheme asks for dynamic per-token int8 or
+    fp8 e4m3 (scaled by 1 + PERTURB[0] first, to measure the float32 noise floor). Returns how
+    many."""
     hooked = 0
     for m in model.modules():
         a = getattr(getattr(m, "quantization_scheme", None), "input_activations", None)
         if a is not None:
-            assert a.num_bits == 8 and a.type == "int" and a.dynamic and a.strategy == "token", a
+            assert a.num_bits == 8 and a.type in ("int", "float") and a.dynamic and \
+                a.strategy == "token", a
+            q = int8_per_token if a.type == "int" else fp8_per_token
             m.register_forward_pre_hook(
-                lambda mod, inp: (int8_per_token(inp[0] * (1 + PERTURB[0])), *inp[1:]))
+                lambda mod, inp, q=q: (q(inp[0] * (1 + PERTURB[0])), *inp[1:]))
             hooked += 1
     return hooked
 

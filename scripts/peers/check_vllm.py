@@ -87,7 +87,7 @@ def check(model, variant, path):
 def main():
     results = []
     for model in ("llama-sp-58m", "qwen-bpe-31m"):
-        for variant in ("bf16", "w4a16", "w8a8", "fp8", "nvfp4"):
+        for variant in ("bf16", "w4a16", "w8a8", "fp8", "fp8a8", "nvfp4"):
             path = WORK / model / variant
             if (ONLY and variant not in ONLY) or not path.is_dir():
                 continue

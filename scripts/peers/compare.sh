@@ -7,7 +7,8 @@
 # gptqmodel (a peer whose environment is missing is skipped and said so).
 # Usage: compare.sh [MODEL ...]   (default llama-sp-58m qwen-bpe-31m); results in $WORK/results.md
 # Finished runs are kept and not redone; RUNS=REGEX runs only the quantizations it matches
-# (qforge-gptq qforge-awq qforge-w8a8 llmc-gptq llmc-awq llmc-w8a8 gptqmodel).
+# (qforge-gptq qforge-awq qforge-awqgptq qforge-w8a8 llmc-gptq llmc-awq llmc-w8a8 gptqmodel); EVAL=0 skips the
+# evaluations (to quantize everything first), EVAL=REGEX evaluates only the outputs it matches.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -47,26 +48,34 @@ for model in "${MODELS[@]}"; do
   calib=(--calib "$SHARED/data/calib.txt" --calib-tokens $((CALIB_ROWS * 512)) --seq-len 512 -t 2)
   timed "$w/qforge-gptq" "$QFORGE" quantize "$src" -o "$w/qforge-gptq" --format "int4-g$group" "${calib[@]}"
   timed "$w/qforge-awq" "$QFORGE" quantize "$src" -o "$w/qforge-awq" --format "int4-g$group" --method awq "${calib[@]}"
+  timed "$w/qforge-awqgptq" "$QFORGE" quantize "$src" -o "$w/qforge-awqgptq" --format "int4-g$group" --method awq+gptq "${calib[@]}"
   timed "$w/qforge-w8a8" "$QFORGE" quantize "$src" -o "$w/qforge-w8a8" --format int8-channel --act int8 --smooth 0.5 "${calib[@]}"
   if [[ -x $LLMC ]]; then
-    [[ -f $w/calib_ids.json ]] ||
-      "$LLMC" "$HERE/peer_quantize.py" ids "$src" "$SHARED/data/calib.txt" $((CALIB_ROWS * 512)) 512 >"$w/calib_ids.json"
+    ids=$w/calib_ids-$CALIB_ROWS.json
+    if [[ ! -f $ids ]]; then
+      "$LLMC" "$HERE/peer_quantize.py" ids "$src" "$SHARED/data/calib.txt" $((CALIB_ROWS * 512)) 512 >"$ids.tmp"
+      mv "$ids.tmp" "$ids"
+    fi
     for m in gptq awq w8a8; do
-      timed "$w/llmc-$m" "$LLMC" "$HERE/peer_quantize.py" "llmc-$m" "$src" "$w/llmc-$m" "$w/calib_ids.json" $group
+      timed "$w/llmc-$m" "$LLMC" "$HERE/peer_quantize.py" "llmc-$m" "$src" "$w/llmc-$m" "$ids" $group
     done
   else
     echo "SKIP llm-compressor: no $LLMC (scripts/peers/setup.sh llmcompressor)"
   fi
-  if [[ -x $GPTQM && -f $w/calib_ids.json ]]; then
-    timed "$w/gptqmodel" "$GPTQM" "$HERE/peer_quantize.py" gptqmodel "$src" "$w/gptqmodel" "$w/calib_ids.json" $group
+  if [[ -x $GPTQM && -f $w/calib_ids-$CALIB_ROWS.json ]]; then
+    timed "$w/gptqmodel" "$GPTQM" "$HERE/peer_quantize.py" gptqmodel "$src" "$w/gptqmodel" \
+      "$w/calib_ids-$CALIB_ROWS.json" $group
   else
     echo "SKIP GPTQModel: no $GPTQM (scripts/peers/setup.sh gptqmodel)"
   fi
-  for out in "$w"/qforge-gptq "$w"/qforge-awq "$w"/qforge-w8a8 "$w"/llmc-gptq "$w"/llmc-awq "$w"/llmc-w8a8 "$w"/gptqmodel-dense; do
-    [[ -d $out && ! -f $out.eval.json ]] || continue
+  for out in "$w"/qforge-gptq "$w"/qforge-awq "$w"/qforge-awqgptq "$w"/qforge-w8a8 "$w"/llmc-gptq "$w"/llmc-awq "$w"/llmc-w8a8 "$w"/gptqmodel-dense; do
+    # only finished quantizations (another compare.sh may still be writing one)
+    [[ -d $out && -f ${out%-dense}.time && ! -f $out.eval.json ]] || continue
+    [[ $(basename "$out") =~ ${EVAL:-.} && ${EVAL:-} != 0 ]] || continue
     echo "== eval $out"
     "$QFORGE" eval "$out" --ref "$src" --text "$SHARED/data/valid.txt" --max-tokens "$EVAL_TOKENS" \
-      --json -t 2 >"$out.eval.json" 2>"$out.eval.err" || { echo "   refused: $(tail -n 1 "$out.eval.err")"; rm -f "$out.eval.json"; }
+      --json -t 2 >"$out.eval.json.tmp" 2>"$out.eval.err" && mv "$out.eval.json.tmp" "$out.eval.json" ||
+      { echo "   refused: $(tail -n 1 "$out.eval.err")"; rm -f "$out.eval.json.tmp"; }
   done
 done
 python3 "$HERE/compare_table.py" "$WORK" "${MODELS[@]}" | tee "$WORK/results.md"

@@ -12,6 +12,7 @@
       so it is also exported dequantized as OUT-dense (F32), which qforge evaluates.
 """
 import json
+import os
 import sys
 
 import torch
@@ -47,7 +48,13 @@ def llmcompressor(method, src, out, rows, group):
     from llmcompressor.modifiers.awq import AWQModifier
     from llmcompressor.modifiers.quantization import GPTQModifier
     from llmcompressor.modifiers.smoothquant import SmoothQuantModifier
+    from llmcompressor.pipelines.cache import IntermediatesCache
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    if not torch.cuda.is_available():
+        # AWQModifier pins its cached activations for faster host-to-GPU copies; PyPI's torch is
+        # the CUDA build, whose pin_memory() fails without a driver ("Found no NVIDIA driver on
+        # your system"). There is no GPU to copy to here: pinning is skipped.
+        IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
     model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(src)
     ds = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]})
@@ -64,6 +71,9 @@ def llmcompressor(method, src, out, rows, group):
 
 
 def gptqmodel(src, out, rows, group):
+    # GPTQModel 7.7 sizes its CPU worker pool as (cores + 1) // 2 = 1 here, and then refuses to
+    # start: "Virtual pool 'model_loader:cpu' requests 2 workers but parent 'cpu' only has 1".
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
     from gptqmodel import GPTQModel, QuantizeConfig
     cfg = QuantizeConfig(bits=4, group_size=group, sym=True, desc_act=False)
     model = GPTQModel.load(src, cfg, device="cpu", dtype=torch.float32)
@@ -75,7 +85,6 @@ def gptqmodel(src, out, rows, group):
 def dense_export(src, out, dense, group):
     """GPTQ v1 checkpoint -> F32 weights: W[o, i] = scales[g, o] * (q[i, o] - (qzeros[g, o] + 1)),
     g = i // group (desc_act off), codes packed 8 per int32 along i (qweight) and o (qzeros)."""
-    import os
     import shutil
     from safetensors.torch import load_file, save_file
     t = {}

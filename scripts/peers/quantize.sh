@@ -6,7 +6,7 @@
 # variants: bf16 (the original, linked without its reference_logits.safetensors, which vLLM would
 # take for weights), w4a16 (GPTQ int4, group 128; 64 for Qwen's 576-wide
 # rows), w8a8 (int8 per channel, int8 activations per token, SmoothQuant 0.5), fp8 (e4m3 per
-# channel, RTN), nvfp4 (RTN). Existing outputs are kept. Usage: quantize.sh [WORK]
+# channel, RTN), fp8a8 (the same with e4m3 activations per token: FP8 W8A8), nvfp4 (RTN). Existing outputs are kept. Usage: quantize.sh [WORK]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 QFORGE=${QFORGE:-$ROOT/build/release/qforge}
@@ -24,9 +24,10 @@ for model in llama-sp-58m qwen-bpe-31m; do
     [w4a16]="--format int4-g$group --calib $SHARED/data/calib.txt --calib-tokens $CALIB_TOKENS"
     [w8a8]="--format int8-channel --act int8 --smooth 0.5 --calib $SHARED/data/calib.txt --calib-tokens $CALIB_TOKENS"
     [fp8]="--format fp8-e4m3 --method rtn"
+    [fp8a8]="--format fp8-e4m3 --act fp8-e4m3 --method rtn"
     [nvfp4]="--format nvfp4 --method rtn"
   )
-  for variant in bf16 w4a16 w8a8 fp8 nvfp4; do
+  for variant in bf16 w4a16 w8a8 fp8 fp8a8 nvfp4; do
     dir=$WORK/$model/$variant
     if [[ $variant == bf16 ]]; then
       mkdir -p "$dir"

@@ -2,7 +2,7 @@
 # ctest entry for one peer check: quantizes the shared models (scripts/peers/quantize.sh, kept
 # between runs in $PEERS_WORK) and runs scripts/peers/check_NAME.py in the environment that
 # scripts/peers/setup.sh made. Exits 77 (ctest SKIP) with the reason when a tool is missing.
-# Usage: run_check.sh transformers|vllm [variant ...]   (vllm: default all five checkpoints)
+# Usage: run_check.sh transformers|vllm [variant ...]   (vllm: default all six checkpoints)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 NAME=$1
