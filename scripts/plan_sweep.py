@@ -96,8 +96,10 @@ def safetensors_bytes(path):
 
 def quantized_bytes(qdir, measurement):
     """Bytes the quantizable tensors take in the written file: everything but the other tensors
-    (norms, biases) the measurement counted as stored."""
-    return sum(safetensors_bytes(os.path.join(qdir, "model.safetensors")).values()) - \
+    (norms, biases) the measurement counted as stored, and the 16-byte `weight_shape` entries of
+    the compressed-tensors layout (metadata, like the header: bounded by --size, not by --bpw)."""
+    sizes = safetensors_bytes(os.path.join(qdir, "model.safetensors"))
+    return sum(v for k, v in sizes.items() if not k.endswith(".weight_shape")) - \
         measurement["other_bytes"]
 
 
@@ -143,6 +145,10 @@ def main():
     state["measurement_seconds"] = measurement["seconds"]
     weights = weight_count(measurement)
     state["smallest_step_bytes"] = smallest_step(measurement)
+    for r in state["results"]:  # recount what earlier runs wrote (the count's rule may change)
+        qdir = os.path.join(a.out, "q-" + r["kind"] + "-" + r["label"])
+        if os.path.exists(qdir):
+            r["written_bytes"] = quantized_bytes(qdir, measurement)
     save()
 
     def plan_at(label, bpw_arg):
