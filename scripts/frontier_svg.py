@@ -5,8 +5,9 @@ squares, the planner's predicted KLD as open circles. A small SVG writer, no dep
 
   scripts/frontier_svg.py -o docs/frontier.svg NAME=OUT/results.json [NAME=OUT2/results.json]
 
-Kinds drawn: plan, uniform (GPTQ), uniform-rtn, llamacpp (llama.cpp presets measured the same way;
-added to results.json by hand-free scripts, see docs/RESULTS.md).
+Kinds drawn: plan, uniform (GPTQ), uniform-rtn (plan_sweep.py --rtn), llamacpp (a llama.cpp preset
+measured by `qforge eval --ref` like the others, as a result with that kind). The PNG:
+rsvg-convert -o docs/frontier.png docs/frontier.svg (Debian librsvg2-bin).
 """
 import argparse
 import json
