@@ -207,8 +207,10 @@ def report(state):
     print("| kind | budget / format | bpw | bytes (max) | predicted KLD | measured KLD | PPL | top-1 |")
     print("|---|---|---|---|---|---|---|---|")
     for r in sorted(results, key=lambda r: (r["bpw"], r["kind"])):
+        # The measurement predicts GPTQ quantizations; an RTN point has no prediction.
+        pred = "—" if r["method"] == "rtn" else f"{r['predicted_kld']:.5f}"
         print(f"| {r['kind']} | {r['label']} | {r['bpw']:.4f} | {r['written_bytes']} "
-              f"({r['max_bytes']}) | {r['predicted_kld']:.5f} | {r['kld_mean']:.5f} | "
+              f"({r['max_bytes']}) | {pred} | {r['kld_mean']:.5f} | "
               f"{r['ppl']:.4f} | {100 * r['top1']:.2f}% |")
     step = state.get("smallest_step_bytes")
     planned = sorted((r for r in results if r["kind"] == "plan"), key=lambda r: r["bpw"])
