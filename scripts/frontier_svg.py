@@ -4,6 +4,10 @@ bits per weight, one panel per model; planned mixes as a line, uniform formats a
 squares, the planner's predicted KLD as open circles. A small SVG writer, no dependencies.
 
   scripts/frontier_svg.py -o docs/frontier.svg NAME=OUT/results.json [NAME=OUT2/results.json]
+
+Kinds drawn: plan, uniform (GPTQ), uniform-rtn (plan_sweep.py --rtn), llamacpp (a llama.cpp preset
+measured by `qforge eval --ref` like the others, as a result with that kind). The PNG:
+rsvg-convert -o docs/frontier.png docs/frontier.svg (Debian librsvg2-bin).
 """
 import argparse
 import json
@@ -54,13 +58,33 @@ def panel(name, results, x0):
         x, y = px(r["bpw"]), py(r["kld_mean"])
         out.append(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="#d62728"/>')
         out.append(f'<text x="{x + 6:.1f}" y="{y - 6:.1f}" font-size="10">{r["label"]}</text>')
+    for r in (r for r in results if r["kind"] == "uniform-rtn"):
+        x, y = px(r["bpw"]), py(r["kld_mean"])
+        out.append(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="none" '
+                   'stroke="#d62728"/>')
+    for r in (r for r in results if r["kind"] == "llamacpp"):
+        x, y = px(r["bpw"]), py(r["kld_mean"])
+        out.append(f'<path d="M{x:.1f},{y - 5:.1f} L{x + 5:.1f},{y + 4:.1f} L{x - 5:.1f},{y + 4:.1f} Z" '
+                   'fill="#2ca02c"/>')
+        out.append(f'<text x="{x + 6:.1f}" y="{y + 12:.1f}" font-size="10">{r["label"]}</text>')
     ly = PAD_T + 14
-    for color, shape, text in (("#1f77b4", "dot", "planned mix (measured)"),
-                               ("#ff7f0e", "ring", "planned mix (predicted)"),
-                               ("#d62728", "square", "uniform format, GPTQ (measured)")):
+    kinds = {r["kind"] for r in results}
+    legend = [("#1f77b4", "dot", "planned mix (measured)"),
+              ("#ff7f0e", "ring", "planned mix (predicted)"),
+              ("#d62728", "square", "uniform format, GPTQ (measured)")]
+    if "uniform-rtn" in kinds:
+        legend.append(("#d62728", "open square", "uniform format, RTN (measured)"))
+    if "llamacpp" in kinds:
+        legend.append(("#2ca02c", "triangle", "llama.cpp preset (measured)"))
+    for color, shape, text in legend:
         lx = x0 + W - PAD_R - 190
         if shape == "square":
             out.append(f'<rect x="{lx - 4}" y="{ly - 8}" width="8" height="8" fill="{color}"/>')
+        elif shape == "open square":
+            out.append(f'<rect x="{lx - 4}" y="{ly - 8}" width="8" height="8" fill="none" '
+                       f'stroke="{color}"/>')
+        elif shape == "triangle":
+            out.append(f'<path d="M{lx},{ly - 9} L{lx + 5},{ly} L{lx - 5},{ly} Z" fill="{color}"/>')
         else:
             fill = color if shape == "dot" else "none"
             out.append(f'<circle cx="{lx}" cy="{ly - 4}" r="3.5" fill="{fill}" stroke="{color}"/>')

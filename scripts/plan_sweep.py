@@ -1,18 +1,26 @@
 #!/usr/bin/env python3
-"""Measured frontier of `qforge plan`: plans for a sweep of bits-per-weight budgets and uniform
-formats (every linear, the embedding and the head in one format, written as plans over the same
-measurement), each quantized with `qforge quantize --plan` and evaluated with
-`qforge eval --ref ORIGINAL`. Writes OUT/results.json and prints a markdown table, the Spearman
-rank correlation of predicted and measured KLD, and how often a planned mix beats the best uniform
-format of equal or larger size.
+"""Measured frontier of `qforge plan` against uniform formats, at equal size.
+
+One sensitivity measurement (`qforge plan`, saved and reused), then for every uniform format F of
+--uniform: F as a plan over the same measurement (every linear, the embedding and the head in F:
+the same bytes accounting as the plans) and a planned mix whose budget is F's exact size, so each
+plan is compared with a uniform format of equal size. --between adds budgets between them (for the
+rank correlation and the curve). Each point is quantized with `qforge quantize --plan` (GPTQ on the
+linears; --rtn formats also uniformly by RTN) and evaluated with `qforge eval --ref ORIGINAL`.
+The first uniform GPTQ quantization runs right after the measurement, so the two times the cost
+criterion compares (measurement vs one GPTQ run) are taken side by side.
+
+Writes OUT/results.json (resumable: points already there are not rerun) and prints the tables:
 
   scripts/plan_sweep.py --qforge build/release/qforge --model ../shared/models/llama-sp-58m \
       --calib ../shared/data/calib.txt --text ../shared/data/valid.txt --eval-tokens 65536 \
-      --sweep 2.5:8:0.25 --formats int --uniform int3-g128,int4-g128,int8-channel --out OUT
+      --calib-tokens 16384 --uniform int4-g128,int3-g128,int8-channel --rtn int4-g128 --out OUT
+  scripts/plan_sweep.py --report OUT/results.json
 """
 import argparse
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -44,11 +52,14 @@ def spearman(xs, ys):
     return cov / (vx * vy)
 
 
+def weight_count(measurement):
+    return sum(t["shape"][0] * t["shape"][1] for t in measurement["tensors"])
+
+
 def uniform_plan(measurement, fmt):
     """Every tensor in `fmt` (kept where fmt cannot take its rows), as a plan file's JSON."""
-    tensors, used, weights, kld = {}, 0, 0, 0.0
+    tensors, used, kld = {}, 0, 0.0
     for t in measurement["tensors"]:
-        weights += t["shape"][0] * t["shape"][1]
         c = next((c for c in t["candidates"] if c["format"] == fmt), None)
         if c is None:
             used += t["kept_bytes"]
@@ -60,8 +71,36 @@ def uniform_plan(measurement, fmt):
                               "layer_objective": c["objective"]}
     return {"predicted_kld": kld, "method": measurement["method"],
             "budget": {"request": "uniform " + fmt, "max_bytes": used, "used_bytes": used,
-                       "bits_per_weight": 8.0 * used / weights},
+                       "bits_per_weight": 8.0 * used / weight_count(measurement)},
             "tensors": tensors}
+
+
+def smallest_step(measurement):
+    """The smallest change in bytes of switching one tensor's format (kept included)."""
+    step = None
+    for t in measurement["tensors"]:
+        sizes = sorted({c["bytes"] for c in t["candidates"]} | {t["kept_bytes"]})
+        for a, b in zip(sizes, sizes[1:]):
+            step = b - a if step is None else min(step, b - a)
+    return step
+
+
+def safetensors_bytes(path):
+    """Bytes of every tensor in a safetensors file, by name (read from its header)."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    return {k: v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items()
+            if k != "__metadata__"}
+
+
+def quantized_bytes(qdir, measurement):
+    """Bytes the quantizable tensors take in the written file: everything but the other tensors
+    (norms, biases) the measurement counted as stored, and the 16-byte `weight_shape` entries of
+    the compressed-tensors layout (metadata, like the header: bounded by --size, not by --bpw)."""
+    sizes = safetensors_bytes(os.path.join(qdir, "model.safetensors"))
+    return sum(v for k, v in sizes.items() if not k.endswith(".weight_shape")) - \
+        measurement["other_bytes"]
 
 
 def main():
@@ -72,89 +111,148 @@ def main():
     ap.add_argument("--text", required=True)
     ap.add_argument("--eval-tokens", type=int, default=65536)
     ap.add_argument("--calib-tokens", type=int, default=65536)
-    ap.add_argument("--sweep", default="2.5:8:0.25")
-    ap.add_argument("--formats", default="int")
-    ap.add_argument("--uniform", default="")
+    ap.add_argument("--formats", default="int", help="the plans' candidate formats")
+    ap.add_argument("--uniform", required=True,
+                    help="uniform formats (GPTQ); a plan is made at each one's exact size. The "
+                         "first one's quantization is the GPTQ run the measurement is timed against")
+    ap.add_argument("--rtn", default="", help="uniform formats also quantized by RTN")
+    ap.add_argument("--between", default="", help="more budgets, bits per weight")
     ap.add_argument("--threads", default="2")
-    ap.add_argument("--only-uniform", metavar="MEASUREMENT",
-                    help="skip the plans: uniform formats only, over this saved measurement")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    os.makedirs(a.out, exist_ok=True)
+    plans_dir = os.path.join(a.out, "plans")
+    os.makedirs(plans_dir, exist_ok=True)
     q = a.qforge
     common = ["--calib", a.calib, "--calib-tokens", str(a.calib_tokens), "-t", a.threads]
-    t0 = time.time()
-    jobs = []
-    if a.only_uniform:
-        os.makedirs(os.path.join(a.out, "plans"), exist_ok=True)
-        measurement = json.load(open(a.only_uniform))
-    else:
-        run([q, "plan", a.model, "--sweep", a.sweep, "--formats", a.formats, "-o",
-             os.path.join(a.out, "plans")] + common)
-        measurement = json.load(open(os.path.join(a.out, "plans", "measurement.json")))
-        plans = sorted(f for f in os.listdir(os.path.join(a.out, "plans")) if f.startswith("plan-"))
-        jobs = [("plan", f[len("plan-"):-len(".json")], os.path.join(a.out, "plans", f))
-                for f in plans]
-    plan_seconds = time.time() - t0
-    for fmt in filter(None, a.uniform.split(",")):
-        path = os.path.join(a.out, "plans", "uniform-" + fmt + ".json")
-        json.dump(uniform_plan(measurement, fmt), open(path, "w"), indent=1)
-        jobs.append(("uniform", fmt, path))
-    results = []
-    for kind, label, path in jobs:
-        p = json.load(open(path))
-        qdir = os.path.join(a.out, "q-" + label)
+    results_path = os.path.join(a.out, "results.json")
+    state = json.load(open(results_path)) if os.path.exists(results_path) else {
+        "model": a.model, "eval_tokens": a.eval_tokens, "calib_tokens": a.calib_tokens,
+        "formats": a.formats, "results": []}
+    done = {(r["kind"], r["label"]) for r in state["results"]}
+
+    def save():
+        json.dump(state, open(results_path, "w"), indent=1)
+
+    meas_path = os.path.join(plans_dir, "measurement.json")
+    uniform = list(filter(None, a.uniform.split(",")))
+    if not os.path.exists(meas_path):
+        # Measure (nothing else runs in between), then one GPTQ quantization of the same model.
         t = time.time()
-        run([q, "quantize", a.model, "--plan", path, "-o", qdir, "--force"] + common)
+        run([q, "plan", a.model, "--formats", a.formats, "--bpw", "4", "--measurement",
+             meas_path, "-o", os.path.join(plans_dir, "first.json")] + common)
+        state["measurement_wall_seconds"] = time.time() - t
+    measurement = json.load(open(meas_path))
+    state["measurement_seconds"] = measurement["seconds"]
+    weights = weight_count(measurement)
+    state["smallest_step_bytes"] = smallest_step(measurement)
+    for r in state["results"]:  # recount what earlier runs wrote (the count's rule may change)
+        qdir = os.path.join(a.out, "q-" + r["kind"] + "-" + r["label"])
+        if os.path.exists(qdir):
+            r["written_bytes"] = quantized_bytes(qdir, measurement)
+    save()
+
+    def plan_at(label, bpw_arg):
+        path = os.path.join(plans_dir, "plan-" + label + ".json")
+        if not os.path.exists(path):
+            run([q, "plan", a.model, "--formats", a.formats, "--bpw", bpw_arg, "--measurement",
+                 meas_path, "-o", path] + common)
+        return path
+
+    jobs = []  # (kind, label, plan path, method, compare-with)
+    for fmt in uniform:
+        path = os.path.join(plans_dir, "uniform-" + fmt + ".json")
+        up = uniform_plan(measurement, fmt)
+        json.dump(up, open(path, "w"), indent=1)
+        jobs.append(("uniform", fmt, path, "gptq"))
+        # The budget in bits per weight that floor(B * weights / 8) turns into F's exact bytes.
+        bpw = (8 * up["budget"]["used_bytes"] + 4) / weights
+        jobs.append(("plan", "at-" + fmt, ("at-" + fmt, repr(bpw)), "gptq"))
+    for fmt in filter(None, a.rtn.split(",")):
+        jobs.append(("uniform-rtn", fmt, os.path.join(plans_dir, "uniform-" + fmt + ".json"),
+                     "rtn"))
+    for b in filter(None, a.between.split(",")):
+        jobs.append(("plan", "bpw" + b, ("bpw" + b, b), "gptq"))
+
+    for kind, label, path, method in jobs:
+        if (kind, label) in done:
+            continue
+        if isinstance(path, tuple):
+            path = plan_at(*path)
+        p = json.load(open(path))
+        qdir = os.path.join(a.out, "q-" + kind + "-" + label)
+        t = time.time()
+        run([q, "quantize", a.model, "--plan", path, "--method", method, "-o", qdir, "--force"] +
+            common)
         quant_seconds = time.time() - t
         e = json.loads(run([q, "eval", qdir, "--ref", a.model, "--text", a.text, "--max-tokens",
                             str(a.eval_tokens), "--json", "-t", a.threads]))
-        results.append({"kind": kind, "label": label, "bpw": p["budget"]["bits_per_weight"],
-                        "bytes": p["budget"]["used_bytes"],
-                        "file_bytes": os.path.getsize(os.path.join(qdir, "model.safetensors")),
-                        "predicted_kld": p["predicted_kld"], "kld_mean": e["kld_mean"],
-                        "ppl": e["ppl"], "ref_ppl": e["ref_ppl"], "top1": e["top1_agreement"],
-                        "tokens": e["tokens"], "quantize_seconds": quant_seconds})
-        json.dump({"model": a.model, "measurement_seconds": measurement["seconds"],
-                   "plan_seconds": plan_seconds, "results": results},
-                  open(os.path.join(a.out, "results.json"), "w"), indent=1)
-        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    report(results, measurement)
+        state["results"].append({
+            "kind": kind, "label": label, "method": method,
+            "bpw": p["budget"]["bits_per_weight"], "max_bytes": p["budget"]["max_bytes"],
+            "bytes": p["budget"]["used_bytes"], "written_bytes": quantized_bytes(qdir, measurement),
+            "file_bytes": os.path.getsize(os.path.join(qdir, "model.safetensors")),
+            "predicted_kld": p["predicted_kld"], "kld_mean": e["kld_mean"], "ppl": e["ppl"],
+            "ref_ppl": e["ref_ppl"], "top1": e["top1_agreement"], "tokens": e["tokens"],
+            "quantize_seconds": quant_seconds,
+            "formats": sorted({t["format"] for t in p["tensors"].values()})})
+        if kind == "uniform" and "gptq_seconds" not in state:
+            state["gptq_seconds"] = quant_seconds  # the run right after the measurement
+        save()
+        print(json.dumps(state["results"][-1]), file=sys.stderr, flush=True)
+    report(state)
 
 
-def report(results, measurement):
-    print("| kind | budget / format | bpw | predicted KLD | measured KLD | PPL | top-1 |")
-    print("|---|---|---|---|---|---|---|")
-    for r in sorted(results, key=lambda r: r["bpw"]):
-        print(f"| {r['kind']} | {r['label']} | {r['bpw']:.3f} | {r['predicted_kld']:.5f} | "
-              f"{r['kld_mean']:.5f} | {r['ppl']:.4f} | {100 * r['top1']:.2f}% |")
+def report(state):
+    results = state["results"]
+    print("| kind | budget / format | bpw | bytes (max) | predicted KLD | measured KLD | PPL | top-1 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in sorted(results, key=lambda r: (r["bpw"], r["kind"])):
+        # The measurement predicts GPTQ quantizations; an RTN point has no prediction.
+        pred = "—" if r["method"] == "rtn" else f"{r['predicted_kld']:.5f}"
+        print(f"| {r['kind']} | {r['label']} | {r['bpw']:.4f} | {r['written_bytes']} "
+              f"({r['max_bytes']}) | {pred} | {r['kld_mean']:.5f} | "
+              f"{r['ppl']:.4f} | {100 * r['top1']:.2f}% |")
+    step = state.get("smallest_step_bytes")
     planned = sorted((r for r in results if r["kind"] == "plan"), key=lambda r: r["bpw"])
+    met = [r for r in planned if r["written_bytes"] <= r["max_bytes"] and
+           (step is None or r["max_bytes"] - r["written_bytes"] < step)]
+    print(f"\nbudgets met (written quantized bytes <= budget, less than one smallest format step "
+          f"({step} bytes) under it): {len(met)} of {len(planned)}")
     if len(planned) >= 2:
         rho = spearman([r["predicted_kld"] for r in planned], [r["kld_mean"] for r in planned])
-        print(f"\nSpearman(predicted, measured KLD) over {len(planned)} plans: {rho:.4f}")
-        allr = results
-        rho_all = spearman([r["predicted_kld"] for r in allr], [r["kld_mean"] for r in allr])
-        print(f"Spearman over all {len(allr)} points (plans and uniform): {rho_all:.4f}")
+        print(f"Spearman(predicted, measured KLD) over {len(planned)} plans: {rho:.4f}")
+        gp = [r for r in results if r["method"] == "gptq"]
+        rho_all = spearman([r["predicted_kld"] for r in gp], [r["kld_mean"] for r in gp])
+        print(f"Spearman over all {len(gp)} GPTQ points (plans and uniform): {rho_all:.4f}")
         mono = all(b["kld_mean"] < a["kld_mean"] for a, b in zip(planned, planned[1:]))
-        print(f"measured KLD falls monotonically with the budget: {mono}")
-    uniform = [r for r in results if r["kind"] == "uniform"]
+        print(f"measured KLD of the plans falls monotonically with the budget: {mono}")
+    # Each plan against the uniform formats (GPTQ or RTN) of equal or larger size, nearest first:
+    # the smallest uniform size >= the plan's bytes, and the best format of that size.
+    uni = [r for r in results if r["kind"].startswith("uniform")]
     wins = comparable = 0
     for r in planned:
-        bigger = [u for u in uniform if u["bpw"] >= r["bpw"]]
+        bigger = [u for u in uni if u["bytes"] >= r["bytes"]]
         if not bigger:
             continue
+        nearest = min(u["bytes"] for u in bigger)
+        best = min((u for u in bigger if u["bytes"] == nearest), key=lambda u: u["kld_mean"])
         comparable += 1
-        best = min(bigger, key=lambda u: u["kld_mean"])
-        wins += r["kld_mean"] < best["kld_mean"]
+        win = r["kld_mean"] < best["kld_mean"]
+        wins += win
+        print(f"  plan {r['label']} ({r['bpw']:.4f} bpw) {r['kld_mean']:.5f} vs {best['kind']} "
+              f"{best['label']} ({best['bpw']:.4f} bpw) {best['kld_mean']:.5f}: "
+              f"{r['kld_mean'] / best['kld_mean']:.3f}x {'win' if win else 'LOSS'}")
     if comparable:
-        print(f"planned mix beats the best uniform format of equal or larger size: {wins} of "
-              f"{comparable} budgets")
-    print(f"measurement: {measurement['seconds']:.1f} s")
+        print(f"planned mix beats the nearest uniform format of equal or larger size: {wins} of "
+              f"{comparable} budgets ({100 * wins / comparable:.0f}%)")
+    ms, gs = state.get("measurement_wall_seconds"), state.get("gptq_seconds")
+    if ms and gs:
+        print(f"measurement (qforge plan, wall) {ms:.1f} s, one GPTQ quantization (qforge "
+              f"quantize, wall) right after it {gs:.1f} s: ratio {ms / gs:.2f}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--report":
-        d = json.load(open(sys.argv[2]))
-        report(d["results"], {"seconds": d["measurement_seconds"]})
+        report(json.load(open(sys.argv[2])))
     else:
         main()

@@ -4,12 +4,15 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <random>
 
 #include "qforge/core/error.h"
 #include "qforge/io/safetensors.h"
+#include "qforge/kernels/kl.h"
 #include "qforge/plan/knapsack.h"
 #include "qforge/plan/planner.h"
 #include "qforge/plan/sensitivity.h"
@@ -23,6 +26,34 @@ using plan::Budget;
 using plan::KnapsackOption;
 
 using Items = std::vector<std::vector<KnapsackOption>>;
+
+// The probes' KL kernel against the definition in double: small KL (a close q) and large, with
+// vector lengths that leave a tail.
+TEST(ProbeKl, MatchesTheDefinitionInDouble) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> z(0.0f, 3.0f);
+  for (int n : {1, 5, 17, 1000, 16384 + 3}) {
+    for (float noise : {1e-3f, 0.3f}) {
+      std::vector<float> ref(n), x(n), p(n), logp(n);
+      for (int i = 0; i < n; ++i) ref[i] = z(rng);
+      for (int i = 0; i < n; ++i) x[i] = ref[i] + noise * z(rng);
+      auto lse = [&](const std::vector<float>& v) {
+        double m = *std::max_element(v.begin(), v.end()), s = 0;
+        for (float f : v) s += std::exp(f - m);
+        return m + std::log(s);
+      };
+      const double lr = lse(ref), lx = lse(x);
+      double want = 0;
+      for (int i = 0; i < n; ++i) {
+        logp[i] = static_cast<float>(ref[i] - lr);
+        p[i] = static_cast<float>(std::exp(ref[i] - lr));
+        want += std::exp(ref[i] - lr) * ((ref[i] - lr) - (x[i] - lx));
+      }
+      const double got = kernels::kl_from_logits(p.data(), logp.data(), x.data(), n);
+      EXPECT_NEAR(got, std::max(0.0, want), 1e-6 + 1e-4 * want) << n << " " << noise;
+    }
+  }
+}
 
 // The smallest loss over every combination within the capacity (nullopt: none fits).
 std::optional<double> brute_force(const Items& items, uint64_t capacity) {

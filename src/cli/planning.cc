@@ -22,7 +22,7 @@ std::pair<CLI::Option*, CLI::Option*> add_planning_options(CLI::App* cmd, Planni
   cmd->add_option("--measurement", p.measurement,
                   "Sensitivity measurement file: reused when it matches, else written");
   cmd->add_option("--probe-tokens", p.probe_tokens,
-                  "Calibration tokens for the end-to-end KLD probes (default 1024)")
+                  "Calibration tokens for the end-to-end KLD probes (default 512)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--probe-all", p.probe_all,
                 "Measure the end-to-end KLD of every candidate of every tensor (slow; to check "

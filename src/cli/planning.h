@@ -15,7 +15,7 @@ struct PlanningOptions {
   std::optional<double> bpw, size;
   std::string formats = "int";
   std::string measurement;  // cache file; empty: the command's default
-  int64_t probe_tokens = 1024;
+  int64_t probe_tokens = 512;
   bool probe_all = false;
 };
 

@@ -12,11 +12,15 @@ namespace {
 
 // Each family spans 2 to 8 bits in steps a knapsack can use; formats that another of the same
 // bits dominates in practice (e.g. int4-channel, asymmetric variants) are left to explicit lists.
+// The integer ladder is dense (a group-size step between bit widths, int7 between int6 and int8):
+// a plan at the size of any uniform format can then move single tensors a small step up or down
+// instead of only a whole bit, which is where it gains over that format (docs/RESULTS.md, issue
+// 13). g64 variants also serve rows that 128 does not divide (Qwen's 576).
 const std::map<std::string, std::vector<std::string>>& families() {
   static const std::map<std::string, std::vector<std::string>> f = {
       {"int",
-       {"int2-g64", "int3-g64", "int3-g128", "int4-g64", "int4-g128", "int5-g128", "int6-g128",
-        "int8-channel"}},
+       {"int2-g64", "int3-g64", "int3-g128", "int4-g32", "int4-g64", "int4-g128", "int5-g64",
+        "int5-g128", "int6-g64", "int6-g128", "int7-g64", "int7-g128", "int8-channel"}},
       {"fp",
        {"fp4-g16", "mxfp4", "nvfp4", "nf4", "mxfp6-e2m3", "fp6-e2m3-g32", "mxfp8", "fp8-e4m3"}},
       {"gguf", {"q2_k", "q3_k", "q4_0", "q4_k", "iq4_xs", "q5_0", "q5_k", "q6_k", "q8_0"}},

@@ -9,6 +9,7 @@
 #include "qforge/core/mapped_file.h"
 #include "qforge/core/thread_pool.h"
 #include "qforge/io/model_loader.h"
+#include "qforge/kernels/kl.h"
 #include "qforge/plan/candidates.h"
 #include "qforge/quant/format_quantizer.h"
 #include "qforge/quant/quantize_model.h"
@@ -27,20 +28,6 @@ Kind kind_from_name(const std::string& s, const std::string& source) {
   if (s == "embedding") return Kind::Embedding;
   check(s == "head", "{}: unknown tensor kind '{}'", source, s);
   return Kind::Head;
-}
-
-// KL(p ‖ q) for one position: p given as probabilities and log-probabilities (precomputed once
-// per probe sequence), q as logits. One exp per vocabulary entry (for q's normalizer).
-double kl_from_reference(const float* ref_p, const float* ref_logp, const float* logits,
-                         size_t vocab) {
-  const float mx = *std::max_element(logits, logits + vocab);
-  double sum = 0;
-  for (size_t i = 0; i < vocab; ++i) sum += std::exp(logits[i] - mx);
-  const double lse = mx + std::log(sum);
-  double kl = 0;
-  for (size_t i = 0; i < vocab; ++i)
-    kl += static_cast<double>(ref_p[i]) * (ref_logp[i] - (logits[i] - lse));
-  return std::max(0.0, kl);  // tiny negative values are rounding
 }
 
 // End-to-end damage on a few sequences: the unquantized model's residual stream entering every
@@ -86,8 +73,8 @@ class Probe {
       std::vector<double> part(static_cast<size_t>(len_ - 1));
       model_.pool().parallel_for(part.size(), [&](size_t begin, size_t end, int) {
         for (size_t p = begin; p < end; ++p)
-          part[p] = kl_from_reference(&ref_p_[s][p * vocab_], &ref_logp_[s][p * vocab_],
-                                      &logits_[p * vocab_], vocab_);
+          part[p] = kernels::kl_from_logits(&ref_p_[s][p * vocab_], &ref_logp_[s][p * vocab_],
+                                            &logits_[p * vocab_], static_cast<int64_t>(vocab_));
       });
       for (double v : part) sum += v;
     }

@@ -55,8 +55,8 @@ struct MeasureOptions {
   GptqOptions gptq;
   int64_t calib_tokens = 128 * 512;
   int seq_len = 512;
-  int64_t probe_tokens = 1024;  // (b) runs on the first probe_tokens calibration tokens
-  bool probe_all = false;       // (b) for every candidate of every tensor (to check (a))
+  int64_t probe_tokens = 512;  // (b) runs on the first probe_tokens calibration tokens
+  bool probe_all = false;      // (b) for every candidate of every tensor (to check (a))
 };
 
 struct Measurement {

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Cost of the planner's sensitivity measurement against one GPTQ quantization of the same model
+# with the same calibration tokens and threads, run back to back (issue 13: <= 4x). Prints wall
+# and CPU seconds of each and the ratios. The GPTQ run quantizes every linear, the embedding and
+# the head as int4-g128 (the sweep's uniform plan, written from the fresh measurement).
+# usage: scripts/plan_cost.sh QFORGE MODEL CALIB CALIB_TOKENS THREADS OUTDIR
+set -euo pipefail
+Q=$1 MODEL=$2 CALIB=$3 TOKENS=$4 THREADS=$5 OUT=$6
+mkdir -p "$OUT"
+rm -f "$OUT/measurement.json"
+/usr/bin/time -f "%e %U %S" -o "$OUT/measure.time" "$Q" plan "$MODEL" --formats int --bpw 4 \
+  --calib "$CALIB" --calib-tokens "$TOKENS" -t "$THREADS" --measurement "$OUT/measurement.json" \
+  -o "$OUT/plan.json"
+python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+m = json.load(open(out + "/measurement.json"))
+tensors, used = {}, 0
+for t in m["tensors"]:
+    c = next(c for c in t["candidates"] if c["format"] == "int4-g128")
+    tensors[t["name"]] = {"format": "int4-g128", "shape": t["shape"], "bytes": c["bytes"],
+                          "predicted_kld": c["kld_predicted"], "layer_objective": c["objective"]}
+    used += c["bytes"]
+json.dump({"predicted_kld": 0, "method": "gptq",
+           "budget": {"request": "uniform int4-g128", "max_bytes": used, "used_bytes": used,
+                      "bits_per_weight": 0}, "tensors": tensors}, open(out + "/uniform.json", "w"))
+PY
+/usr/bin/time -f "%e %U %S" -o "$OUT/gptq.time" "$Q" quantize "$MODEL" --plan "$OUT/uniform.json" \
+  --calib "$CALIB" --calib-tokens "$TOKENS" -t "$THREADS" -o "$OUT/q" --force > /dev/null
+read -r mw mu ms < "$OUT/measure.time"
+read -r gw gu gs < "$OUT/gptq.time"
+awk -v mw="$mw" -v mu="$mu" -v ms="$ms" -v gw="$gw" -v gu="$gu" -v gs="$gs" 'BEGIN {
+  printf "measurement: %.1f s wall, %.1f s CPU\n", mw, mu + ms
+  printf "GPTQ run:    %.1f s wall, %.1f s CPU\n", gw, gu + gs
+  printf "ratio: %.2f wall, %.2f CPU\n", mw / gw, (mu + ms) / (gu + gs) }'
