@@ -70,10 +70,17 @@ echo "text $(basename "$TEXT"), ctx $CTX, $CHUNKS chunks, $THREADS threads; gree
 for f in "${files[@]}"; do
   echo "== $(basename "$f") ($(stat -c %s "$f") bytes)"
   # Quality: the same protocol in both engines.
+  # llama-perplexity's last lines can be lost like llama-completion's (below): the running PPL
+  # after the last chunk is the final estimate too; rerun when neither was printed.
   llog=$OUT/$(basename "$f").ppl.log
-  "$BIN/llama-perplexity" -m "$f" -f "$TEXT" -c "$CTX" -b "$CTX" --chunks "$CHUNKS" \
-    -t "$THREADS" >"$llog" 2>&1 || true
-  ll=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$llog")
+  ll=
+  for _ in 1 2 3; do
+    "$BIN/llama-perplexity" -m "$f" -f "$TEXT" -c "$CTX" -b "$CTX" --chunks "$CHUNKS" \
+      -t "$THREADS" >"$llog" 2>&1 || true
+    ll=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$llog")
+    [ -n "$ll" ] || ll=$(grep -o "\[$CHUNKS\][0-9.]*" "$llog" | tail -1 | sed 's/.*\]//')
+    [ -z "$ll" ] || break
+  done
   qf=$("$QFORGE" eval "$f" --text "$TEXT" --protocol llama.cpp --ctx "$CTX" --chunks "$CHUNKS" \
     --threads "$THREADS" --json 2>/dev/null | sed -n 's/.*"ppl":\([0-9.eE+-]*\).*/\1/p' || true)
   if [ -z "$ll" ] || [ -z "$qf" ]; then
