@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's own tools (llama-perplexity, llama-quantize, llama-imatrix, llama-completion,
 # llama-bench) from the llama.cpp source that llama-cpp-python's source distribution on PyPI
-# carries (pinned), into ~/.cache/qforge/llamacpp/bin (outside the repository). Tests and scripts that compare with
-# llama.cpp use it when present. Idempotent; takes minutes (CI does not run it).
+# carries (pinned), into ~/.cache/qforge/llamacpp/bin (outside the repository). Tests and
+# scripts that compare with llama.cpp use it when present. Idempotent; takes minutes (CI does not
+# run it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=0.3.36  # llama-cpp-python
@@ -27,7 +28,8 @@ if ! [ -f "$sdist" ]; then
 fi
 LLAMA=$SRC/llama_cpp_python-$VERSION/vendor/llama.cpp
 # A tool added to TOOLS later builds incrementally in the same build directory.
-[ -f "$LLAMA/CMakeLists.txt" ] || tar xzf "$sdist" -C "$SRC" "llama_cpp_python-$VERSION/vendor/llama.cpp"
+[ -f "$LLAMA/CMakeLists.txt" ] ||
+  tar xzf "$sdist" -C "$SRC" "llama_cpp_python-$VERSION/vendor/llama.cpp"
 # The CPU's features, but never AMX: ggml's native build uses AMX tiles for Q4_0/Q4_1/Q8_0/Q4_K
 # when the CPU lists them, and VMs that do not enable the tile state in XCR0 (this development VM,
 # Firecracker) kill the process on the first `tilezero` (SIGILL) although /proc/cpuinfo says amx.

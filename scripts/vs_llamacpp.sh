@@ -18,6 +18,7 @@
 # env:   QFORGE (build/release/qforge)  TEXT (../shared/data/valid.txt)  CTX (512)  CHUNKS (20)
 #        CALIB (../shared/data/calib.txt)  CALIB_TOKENS (8192)  METHOD (gptq | rtn)
 #        PROMPT ("Once upon a time")  NGEN (32)  THREADS (2)  SPEED (1)  OUT (a temp dir)  TOL
+#        QUALITY (1; 0: speed only)
 #        EXTRA (more .gguf files)  QFORGE_LLAMACPP (~/.cache/qforge/llamacpp)
 # A given OUT keeps the files, and files already there are reused.
 set -euo pipefail
@@ -27,7 +28,7 @@ TEXT=${TEXT:-$ROOT/../shared/data/valid.txt}
 CALIB=${CALIB:-$ROOT/../shared/data/calib.txt}
 CTX=${CTX:-512} CHUNKS=${CHUNKS:-20} CALIB_TOKENS=${CALIB_TOKENS:-8192} METHOD=${METHOD:-gptq}
 PROMPT=${PROMPT:-"Once upon a time"} NGEN=${NGEN:-32} THREADS=${THREADS:-2} SPEED=${SPEED:-1}
-EXTRA=${EXTRA:-} TOL=${TOL:-0.005}
+EXTRA=${EXTRA:-} TOL=${TOL:-0.005} QUALITY=${QUALITY:-1}
 BIN=${QFORGE_LLAMACPP:-$HOME/.cache/qforge/llamacpp}/bin
 for t in llama-perplexity llama-quantize llama-completion; do
   [ -x "$BIN/$t" ] || { echo "SKIP: no $t in $BIN (run scripts/build_llamacpp.sh)"; exit 77; }
@@ -69,67 +70,69 @@ status=0
 echo "text $(basename "$TEXT"), ctx $CTX, $CHUNKS chunks, $THREADS threads; greedy: $NGEN tokens of \"$PROMPT\""
 for f in "${files[@]}"; do
   echo "== $(basename "$f") ($(stat -c %s "$f") bytes)"
-  # Quality: the same protocol in both engines.
-  # llama-perplexity's last lines can be lost like llama-completion's (below): the running PPL
-  # after the last chunk is the final estimate too; rerun when neither was printed.
-  llog=$OUT/$(basename "$f").ppl.log
-  ll=
-  for _ in 1 2 3; do
-    "$BIN/llama-perplexity" -m "$f" -f "$TEXT" -c "$CTX" -b "$CTX" --chunks "$CHUNKS" \
-      -t "$THREADS" >"$llog" 2>&1 || true
-    ll=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$llog")
-    [ -n "$ll" ] || ll=$(grep -o "\[$CHUNKS\][0-9.]*" "$llog" | tail -1 | sed 's/.*\]//')
-    [ -z "$ll" ] || break
-  done
-  qf=$("$QFORGE" eval "$f" --text "$TEXT" --protocol llama.cpp --ctx "$CTX" --chunks "$CHUNKS" \
-    --threads "$THREADS" --json 2>/dev/null | sed -n 's/.*"ppl":\([0-9.eE+-]*\).*/\1/p' || true)
-  if [ -z "$ll" ] || [ -z "$qf" ]; then
-    echo "  PPL: llama-perplexity '${ll}' qforge '${qf}': FAILED (log $llog)"
-    tail -3 "$llog" | sed 's/^/    /'
-    status=1
-  else
-    r=$(ratio "$qf" "$ll")
-    ok=$(awk -v r="$r" -v t="$TOL" 'BEGIN { print (r >= 1 - t && r <= 1 + t) ? "ok" : "DIFFERS" }')
-    echo "  PPL       llama.cpp $ll  qforge $(printf %.4f "$qf")  ratio $r  $ok"
-    [ "$ok" = ok ] || status=1
-  fi
-  # Greedy: llama-completion prints only the continuation (--no-display-prompt); qforge run
-  # prints the prompt as its tokenizer reads it back, then the continuation. llama-completion
-  # logs through a thread that it does not wait for at exit (common/log.cpp), so the last tokens
-  # are sometimes lost: its output is complete when it ends with the final "\n\n"; else rerun.
-  llama_greedy() {
-    local t
-    for _ in 1 2 3 4 5; do
-      "$BIN/llama-completion" -m "$1" -p "$PROMPT" -n "$NGEN" --temp 0 -no-cnv --no-warmup \
-        -t "$THREADS" --no-display-prompt >"$OUT/greedy.txt" 2>"$OUT/greedy.err" </dev/null || true
-      if [ "$(tail -c 2 "$OUT/greedy.txt" | od -An -c | tr -d ' ')" = '\n\n' ]; then
-        t=$(sed 's/ \[end of text\]$//' "$OUT/greedy.txt")
-        echo "${t# }"  # a SentencePiece prompt may read back without its leading space
-        return
-      fi
+  if [ "$QUALITY" = 1 ]; then
+    # Quality: the same protocol in both engines.
+    # llama-perplexity's last lines can be lost like llama-completion's (below): the running PPL
+    # after the last chunk is the final estimate too; rerun when neither was printed.
+    llog=$OUT/$(basename "$f").ppl.log
+    ll=
+    for _ in 1 2 3; do
+      "$BIN/llama-perplexity" -m "$f" -f "$TEXT" -c "$CTX" -b "$CTX" --chunks "$CHUNKS" \
+        -t "$THREADS" >"$llog" 2>&1 || true
+      ll=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$llog")
+      [ -n "$ll" ] || ll=$(grep -o "\[$CHUNKS\][0-9.]*" "$llog" | tail -1 | sed 's/.*\]//')
+      [ -z "$ll" ] || break
     done
-  }
-  lt=$(llama_greedy "$f")
-  qt=$("$QFORGE" run "$f" -p "$PROMPT" -n "$NGEN" --temp 0 --threads "$THREADS" -q 2>/dev/null || true)
-  qt=${qt#"$PROMPT"}
-  qt=${qt# }
-  if [ -n "$lt" ] && [ "$qt" = "$lt" ]; then
-    echo "  greedy    same $NGEN-token continuation: $(printf %q "$lt" | cut -c1-100)"
-  else
-    echo "  greedy    DIFFERS"
-    echo "    llama.cpp: $(printf %q "$lt")"
-    echo "    qforge:    $(printf %q "$qt")"
-    # llama.cpp multiplies block-quantized weights with 8-bit activations (Q8_0/Q8_1/Q8_K), which
-    # can flip a near-tie; on qforge's f32 decoding of the same file it computes in f32 too.
-    "$QFORGE" convert "$f" -o "$OUT/exact.gguf" --type f32 --force >/dev/null
-    lx=$(llama_greedy "$OUT/exact.gguf")
-    rm -f "$OUT/exact.gguf"
-    if [ -n "$lx" ] && [ "$qt" = "$lx" ]; then
-      echo "    llama.cpp on qforge's f32 decoding of this file gives qforge's text: the difference"
-      echo "    is llama.cpp's 8-bit activations at a near-tie (not counted as a failure)"
-    else
-      echo "    llama.cpp on qforge's f32 decoding of this file: $(printf %q "$lx")"
+    qf=$("$QFORGE" eval "$f" --text "$TEXT" --protocol llama.cpp --ctx "$CTX" --chunks "$CHUNKS" \
+      --threads "$THREADS" --json 2>/dev/null | sed -n 's/.*"ppl":\([0-9.eE+-]*\).*/\1/p' || true)
+    if [ -z "$ll" ] || [ -z "$qf" ]; then
+      echo "  PPL: llama-perplexity '${ll}' qforge '${qf}': FAILED (log $llog)"
+      tail -3 "$llog" | sed 's/^/    /'
       status=1
+    else
+      r=$(ratio "$qf" "$ll")
+      ok=$(awk -v r="$r" -v t="$TOL" 'BEGIN { print (r >= 1 - t && r <= 1 + t) ? "ok" : "DIFFERS" }')
+      echo "  PPL       llama.cpp $ll  qforge $(printf %.4f "$qf")  ratio $r  $ok"
+      [ "$ok" = ok ] || status=1
+    fi
+    # Greedy: llama-completion prints only the continuation (--no-display-prompt); qforge run
+    # prints the prompt as its tokenizer reads it back, then the continuation. llama-completion
+    # logs through a thread that it does not wait for at exit (common/log.cpp), so the last tokens
+    # are sometimes lost: its output is complete when it ends with the final "\n\n"; else rerun.
+    llama_greedy() {
+      local t
+      for _ in 1 2 3 4 5; do
+        "$BIN/llama-completion" -m "$1" -p "$PROMPT" -n "$NGEN" --temp 0 -no-cnv --no-warmup \
+          -t "$THREADS" --no-display-prompt >"$OUT/greedy.txt" 2>"$OUT/greedy.err" </dev/null || true
+        if [ "$(tail -c 2 "$OUT/greedy.txt" | od -An -c | tr -d ' ')" = '\n\n' ]; then
+          t=$(sed 's/ \[end of text\]$//' "$OUT/greedy.txt")
+          echo "${t# }"  # a SentencePiece prompt may read back without its leading space
+          return
+        fi
+      done
+    }
+    lt=$(llama_greedy "$f")
+    qt=$("$QFORGE" run "$f" -p "$PROMPT" -n "$NGEN" --temp 0 --threads "$THREADS" -q 2>/dev/null || true)
+    qt=${qt#"$PROMPT"}
+    qt=${qt# }
+    if [ -n "$lt" ] && [ "$qt" = "$lt" ]; then
+      echo "  greedy    same $NGEN-token continuation: $(printf %q "$lt" | cut -c1-100)"
+    else
+      echo "  greedy    DIFFERS"
+      echo "    llama.cpp: $(printf %q "$lt")"
+      echo "    qforge:    $(printf %q "$qt")"
+      # llama.cpp multiplies block-quantized weights with 8-bit activations (Q8_0/Q8_1/Q8_K), which
+      # can flip a near-tie; on qforge's f32 decoding of the same file it computes in f32 too.
+      "$QFORGE" convert "$f" -o "$OUT/exact.gguf" --type f32 --force >/dev/null
+      lx=$(llama_greedy "$OUT/exact.gguf")
+      rm -f "$OUT/exact.gguf"
+      if [ -n "$lx" ] && [ "$qt" = "$lx" ]; then
+        echo "    llama.cpp on qforge's f32 decoding of this file gives qforge's text: the difference"
+        echo "    is llama.cpp's 8-bit activations at a near-tie (not counted as a failure)"
+      else
+        echo "    llama.cpp on qforge's f32 decoding of this file: $(printf %q "$lx")"
+        status=1
+      fi
     fi
   fi
   if [ "$SPEED" = 1 ]; then
