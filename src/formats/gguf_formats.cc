@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -48,7 +47,6 @@ std::vector<float> floored_importance(const float* importance, int64_t n) {
 void encode_block(const TypeCodec& c, const float* x, const float* qw, uint8_t* out) {
   c.quantize(x, out);
   if (qw == nullptr || c.quantize_weighted == nullptr) return;
-  if (std::getenv("QFORGE_EXPERIMENT_NO_WEIGHTED")) return;  // TEMP experiment
   uint8_t alt[kMaxBlockBytes];
   c.quantize_weighted(x, qw, alt);
   if (weighted_error(c, x, qw, alt) < weighted_error(c, x, qw, out))

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
@@ -575,8 +574,6 @@ void quantize_layers(const QuantizeOptions& o, LoadedModel& m, const OutputLayou
 // quantized, unless rotated (the rotation folds the final norm into the head's rows).
 std::string gptq_head_table(const QuantizeOptions& o, const OutputLayout& layout, bool rotated) {
   if (o.method != QuantMethod::GPTQ || rotated || layout.untie) return {};
-  if (layout.tied && std::getenv("QFORGE_EXPERIMENT_TIED_RTN")) return {};  // TEMP experiment
-  if (std::getenv("QFORGE_EXPERIMENT_HEAD_RTN")) return {};                 // TEMP experiment
   const std::string& name = layout.tied ? layout.embed_name : layout.head_name;
   return layout.tables.contains(name) ? name : std::string();
 }
