@@ -567,8 +567,8 @@ void quantize_layers(const QuantizeOptions& o, LoadedModel& m, const OutputLayou
 // Phase 6b: the output head with GPTQ. Its input is the final-normed hidden state of the quantized
 // model, so its Hessian is only hidden x hidden; its vocab rows go a chunk at a time. A tied
 // table is quantized as the head: the head's error reaches every logit of every position, while
-// an embedding row's error reaches only the positions holding that token (and GPTQ's per-row
-// compensation keeps each row's own error small too: measured in docs/RESULTS.md).
+// an embedding row's error reaches only the positions holding that token (GPTQ against RTN for a
+// tied table was not measured apart; see docs/RESULTS.md).
 
 // The table GPTQ quantizes as the head: with GPTQ, the head (or a tied table) when it is
 // quantized, unless rotated (the rotation folds the final norm into the head's rows).
