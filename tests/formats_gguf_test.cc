@@ -105,5 +105,94 @@ TEST(Gguf, GroupQuantizerRoundMatchesPackedBytes) {
   }
 }
 
+// Σ imp_c (a − b)² over a [rows, cols] matrix, per row.
+std::vector<double> weighted_row_errors(const std::vector<float>& a, const std::vector<float>& b,
+                                        const std::vector<float>& imp, int64_t rows, int64_t cols) {
+  std::vector<double> e(static_cast<size_t>(rows), 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const double d = double(a[r * cols + c]) - b[r * cols + c];
+      e[r] += imp[c] * d * d;
+    }
+  return e;
+}
+
+// Weights like a layer's (normal with a few outlier rows) and an imatrix-like importance: the
+// mean x² of input channels, a few of them 50x the rest.
+void importance_problem(int64_t rows, int64_t cols, std::vector<float>& w,
+                        std::vector<float>& imp) {
+  std::mt19937 rng(21);
+  std::normal_distribution<float> nd(0.f, 0.02f);
+  std::uniform_real_distribution<float> u(0.2f, 1.0f);
+  w.resize(rows * cols);
+  for (auto& v : w) v = nd(rng);
+  imp.resize(cols);
+  for (int64_t c = 0; c < cols; ++c) imp[c] = c % 37 == 3 ? 50.0f : u(rng);
+}
+
+TEST(GgufImportance, WeightedEncodingIsNeverWorseThanPlainUnderItsWeightsAndClearlyBetterOverall) {
+  const int64_t rows = 32, cols = 512;
+  std::vector<float> w, imp;
+  importance_problem(rows, cols, w, imp);
+  const std::vector<float> ones(cols, 1.0f);
+  for (const char* name : kTypes) {
+    const Format& fmt = find_format(name);
+    const bool weighted = std::string(name).find("_k") != std::string::npos
+                              ? std::string(name) != "q2_k"
+                              : std::string(name).rfind("iq4", 0) == 0;
+    const std::vector<float>* const importances[] = {&imp, &ones};
+    for (const std::vector<float>* importance : importances) {
+      std::vector<float> plain(w.size()), ours(w.size());
+      const auto plain_bytes = fmt.encode(w.data(), rows, cols);
+      const auto our_bytes = fmt.encode(w.data(), rows, cols, importance->data());
+      fmt.decode(plain_bytes.data(), rows, cols, plain.data());
+      fmt.decode(our_bytes.data(), rows, cols, ours.data());
+      if (!weighted) {  // llama.cpp has no weighted search for this type: the plain encoder
+        EXPECT_EQ(plain_bytes, our_bytes) << name;
+        continue;
+      }
+      const auto e_plain = weighted_row_errors(plain, w, *importance, rows, cols);
+      const auto e_ours = weighted_row_errors(ours, w, *importance, rows, cols);
+      double sp = 0, so = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        // Block by block the better of the two is kept, so no row can get worse.
+        EXPECT_LE(e_ours[r], e_plain[r] * (1 + 1e-9)) << name << " row " << r;
+        sp += e_plain[r];
+        so += e_ours[r];
+      }
+      std::printf("%-7s %s importance: weighted error %.4fx the plain encoder's\n", name,
+                  importance == &imp ? "imatrix-like" : "all-equal   ", so / sp);
+      if (importance == &imp) EXPECT_LT(so, 0.97 * sp) << name;
+    }
+  }
+}
+
+TEST(GgufImportance, GroupQuantizerChoosesWeightedScalesAndRoundStillMatchesPack) {
+  const int64_t rows = 8, cols = 512;
+  std::vector<float> w, imp;
+  importance_problem(rows, cols, w, imp);
+  for (const char* name : {"q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs", "iq4_nl"}) {
+    const Format& fmt = find_format(name);
+    double err[2] = {0, 0};
+    for (int weighted = 0; weighted < 2; ++weighted) {
+      auto q = fmt.make_quantizer(w.data(), rows, cols);
+      std::vector<float> vals(w.size());
+      for (int64_t c0 = 0, g = 0; c0 < cols; c0 += q->group_size(), ++g) {
+        q->choose_scales(g, w.data() + c0, rows, q->group_size(), cols,
+                         weighted ? imp.data() + c0 : nullptr);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = c0; c < c0 + q->group_size(); ++c)
+            vals[r * cols + c] = q->round(r, c, w[r * cols + c]);
+      }
+      const auto bytes = q->pack(vals.data());
+      std::vector<float> out(w.size());
+      fmt.decode(bytes.data(), rows, cols, out.data());
+      for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], vals[i]) << name << " at " << i;
+      for (double e : weighted_row_errors(out, w, imp, rows, cols)) err[weighted] += e;
+    }
+    EXPECT_LT(err[1], err[0]) << name;
+  }
+}
+
 }  // namespace
 }  // namespace qforge::formats

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <numeric>
 #include <random>
 
@@ -191,6 +192,61 @@ TEST(Gptq, DeadInputColumnsQuantizeToZero) {
   const GptqResult g = gptq_quantize(p.w.data(), rows, cols, p.h, q);
   EXPECT_EQ(g.dead_columns, 1);
   for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(g.q[r * cols + 5], 0.0f);
+}
+
+// Runs gptq_quantize_chunked over p, collecting the chunks' values in order.
+std::vector<float> chunked(const Problem& p, int64_t chunk_rows, const GptqOptions& o,
+                           GptqChunkedResult* result = nullptr) {
+  std::vector<float> out;
+  GptqChunks c;
+  c.rows = p.rows;
+  c.cols = p.cols;
+  c.chunk_rows = chunk_rows;
+  c.read = [&](int64_t r0, int64_t r1, float* dst) {
+    std::copy(p.w.begin() + r0 * p.cols, p.w.begin() + r1 * p.cols, dst);
+  };
+  c.make = [](const float*, int64_t rows, int64_t cols) -> std::unique_ptr<ColumnQuantizer> {
+    return std::make_unique<SymmetricIntQuantizer>(4, 32, rows, cols);
+  };
+  c.sink = [&](int64_t r0, int64_t r1, const std::vector<float>& q, const ColumnQuantizer&) {
+    EXPECT_EQ(static_cast<int64_t>(out.size()), r0 * p.cols);
+    EXPECT_EQ(static_cast<int64_t>(q.size()), (r1 - r0) * p.cols);
+    out.insert(out.end(), q.begin(), q.end());
+  };
+  const GptqChunkedResult r = gptq_quantize_chunked(c, p.h, o, /*measure_rtn=*/true);
+  if (result) *result = r;
+  return out;
+}
+
+TEST(GptqChunked, AnOutputHeadInChunksOfRowsEqualsOneCallOnTheWholeMatrix) {
+  const Problem p = random_problem(50, 128, 11);  // 50 rows: chunks of 16, 16, 16 and 2
+  for (const bool act_order : {false, true}) {
+    GptqOptions o;
+    o.act_order = act_order;
+    SymmetricIntQuantizer whole_q(4, 32, p.rows, p.cols);
+    const GptqResult whole = gptq_quantize(p.w.data(), p.rows, p.cols, p.h, whole_q, o);
+    GptqChunkedResult r;
+    const std::vector<float> parts = chunked(p, 16, o, &r);
+    ASSERT_EQ(parts.size(), whole.q.size());
+    for (size_t i = 0; i < parts.size(); ++i) ASSERT_EQ(parts[i], whole.q[i]) << i;
+    EXPECT_NEAR(r.objective, whole.objective, 1e-9 * whole.objective);
+    SymmetricIntQuantizer rtn_q(4, 32, p.rows, p.cols);
+    const std::vector<float> rtn = rtn_quantize(p.w.data(), p.rows, p.cols, rtn_q);
+    EXPECT_NEAR(r.objective_rtn, layer_objective(p.w.data(), rtn.data(), p.rows, p.cols, p.h),
+                1e-9 * r.objective_rtn);
+    EXPECT_LT(r.objective, r.objective_rtn);
+  }
+}
+
+TEST(GptqChunked, WithIdentityHessianEqualsRoundToNearest) {
+  Problem p = random_problem(40, 64, 12);
+  std::fill(p.h.begin(), p.h.end(), 0.0);
+  for (int64_t i = 0; i < p.cols; ++i) p.h[i * p.cols + i] = 1.0;
+  SymmetricIntQuantizer q(4, 32, p.rows, p.cols);
+  const std::vector<float> rtn = rtn_quantize(p.w.data(), p.rows, p.cols, q);
+  const std::vector<float> parts = chunked(p, 7, {});
+  ASSERT_EQ(parts.size(), rtn.size());
+  for (size_t i = 0; i < rtn.size(); ++i) ASSERT_EQ(parts[i], rtn[i]) << i;
 }
 
 TEST(Gptq, RefusesAHessianOfTheWrongSize) {

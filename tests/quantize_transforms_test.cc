@@ -2,6 +2,7 @@
 // streaming writer reproduces the original model when nothing is quantized; AWQ beats RTN;
 // W8A8 with SmoothQuant is recorded for vLLM and simulated at load; the KV cache format and
 // quantized embeddings travel with the model.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -9,6 +10,7 @@
 #include "qforge/core/error.h"
 #include "qforge/core/mapped_file.h"
 #include "qforge/eval/compare.h"
+#include "qforge/formats/format.h"
 #include "qforge/io/model_loader.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/quant/quantize_model.h"
@@ -201,6 +203,75 @@ TEST(QuantizeTransforms, EmbeddingIsQuantizedOnlyWhenNamed) {
   EXPECT_NE(
       SafetensorsFile::open(plain.output / "model.safetensors")->find("model.embed_tokens.weight"),
       nullptr);
+}
+
+// The embedded model's table (tied: embedding and head) as written, decoded, and the original.
+struct Table {
+  std::vector<float> got, original;
+  std::vector<std::byte> packed;
+  int64_t rows = 0, cols = 0;
+};
+Table table_of(const fs::path& dir) {
+  const LoadedModel q = load_model(dir), ref = load_model(testing::embedded_model_dir());
+  Table t{q.weights.embedding.to_f32(),
+          ref.weights.embedding.to_f32(),
+          {},
+          q.weights.embedding.rows,
+          q.weights.embedding.cols};
+  t.packed.assign(q.weights.embedding.data,
+                  q.weights.embedding.data + q.weights.embedding.nbytes());
+  return t;
+}
+
+TEST(QuantizeHead, GptqQuantizesATiedTableAsTheHeadWithTheFinalNormedHessian) {
+  if (testing::sanitized()) GTEST_SKIP() << "slow under sanitizers";
+  QuantizeOptions o = base("head_gptq", "q4_k", QuantMethod::GPTQ);
+  o.tensor_formats = {{"embed_tokens", "q4_k"}};
+  quantize_model(o);
+  const auto rec =
+      config_of(o.output)["quantization_config"]["tensors"]["model.embed_tokens.weight"];
+  EXPECT_EQ(rec["method"], "gptq");
+  EXPECT_LT(rec["objective"].get<double>(), 0.9 * rec["objective_rtn"].get<double>());
+  // The head's values are the ones written: the model runs and stays close to the original.
+  EXPECT_LT(compare_to_original(o.output).kld_mean, 0.05);
+}
+
+TEST(QuantizeHead, EmbeddingRowsOfUnseenTokensKeepTheirRtnBytesAndSeenRowsGetNoWorse) {
+  // SmoothQuant + RTN: calibrated, but the table is quantized as an embedding (no GPTQ head).
+  QuantizeOptions o = base("embed_seen", "q4_k", QuantMethod::RTN);
+  o.smooth_alpha = 0.5;
+  o.tensor_formats = {{"embed_tokens", "q4_k"}};
+  quantize_model(o);
+  const Table t = table_of(o.output);
+  const formats::Format& f = formats::find_format("q4_k");
+  const std::vector<std::byte> rtn = f.encode(t.original.data(), t.rows, t.cols);
+  std::vector<float> rtn_values(t.original.size());
+  f.decode(rtn.data(), t.rows, t.cols, rtn_values.data());
+  const LoadedModel m = load_model(testing::embedded_model_dir());
+  std::vector<uint8_t> seen(static_cast<size_t>(t.rows), 0);
+  const std::vector<int32_t> ids = sample_ids(m);
+  for (size_t i = 0; i < 384 && i < ids.size(); ++i) seen[static_cast<size_t>(ids[i])] = 1;
+  const size_t rb = f.row_bytes(t.cols);
+  int64_t better = 0, n_seen = 0;
+  for (int64_t r = 0; r < t.rows; ++r) {
+    if (!seen[r]) {
+      ASSERT_TRUE(
+          std::equal(rtn.begin() + r * rb, rtn.begin() + (r + 1) * rb, t.packed.begin() + r * rb))
+          << "row " << r;
+      continue;
+    }
+    double e_rtn = 0, e_got = 0;
+    for (int64_t c = 0; c < t.cols; ++c) {
+      const double x = t.original[r * t.cols + c];
+      e_rtn += (rtn_values[r * t.cols + c] - x) * (rtn_values[r * t.cols + c] - x);
+      e_got += (t.got[r * t.cols + c] - x) * (t.got[r * t.cols + c] - x);
+    }
+    EXPECT_LE(e_got, e_rtn * (1 + 1e-9)) << "row " << r;
+    better += e_got < e_rtn;
+    ++n_seen;
+  }
+  EXPECT_GT(n_seen, 50);
+  EXPECT_GT(better, n_seen / 4) << "the weighted search improved too few rows";
 }
 
 // A model directory whose safetensors metadata carries `record` as its quantization record.

@@ -341,9 +341,9 @@ float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
   return sumlx / suml2;
 }
 
-// Symmetric scale for L in [-nmax, nmax - 1], x²-weighted, trying 18 nearby scales (make_qx_quants
-// with rmse_type 1).
-float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
+// Symmetric scale for L in [-nmax, nmax - 1], weighted by qw (x² when null), trying 18 nearby
+// scales (make_qx_quants with rmse_type 1).
+float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw = nullptr) {
   float amax;
   const float max = signed_absmax(x, n, &amax);
   if (amax < kGroupMaxEps) {
@@ -355,7 +355,7 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
   for (int i = 0; i < n; ++i) {
     const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
     L[i] = static_cast<int8_t>(nmax + l);
-    const float w = x[i] * x[i];
+    const float w = qw ? qw[i] : x[i] * x[i];
     sumlx += w * x[i] * l;
     suml2 += w * l * l;
   }
@@ -367,7 +367,7 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
     sumlx = suml2 = 0;
     for (int i = 0; i < n; ++i) {
       const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-      const float w = x[i] * x[i];
+      const float w = qw ? qw[i] : x[i] * x[i];
       sumlx += w * x[i] * l;
       suml2 += w * l * l;
     }
@@ -379,6 +379,137 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
     }
   }
   return scale;
+}
+
+// Fits x ≈ scale * L + min as make_qkx2_quants with finer steps; weights null means x²
+// (llama.cpp make_qkx3_quants, used by the importance-weighted Q4_K / Q5_K searches).
+float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
+                       float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep) {
+  auto wt = [&](int i) { return weights ? weights[i] : x[i] * x[i]; };
+  float mn = x[0], mx = x[0], sum_w = wt(0), sum_x = sum_w * x[0];
+  for (int i = 1; i < n; ++i) {
+    mn = std::min(mn, x[i]);
+    mx = std::max(mx, x[i]);
+    sum_w += wt(i);
+    sum_x += wt(i) * x[i];
+  }
+  if (mn > 0) mn = 0;
+  if (mx <= mn) {
+    std::fill(L, L + n, 0);
+    *the_min = -mn;
+    return 0.0f;
+  }
+  float iscale = nmax / (mx - mn);
+  float scale = 1 / iscale;
+  float best_mad = 0;
+  for (int i = 0; i < n; ++i) {
+    L[i] = static_cast<uint8_t>(std::clamp(nearest_int(iscale * (x[i] - mn)), 0, nmax));
+    const float diff = scale * L[i] + mn - x[i];
+    best_mad += wt(i) * diff * diff;
+  }
+  for (int is = 0; is <= nstep; ++is) {
+    iscale = (rmin + rdelta * is + nmax) / (mx - mn);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::clamp(nearest_int(iscale * (x[i] - mn)), 0, nmax);
+      Laux[i] = static_cast<uint8_t>(l);
+      sum_l += wt(i) * l;
+      sum_l2 += wt(i) * l * l;
+      sum_xl += wt(i) * l * x[i];
+    }
+    const float D = sum_w * sum_l2 - sum_l * sum_l;
+    if (D > 0) {
+      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+      if (this_min > 0) {
+        this_min = 0;
+        this_scale = sum_xl / sum_l2;
+      }
+      float mad = 0;
+      for (int i = 0; i < n; ++i) {
+        const float diff = this_scale * Laux[i] + this_min - x[i];
+        mad += wt(i) * diff * diff;
+      }
+      if (mad < best_mad) {
+        std::copy(Laux, Laux + n, L);
+        best_mad = mad;
+        scale = this_scale;
+        mn = this_min;
+      }
+    }
+  }
+  *the_min = -mn;
+  return scale;
+}
+
+// Non-negative scale for L in [0, nmax] under weights (llama.cpp make_qp_quants): the super-block
+// quantization of the sub-block scales and mins in the weighted K-quant searches.
+float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* w) {
+  float max = 0;
+  for (int i = 0; i < n; ++i) max = std::max(max, x[i]);
+  if (max < kGroupMaxEps) {
+    std::fill(L, L + n, 0);
+    return 0.f;
+  }
+  float iscale = nmax / max;
+  for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(nearest_int(iscale * x[i]));
+  float scale = 1 / iscale, best_mse = 0;
+  for (int i = 0; i < n; ++i) {
+    const float diff = x[i] - scale * L[i];
+    best_mse += w[i] * diff * diff;
+  }
+  for (int is = -4; is <= 4; ++is) {
+    if (is == 0) continue;
+    const float iscale_is = (0.1f * is + nmax) / max, scale_is = 1 / iscale_is;
+    float mse = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::min(nmax, nearest_int(iscale_is * x[i]));
+      const float diff = x[i] - scale_is * l;
+      mse += w[i] * diff * diff;
+    }
+    if (mse < best_mse) {
+      best_mse = mse;
+      iscale = iscale_is;
+    }
+  }
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::min(nmax, nearest_int(iscale * x[i]));
+    L[i] = static_cast<uint8_t>(l);
+    sumlx += w[i] * x[i] * l;
+    suml2 += w[i] * l * l;
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      float slx = sumlx - w[i] * x[i] * L[i], sl2 = suml2 - w[i] * L[i] * L[i];
+      if (slx > 0 && sl2 > 0) {
+        const int new_l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
+        if (new_l != L[i]) {
+          slx += w[i] * x[i] * new_l;
+          sl2 += w[i] * new_l * new_l;
+          if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+            L[i] = static_cast<uint8_t>(new_l);
+            sumlx = slx;
+            suml2 = sl2;
+            ++changed;
+          }
+        }
+      }
+    }
+    if (!changed) break;
+  }
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+// llama.cpp's element weights for an imatrix row: qw · sqrt(σ² + x²), σ² = 2·mean(x²) over the
+// super-block of n weights.
+void imatrix_weights(const float* x, const float* qw, int n, int first, int count, float* out) {
+  float sum_x2 = 0;
+  for (int l = 0; l < n; ++l) sum_x2 += x[l] * x[l];
+  const float sigma2 = 2 * sum_x2 / n;
+  for (int l = 0; l < count; ++l)
+    out[l] = qw[first + l] * std::sqrt(sigma2 + x[first + l] * x[first + l]);
 }
 
 // ---------------------------------------------------------------- Q2_K
@@ -539,6 +670,33 @@ void q_q3_k(const float* x, uint8_t* p) {
   rq_q3_k(x, p);
 }
 
+// quantize_row_q3_K_impl with quant_weights: weighted sub-block scales, then the 16 scales
+// quantized to 6 bits by a search weighted by each sub-block's total weight.
+void qw_q3_k(const float* x, const float* qw, uint8_t* p) {
+  auto* b = as<BlockQ3_K>(p);
+  int8_t L[kQKK], Ls[kQKK / 16];
+  float scales[kQKK / 16], sw[kQKK / 16], weight[16];
+  for (int j = 0; j < kQKK / 16; ++j) {
+    imatrix_weights(x, qw, kQKK, 16 * j, 16, weight);
+    sw[j] = 0;
+    for (int l = 0; l < 16; ++l) sw[j] += weight[l];
+    scales[j] = make_qx_quants(16, 4, x + 16 * j, L + 16 * j, weight);
+  }
+  std::memset(b->scales, 0, 12);
+  const float d_block = make_qx_quants(kQKK / 16, 32, scales, Ls, sw);
+  for (int j = 0; j < kQKK / 16; ++j) {
+    int l = Ls[j];
+    if (j < 8)
+      b->scales[j] = static_cast<uint8_t>(l & 0xF);
+    else
+      b->scales[j - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
+    l >>= 4;
+    b->scales[j % 4 + 8] |= static_cast<uint8_t>(l << (2 * (j / 4)));
+  }
+  b->d = f2h(d_block);
+  rq_q3_k(x, p);
+}
+
 // ---------------------------------------------------------------- Q4_K, Q5_K
 
 void scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
@@ -635,6 +793,42 @@ void q_q4_k(const float* x, uint8_t* p) {
   rq_q4_k(x, p);
 }
 
+// quantize_row_q4_K_impl / q5_K_impl with quant_weights: weighted (scale, min) per sub-block of 32,
+// then scales and mins each quantized to 6 bits by a weighted search.
+void qw_k4(const float* x, const float* qw, int nmax, uint8_t* scales_out, uint16_t* d,
+           uint16_t* dmin) {
+  uint8_t L[32], Laux[32], Ls[kQKK / 32], Lm[kQKK / 32];
+  float weights[32], sw[kQKK / 32], mins[kQKK / 32], scales[kQKK / 32];
+  for (int j = 0; j < kQKK / 32; ++j) {
+    imatrix_weights(x, qw, kQKK, 32 * j, 32, weights);
+    sw[j] = 0;
+    for (int l = 0; l < 32; ++l) sw[j] += weights[l];
+    scales[j] =
+        make_qkx3_quants(32, nmax, x + 32 * j, weights, L, &mins[j], Laux, -0.9f, 0.05f, 36);
+  }
+  const float d_block = make_qp_quants(kQKK / 32, 63, scales, Ls, sw);
+  const float m_block = make_qp_quants(kQKK / 32, 63, mins, Lm, sw);
+  std::memset(scales_out, 0, 12);
+  for (int j = 0; j < kQKK / 32; ++j) {
+    const uint8_t ls = std::min<uint8_t>(63, Ls[j]), lm = std::min<uint8_t>(63, Lm[j]);
+    if (j < 4) {
+      scales_out[j] = ls;
+      scales_out[j + 4] = lm;
+    } else {
+      scales_out[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
+      scales_out[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
+      scales_out[j - 0] |= static_cast<uint8_t>((lm >> 4) << 6);
+    }
+  }
+  *d = f2h(d_block);
+  *dmin = f2h(m_block);
+}
+void qw_q4_k(const float* x, const float* qw, uint8_t* p) {
+  auto* b = as<BlockQ4_K>(p);
+  qw_k4(x, qw, 15, b->scales, &b->d, &b->dmin);
+  rq_q4_k(x, p);
+}
+
 void deq_q5_k(const uint8_t* p, float* y) {
   const auto* b = as<BlockQ5_K>(p);
   const uint8_t* ql = b->qs;
@@ -691,6 +885,12 @@ void q_q5_k(const float* x, uint8_t* p) {
   rq_q5_k(x, p);
 }
 
+void qw_q5_k(const float* x, const float* qw, uint8_t* p) {
+  auto* b = as<BlockQ5_K>(p);
+  qw_k4(x, qw, 31, b->scales, &b->d, &b->dmin);
+  rq_q5_k(x, p);
+}
+
 // ---------------------------------------------------------------- Q6_K
 
 void deq_q6_k(const uint8_t* p, float* y) {
@@ -741,13 +941,14 @@ void rq_q6_k(const float* x, uint8_t* p) {
     qh += 32;
   }
 }
-void q_q6_k(const float* x, uint8_t* p) {
+// quantize_row_q6_K_impl: sub-block scales weighted by qw itself (x² when null).
+void q6_k_block(const float* x, const float* qw, uint8_t* p) {
   auto* b = as<BlockQ6_K>(p);
   int8_t L[kQKK];
   float scales[kQKK / 16];
   float max_scale = 0, max_abs = 0;
   for (int ib = 0; ib < kQKK / 16; ++ib) {
-    scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
+    scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : nullptr);
     if (std::fabs(scales[ib]) > max_abs) {
       max_abs = std::fabs(scales[ib]);
       max_scale = scales[ib];
@@ -762,6 +963,13 @@ void q_q6_k(const float* x, uint8_t* p) {
   for (int ib = 0; ib < kQKK / 16; ++ib)
     b->scales[ib] = static_cast<int8_t>(std::min(127, nearest_int(iscale * scales[ib])));
   rq_q6_k(x, p);
+}
+
+void q_q6_k(const float* x, uint8_t* p) {
+  q6_k_block(x, nullptr, p);
+}
+void qw_q6_k(const float* x, const float* qw, uint8_t* p) {
+  q6_k_block(x, qw, p);
 }
 
 // ---------------------------------------------------------------- IQ4_NL, IQ4_XS
@@ -782,8 +990,9 @@ int best_index_iq4(float x) {
 }
 
 // Best scale of one block of 32 for the IQ4 grid: start from max/values[0] and try 2*ntry+1
-// neighbours, keeping the x²-weighted least-squares optimum (quantize_row_iq4_nl_impl).
-float iq4_block_scale(const float* xb, int ntry) {
+// neighbours, keeping the weighted least-squares optimum (quantize_row_iq4_nl_impl; weights x²
+// when null).
+float iq4_block_scale(const float* xb, int ntry, const float* weight = nullptr) {
   float amax;
   const float max = signed_absmax(xb, 32, &amax);
   if (amax < kGroupMaxEps) return 0;
@@ -791,17 +1000,17 @@ float iq4_block_scale(const float* xb, int ntry) {
   float d = ntry > 0 ? -max / v[0] : max / v[0];
   float id = 1 / d, sumqx = 0, sumq2 = 0;
   for (int j = 0; j < 32; ++j) {
-    const float q = v[best_index_iq4(id * xb[j])], w = xb[j] * xb[j];
+    const float q = v[best_index_iq4(id * xb[j])], w = weight ? weight[j] : xb[j] * xb[j];
     sumqx += w * q * xb[j];
     sumq2 += w * q * q;
   }
-  d = sumqx / sumq2;
+  d = sumq2 > 0 ? sumqx / sumq2 : 0.0f;
   float best = d * sumqx;
   for (int itry = -ntry; itry <= ntry; ++itry) {
     id = (itry + v[0]) / max;
     sumqx = sumq2 = 0;
     for (int j = 0; j < 32; ++j) {
-      const float q = v[best_index_iq4(id * xb[j])], w = xb[j] * xb[j];
+      const float q = v[best_index_iq4(id * xb[j])], w = weight ? weight[j] : xb[j] * xb[j];
       sumqx += w * q * xb[j];
       sumq2 += w * q * q;
     }
@@ -834,15 +1043,24 @@ void rq_iq4_nl(const float* x, uint8_t* p) {
   for (int j = 0; j < kQK; ++j) L[j] = static_cast<uint8_t>(best_index_iq4(id * x[j]));
   pack_iq4(L, b->qs, kQK);
 }
-void q_iq4_nl(const float* x, uint8_t* p) {
+void iq4_nl_block(const float* x, const float* qw, uint8_t* p) {
   auto* b = as<BlockIQ4_NL>(p);
-  const float d = iq4_block_scale(x, 7);
+  float weight[kQK];
+  if (qw) imatrix_weights(x, qw, kQK, 0, kQK, weight);
+  const float d = iq4_block_scale(x, 7, qw ? weight : nullptr);
   b->d = f2h(d);
   // llama.cpp assigns the codes with the unrounded scale.
   const float id = d ? 1 / d : 0;
   uint8_t L[kQK];
   for (int j = 0; j < kQK; ++j) L[j] = static_cast<uint8_t>(d ? best_index_iq4(id * x[j]) : 0);
   pack_iq4(L, b->qs, kQK);
+}
+
+void q_iq4_nl(const float* x, uint8_t* p) {
+  iq4_nl_block(x, nullptr, p);
+}
+void qw_iq4_nl(const float* x, const float* qw, uint8_t* p) {
+  iq4_nl_block(x, qw, p);
 }
 
 int iq4_xs_scale(const BlockIQ4_XS* b, int ib) {
@@ -874,12 +1092,14 @@ void rq_iq4_xs(const float* x, uint8_t* p) {
   }
   pack_iq4(L, b->qs, kQKK);
 }
-void q_iq4_xs(const float* x, uint8_t* p) {
+void iq4_xs_block(const float* x, const float* qw, uint8_t* p) {
   auto* b = as<BlockIQ4_XS>(p);
   float scales[kQKK / 32];
   float max_scale = 0, amax_scale = 0;
   for (int ib = 0; ib < kQKK / 32; ++ib) {
-    scales[ib] = iq4_block_scale(x + 32 * ib, 7);
+    float weight[32];
+    if (qw) imatrix_weights(x, qw, kQKK, 32 * ib, 32, weight);
+    scales[ib] = iq4_block_scale(x + 32 * ib, 7, qw ? weight : nullptr);
     if (std::fabs(scales[ib]) > amax_scale) {
       amax_scale = std::fabs(scales[ib]);
       max_scale = scales[ib];
@@ -906,6 +1126,13 @@ void q_iq4_xs(const float* x, uint8_t* p) {
       L[32 * ib + j] = static_cast<uint8_t>(best_index_iq4(idl * x[32 * ib + j]));
   }
   pack_iq4(L, b->qs, kQKK);
+}
+
+void q_iq4_xs(const float* x, uint8_t* p) {
+  iq4_xs_block(x, nullptr, p);
+}
+void qw_iq4_xs(const float* x, const float* qw, uint8_t* p) {
+  iq4_xs_block(x, qw, p);
 }
 
 // ---------------------------------------------------------------- per-element rounding
@@ -981,24 +1208,30 @@ void ss_iq4_xs(const uint8_t* p, float* a, float* m) {
 constexpr Offset kNone = Offset::None, kPlus = Offset::Plus, kMinus = Offset::Minus;
 
 const TypeCodec kCodecs[] = {
-    {"q4_0", kQK, sizeof(BlockQ4_0), deq_q4_0, q_q4_0, rq_q4_0, 32, -8, 7, kNone, false, ss_q4_0},
-    {"q4_1", kQK, sizeof(BlockQ4_1), deq_q4_1, q_q4_1, rq_q4_1, 32, 0, 15, kPlus, false, ss_q4_1},
-    {"q5_0", kQK, sizeof(BlockQ5_0), deq_q5_0, q_q5_0, rq_q5_0, 32, -16, 15, kNone, false, ss_q5_0},
-    {"q5_1", kQK, sizeof(BlockQ5_1), deq_q5_1, q_q5_1, rq_q5_1, 32, 0, 31, kPlus, false, ss_q5_1},
+    {"q4_0", kQK, sizeof(BlockQ4_0), deq_q4_0, q_q4_0, rq_q4_0, 32, -8, 7, kNone, false, ss_q4_0,
+     nullptr},
+    {"q4_1", kQK, sizeof(BlockQ4_1), deq_q4_1, q_q4_1, rq_q4_1, 32, 0, 15, kPlus, false, ss_q4_1,
+     nullptr},
+    {"q5_0", kQK, sizeof(BlockQ5_0), deq_q5_0, q_q5_0, rq_q5_0, 32, -16, 15, kNone, false, ss_q5_0,
+     nullptr},
+    {"q5_1", kQK, sizeof(BlockQ5_1), deq_q5_1, q_q5_1, rq_q5_1, 32, 0, 31, kPlus, false, ss_q5_1,
+     nullptr},
     {"q8_0", kQK, sizeof(BlockQ8_0), deq_q8_0, q_q8_0, rq_q8_0, 32, -128, 127, kNone, false,
-     ss_q8_0},
-    {"q2_k", kQKK, sizeof(BlockQ2_K), deq_q2_k, q_q2_k, rq_q2_k, 16, 0, 3, kMinus, false, ss_q2_k},
-    {"q3_k", kQKK, sizeof(BlockQ3_K), deq_q3_k, q_q3_k, rq_q3_k, 16, -4, 3, kNone, false, ss_q3_k},
+     ss_q8_0, nullptr},
+    {"q2_k", kQKK, sizeof(BlockQ2_K), deq_q2_k, q_q2_k, rq_q2_k, 16, 0, 3, kMinus, false, ss_q2_k,
+     nullptr},
+    {"q3_k", kQKK, sizeof(BlockQ3_K), deq_q3_k, q_q3_k, rq_q3_k, 16, -4, 3, kNone, false, ss_q3_k,
+     qw_q3_k},
     {"q4_k", kQKK, sizeof(BlockQ4_K), deq_q4_k, q_q4_k, rq_q4_k, 32, 0, 15, kMinus, false,
-     ss_k4<BlockQ4_K>},
+     ss_k4<BlockQ4_K>, qw_q4_k},
     {"q5_k", kQKK, sizeof(BlockQ5_K), deq_q5_k, q_q5_k, rq_q5_k, 32, 0, 31, kMinus, false,
-     ss_k4<BlockQ5_K>},
-    {"q6_k", kQKK, sizeof(BlockQ6_K), deq_q6_k, q_q6_k, rq_q6_k, 16, -32, 31, kNone, false,
-     ss_q6_k},
+     ss_k4<BlockQ5_K>, qw_q5_k},
+    {"q6_k", kQKK, sizeof(BlockQ6_K), deq_q6_k, q_q6_k, rq_q6_k, 16, -32, 31, kNone, false, ss_q6_k,
+     qw_q6_k},
     {"iq4_nl", kQK, sizeof(BlockIQ4_NL), deq_iq4_nl, q_iq4_nl, rq_iq4_nl, 32, 0, 15, kNone, true,
-     ss_iq4_nl},
+     ss_iq4_nl, qw_iq4_nl},
     {"iq4_xs", kQKK, sizeof(BlockIQ4_XS), deq_iq4_xs, q_iq4_xs, rq_iq4_xs, 32, 0, 15, kNone, true,
-     ss_iq4_xs},
+     ss_iq4_xs, qw_iq4_xs},
 };
 const TypeCodec* const kCodecPtrs[] = {&kCodecs[0], &kCodecs[1], &kCodecs[2],  &kCodecs[3],
                                        &kCodecs[4], &kCodecs[5], &kCodecs[6],  &kCodecs[7],

@@ -32,6 +32,11 @@ struct TypeCodec {
   bool codebook;
   // a[block_weights / sub_block], m[...] of one block.
   void (*sub_scales)(const uint8_t* block, float* a, float* m);
+  // One block from x with llama.cpp's importance-weighted scale search (its quantize_*_impl with
+  // quant_weights, as llama-quantize runs it with an imatrix): qw[block_weights] are per-element
+  // importances (an imatrix row: mean x² of the input channel). Null for types whose llama.cpp
+  // quantization takes no weights (then `quantize` is the encoder).
+  void (*quantize_weighted)(const float* x, const float* qw, uint8_t* block);
 };
 
 // The value `x` rounds to in a sub-block with scale a and offset m, as requantize + dequantize

@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
+#include <vector>
 
 #include "formats/gguf_codec.h"
 #include "formats/simd_decode.h"
@@ -13,6 +15,43 @@ namespace qforge::formats {
 namespace {
 
 using gguf::TypeCodec;
+
+constexpr int kMaxBlockBytes = 256;
+
+// Σ qw (x − decoded)² of one encoded block.
+double weighted_error(const TypeCodec& c, const float* x, const float* qw, const uint8_t* block) {
+  float y[256];
+  c.dequantize(block, y);
+  double e = 0;
+  for (int j = 0; j < c.block_weights; ++j)
+    e += static_cast<double>(qw[j]) * (x[j] - y[j]) * (x[j] - y[j]);
+  return e;
+}
+
+// Importances of n columns, floored at 1e-6 of their mean (a block's weights must not vanish;
+// dead input columns have none); all ones when every importance is zero.
+std::vector<float> floored_importance(const float* importance, int64_t n) {
+  std::vector<float> qw(importance, importance + n);
+  double mean = 0;
+  for (float v : qw) mean += v;
+  mean /= static_cast<double>(n);
+  if (!(mean > 0)) return std::vector<float>(static_cast<size_t>(n), 1.0f);
+  for (float& v : qw) v = std::max(v, static_cast<float>(1e-6 * mean));
+  return qw;
+}
+
+// One block: llama.cpp's plain scale search, or with per-element importances qw its
+// importance-weighted search (as llama-quantize with an imatrix), keeping whichever of the two has
+// the smaller importance-weighted error (so the weighted encoding is never worse than the plain
+// one under the weights it is given).
+void encode_block(const TypeCodec& c, const float* x, const float* qw, uint8_t* out) {
+  c.quantize(x, out);
+  if (qw == nullptr || c.quantize_weighted == nullptr) return;
+  uint8_t alt[kMaxBlockBytes];
+  c.quantize_weighted(x, qw, alt);
+  if (weighted_error(c, x, qw, alt) < weighted_error(c, x, qw, out))
+    std::memcpy(out, alt, static_cast<size_t>(c.block_bytes));
+}
 
 class GgufQuantizer final : public GroupQuantizer {
  public:
@@ -30,11 +69,14 @@ class GgufQuantizer final : public GroupQuantizer {
 
   void choose_scales(int64_t group, const float* w, int64_t rows, int64_t width, int64_t ld,
                      const float* importance) override {
-    (void)importance;  // llama.cpp's importance-weighted searches are not implemented yet
-    std::vector<float> x(static_cast<size_t>(c_.block_weights), 0.0f);
+    // importance: GPTQ's diag(H), the mean x² of each input channel, exactly what llama.cpp's
+    // imatrix holds. Columns with zero importance (dead inputs) get a tiny weight so that a block
+    // is never weightless.
+    std::vector<float> x(static_cast<size_t>(c_.block_weights), 0.0f), qw;
+    if (importance && width == c_.block_weights) qw = floored_importance(importance, width);
     for (int64_t r = 0; r < rows; ++r) {
       std::copy(w + r * ld, w + r * ld + width, x.begin());
-      c_.quantize(x.data(), block(r, group));
+      encode_block(c_, x.data(), qw.empty() ? nullptr : qw.data(), block(r, group));
       const size_t s = static_cast<size_t>((r * groups_ + group) * subs_);
       c_.sub_scales(block(r, group), &a_[s], &m_[s]);
     }
@@ -75,6 +117,7 @@ class GgufQuantizer final : public GroupQuantizer {
 class GgufFormat final : public Format {
  public:
   explicit GgufFormat(const TypeCodec& c) : c_(c) {
+    check(c.block_bytes <= kMaxBlockBytes && c.block_weights <= 256, "{}: block too large", c.name);
     info_.name = c.name;
     info_.family = "gguf";
     info_.block = c.block_weights;
@@ -99,15 +142,20 @@ class GgufFormat final : public Format {
     check_shape("(tensor)", rows, cols);
     return std::make_unique<GgufQuantizer>(c_, rows, cols);
   }
-  // Block by block with llama.cpp's scale search (no per-element requantization).
+  // Block by block with llama.cpp's scale search (no per-element requantization); with per-column
+  // importances, its importance-weighted search where that is better (see encode_block).
   std::vector<std::byte> encode(const float* w, int64_t rows, int64_t cols,
-                                const float*) const override {
+                                const float* importance) const override {
     check_shape("(tensor)", rows, cols);
     std::vector<std::byte> out(encoded_bytes(rows, cols));
     auto* p = reinterpret_cast<uint8_t*>(out.data());
-    const int64_t blocks = rows * (cols / c_.block_weights);
-    for (int64_t b = 0; b < blocks; ++b)
-      c_.quantize(w + b * c_.block_weights, p + b * c_.block_bytes);
+    const int64_t per_row = cols / c_.block_weights, blocks = rows * per_row;
+    std::vector<float> floored;
+    if (importance) floored = floored_importance(importance, cols);
+    for (int64_t b = 0; b < blocks; ++b) {
+      const float* qw = importance ? floored.data() + (b % per_row) * c_.block_weights : nullptr;
+      encode_block(c_, w + b * c_.block_weights, qw, p + b * c_.block_bytes);
+    }
     return out;
   }
   void decode_rows(const std::byte*, const std::byte* data, int64_t rows, int64_t cols,

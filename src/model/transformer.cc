@@ -331,6 +331,12 @@ void Transformer::output(const float* x, int n, float* logits) {
   kn::matmul(w_.lm_head, xn_.data(), n, logits, config_.vocab_size, pool_);
 }
 
+void Transformer::final_norm(const float* x, int n, float* out) const {
+  const int d = config_.hidden_size;
+  for (int t = 0; t < n; ++t)
+    kn::rmsnorm(&x[t * d], final_norm_.data(), config_.rms_norm_eps, d, &out[t * d]);
+}
+
 size_t Transformer::weight_bytes_per_token() const {
   size_t bytes = w_.embedding.row_bytes() + w_.lm_head.nbytes();
   auto vec = [](const Vector& v) { return v.present() ? v.size * dtype_size(v.dtype) : 0; };

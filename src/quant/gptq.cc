@@ -180,4 +180,29 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols,
   return res;
 }
 
+GptqChunkedResult gptq_quantize_chunked(const GptqChunks& c, const std::vector<double>& h,
+                                        const GptqOptions& o, bool measure_rtn) {
+  check(c.chunk_rows > 0, "GPTQ: chunk_rows must be positive (got {})", c.chunk_rows);
+  GptqChunkedResult res;
+  std::vector<float> w;
+  for (int64_t r0 = 0; r0 < c.rows; r0 += c.chunk_rows) {
+    const int64_t r1 = std::min(c.rows, r0 + c.chunk_rows), n = r1 - r0;
+    w.resize(static_cast<size_t>(n * c.cols));
+    c.read(r0, r1, w.data());
+    if (measure_rtn) {
+      std::vector<double> diag(static_cast<size_t>(c.cols));
+      for (int64_t i = 0; i < c.cols; ++i) diag[i] = h[i * c.cols + i];
+      const auto q = c.make(w.data(), n, c.cols);
+      const std::vector<float> rtn = rtn_quantize(w.data(), n, c.cols, *q, diag.data());
+      res.objective_rtn += layer_objective(w.data(), rtn.data(), n, c.cols, h);
+    }
+    const auto q = c.make(w.data(), n, c.cols);
+    GptqResult g = gptq_quantize(w.data(), n, c.cols, h, *q, o);
+    res.objective += g.objective;
+    res.dead_columns = g.dead_columns;
+    c.sink(r0, r1, g.q, *q);
+  }
+  return res;
+}
+
 }  // namespace qforge

@@ -154,6 +154,14 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
       for (const Matrix* m : linears_of_group(lw, static_cast<LinearGroup>(gi)))
         weights.release(*m);
   }
+  if (options.head_input && calibrated) {
+    InputStatistics head(d);
+    for (const auto& xs : x) {
+      model.final_norm(xs.data(), len, scratch.data());
+      head.add(scratch.data(), len);
+    }
+    options.head_input(head);
+  }
   return results;
 }
 

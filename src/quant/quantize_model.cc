@@ -195,6 +195,7 @@ struct OutputLayout {
   std::set<std::string> rewritten;  // unquantized layer tensors a transform may change (as F32)
   bool tied = false;                // the head is the embedding
   bool untie = false;               // ... but is written as a tensor of its own (rotation)
+  std::string gptq_table;           // the table quantized with GPTQ as the head (after the layers)
   std::string embed_name, norm_name, head_name = "lm_head.weight";
 };
 
@@ -361,11 +362,39 @@ std::vector<SafetensorsWriter::Entry> native_entries(const LoadedModel& m,
 // ---------------------------------------------------------------------------------------------
 // Phase 5: tensors that need no layer: copied, or rotated / quantized now (embedding and head).
 
-// Writes the embedding or the head: quantized (RTN, the format's own encoder), rotated in chunks
-// of rows, or copied.
+// The embedding rows of tokens the calibration text holds (token frequencies > 0).
+std::vector<uint8_t> calibration_tokens_seen(const std::vector<std::vector<int32_t>>& sequences,
+                                             int64_t vocab) {
+  std::vector<uint8_t> seen(static_cast<size_t>(vocab), 0);
+  for (const auto& s : sequences)
+    for (int32_t t : s)
+      if (t >= 0 && t < vocab) seen[static_cast<size_t>(t)] = 1;
+  return seen;
+}
+
+// Re-encodes the embedding rows of tokens seen in calibration with the format's
+// importance-weighted search (GGUF types: llama.cpp's imatrix encoders, kept per block only where
+// they beat the plain encoder). An embedding row's error reaches exactly the positions holding its
+// token, so a token's frequency weighs its whole row; GGUF blocks never span rows, so that weight
+// cannot change a row's best encoding, only whether the costlier search is worth running. Tokens
+// the calibration text never holds keep the plain (RTN) encoding, bit for bit.
+void encode_seen_rows(const formats::Format& f, const float* w, int64_t rows, int64_t cols,
+                      const std::vector<uint8_t>& seen, std::vector<std::byte>& bytes) {
+  if (f.info().family != "gguf" || f.header_bytes() != 0) return;
+  const std::vector<float> importance(static_cast<size_t>(cols), 1.0f);
+  const size_t row_bytes = f.row_bytes(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!seen[static_cast<size_t>(r)]) continue;
+    const std::vector<std::byte> row = f.encode(w + r * cols, 1, cols, importance.data());
+    std::copy(row.begin(), row.end(), bytes.begin() + static_cast<ptrdiff_t>(r * row_bytes));
+  }
+}
+
+// Writes the embedding or the head: quantized (RTN, the format's own encoder; the embedding rows
+// of seen tokens with the weighted encoder), rotated in chunks of rows, or copied.
 void write_table(SafetensorsWriter& writer, const LoadedModel& m, const OutputLayout& layout,
-                 const ModelRotation* rot, const std::string& name, const Matrix& src,
-                 bool is_head) {
+                 const ModelRotation* rot, const std::string& name, const Matrix& src, bool is_head,
+                 const std::vector<uint8_t>& seen) {
   constexpr int64_t kRows = 1024;
   const int64_t rows = src.rows, cols = src.cols;
   auto rows_f32 = [&](int64_t r0, int64_t r1, float* out) {
@@ -379,7 +408,9 @@ void write_table(SafetensorsWriter& writer, const LoadedModel& m, const OutputLa
   if (auto it = layout.tables.find(name); it != layout.tables.end()) {
     std::vector<float> all(static_cast<size_t>(rows * cols));
     rows_f32(0, rows, all.data());
-    const std::vector<std::byte> bytes = it->second.format->encode(all.data(), rows, cols);
+    std::vector<std::byte> bytes = it->second.format->encode(all.data(), rows, cols);
+    if (!is_head && static_cast<int64_t>(seen.size()) == rows)
+      encode_seen_rows(*it->second.format, all.data(), rows, cols, seen, bytes);
     writer.write(name + ".packed", bytes.data(), bytes.size());
   } else if (rot) {
     std::vector<float> chunk(static_cast<size_t>(std::min(rows, kRows) * cols));
@@ -396,14 +427,16 @@ void write_table(SafetensorsWriter& writer, const LoadedModel& m, const OutputLa
 }
 
 void write_unlayered_tensors(SafetensorsWriter& writer, const LoadedModel& m,
-                             const OutputLayout& layout, const ModelRotation* rot) {
+                             const OutputLayout& layout, const ModelRotation* rot,
+                             const std::vector<uint8_t>& seen) {
   const std::string& head = layout.head_name;
   for (const TensorView& t : m.tensors) {
     if (layout.linears.contains(t.name) || layout.rewritten.contains(t.name)) continue;
+    if (t.name == layout.gptq_table) continue;  // written after the layers
     if (t.name == layout.embed_name) {
-      write_table(writer, m, layout, rot, t.name, m.weights.embedding, false);
+      write_table(writer, m, layout, rot, t.name, m.weights.embedding, false, seen);
     } else if (t.name == head && !layout.tied) {
-      write_table(writer, m, layout, rot, head, m.weights.lm_head, true);
+      write_table(writer, m, layout, rot, head, m.weights.lm_head, true, seen);
     } else if (t.name == layout.norm_name && rot) {
       std::vector<float> ones(static_cast<size_t>(t.numel()), rot->unit_norm_value());
       writer.write(t.name, ones.data(), ones.size() * sizeof(float));
@@ -412,7 +445,7 @@ void write_unlayered_tensors(SafetensorsWriter& writer, const LoadedModel& m,
       if (m.weights.release_pages) m.weights.release_pages(t.data, t.nbytes());
     }
   }
-  if (layout.untie) write_table(writer, m, layout, rot, head, m.weights.embedding, true);
+  if (layout.untie) write_table(writer, m, layout, rot, head, m.weights.embedding, true, seen);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -487,10 +520,13 @@ void quantize_layers(const QuantizeOptions& o, LoadedModel& m, const OutputLayou
                      const std::vector<std::vector<int32_t>>& sequences,
                      const std::vector<LayerTransform*>& transforms, SafetensorsWriter& writer,
                      nlohmann::json& per_tensor, QuantizeReport& report,
+                     std::vector<double>& head_hessian,
                      const std::function<void(int, int)>& progress) {
   const bool data_free = sequences.empty();
   const bool act_quantized = o.activations != formats::ActivationFormat::None;
   LayerwiseOptions lo = layerwise_options(o, m, layout, transforms);
+  if (!layout.gptq_table.empty())
+    lo.head_input = [&](const InputStatistics& s) { head_hessian = s.hessian(); };
   lo.layer_done = [&](int, const LayerWeights& lw) {
     for_each_layer_tensor(
         lw, [&](const std::string& name, DType dtype, const std::byte* data, size_t count) {
@@ -525,6 +561,53 @@ void quantize_layers(const QuantizeOptions& o, LoadedModel& m, const OutputLayou
   };
   quantize_layerwise(m.config, m.weights, sequences, factory, sink, lo, ThreadPool::global(),
                      progress);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 6b: the output head with GPTQ. Its input is the final-normed hidden state of the quantized
+// model, so its Hessian is only hidden x hidden; its vocab rows go a chunk at a time. A tied
+// table is quantized as the head: the head's error reaches every logit of every position, while
+// an embedding row's error reaches only the positions holding that token (GPTQ against RTN for a
+// tied table was not measured apart; see docs/RESULTS.md).
+
+// The table GPTQ quantizes as the head: with GPTQ, the head (or a tied table) when it is
+// quantized, unless rotated (the rotation folds the final norm into the head's rows).
+std::string gptq_head_table(const QuantizeOptions& o, const OutputLayout& layout, bool rotated) {
+  if (o.method != QuantMethod::GPTQ || rotated || layout.untie) return {};
+  const std::string& name = layout.tied ? layout.embed_name : layout.head_name;
+  return layout.tables.contains(name) ? name : std::string();
+}
+
+void quantize_head(const LoadedModel& m, const OutputLayout& layout, const GptqOptions& gptq,
+                   const std::vector<double>& h, SafetensorsWriter& writer,
+                   nlohmann::json& per_tensor) {
+  const std::string& name = layout.gptq_table;
+  const formats::Format& f = *layout.tables.at(name).format;
+  const Matrix& src = m.weights.lm_head;  // the embedding's data when tied
+  check(static_cast<int64_t>(h.size()) == src.cols * src.cols,
+        "{}: no head statistics were collected", name);
+  const auto t0 = std::chrono::steady_clock::now();
+  GptqChunks c;
+  c.rows = src.rows;
+  c.cols = src.cols;
+  // Formats with per-tensor state (a global scale) see the whole head at once.
+  if (f.header_bytes() > 0 || f.info().block < 0) c.chunk_rows = src.rows;
+  c.read = [&](int64_t r0, int64_t r1, float* out) { src.rows_to_f32(r0, r1 - r0, out); };
+  c.make = quantizer_maker(f);
+  c.sink = [&](int64_t r0, int64_t, const std::vector<float>& q, const ColumnQuantizer& quantizer) {
+    const std::vector<std::byte> bytes = format_quantizer(quantizer).pack(q.data());
+    writer.write(name + ".packed", bytes.data(), bytes.size(),
+                 static_cast<size_t>(r0) * f.row_bytes(src.cols));
+  };
+  const GptqChunkedResult g = gptq_quantize_chunked(c, h, gptq, /*measure_rtn=*/true);
+  m.weights.release(src);
+  // In the record only: the head's objective (squared logit error) is on another scale than the
+  // decoder linears' totals that report.linears sums.
+  per_tensor[name]["method"] = "gptq";
+  per_tensor[name]["objective"] = g.objective;
+  per_tensor[name]["objective_rtn"] = g.objective_rtn;
+  per_tensor[name]["seconds"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -636,8 +719,8 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
   const QuantPlan plan =
       o.plan ? checked_plan(o, tensors) : plan_from_rules(o, tensors, report.fallbacks);
   if (o.gguf_types_only) check_gguf_expressible(o, plan);
-  const OutputLayout layout =
-      layout_of(plan, tensors, m.weights, act_quantized, untie, rewrites_layers);
+  OutputLayout layout = layout_of(plan, tensors, m.weights, act_quantized, untie, rewrites_layers);
+  layout.gptq_table = gptq_head_table(o, layout, rot != nullptr);
 
   TempDir tmp{fs::path(o.output.string() + ".tmp-qforge")};
   fs::remove_all(tmp.path);
@@ -657,10 +740,16 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
   SafetensorsWriter writer(tmp.path / "model.safetensors",
                            native_entries(m, layout, rot != nullptr, act_quantized),
                            {{"format", "pt"}, {"qforge.quantization", record.dump()}});
-  write_unlayered_tensors(writer, m, layout, rot);
+  const std::vector<uint8_t> seen =
+      sequences.empty() ? std::vector<uint8_t>()
+                        : calibration_tokens_seen(sequences, m.weights.embedding.rows);
+  write_unlayered_tensors(writer, m, layout, rot, seen);
   Transforms transforms = layer_transforms(o, m.config, rotation.get(), layout);
+  std::vector<double> head_hessian;
   quantize_layers(o, m, layout, sequences, transforms.in_order, writer, record["tensors"], report,
-                  progress);
+                  head_hessian, progress);
+  if (!layout.gptq_table.empty())
+    quantize_head(m, layout, o.gptq, head_hessian, writer, record["tensors"]);
   writer.commit();
   const uint64_t file_bytes = fs::file_size(tmp.path / "model.safetensors");
   check(o.max_output_bytes == 0 || file_bytes <= o.max_output_bytes,

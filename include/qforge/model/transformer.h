@@ -88,6 +88,8 @@ class Transformer {
                  const ForwardHooks* hooks = nullptr);
   // Final norm + lm_head for n rows of x.
   void output(const float* x, int n, float* logits);
+  // The final norm alone (the head's input) for n rows of x, into out [n, hidden_size].
+  void final_norm(const float* x, int n, float* out) const;
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return w_; }

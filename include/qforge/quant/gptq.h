@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 
 namespace qforge {
@@ -47,6 +49,31 @@ struct GptqResult {
 // so far.
 GptqResult gptq_quantize(const float* w, int64_t rows, int64_t cols, const std::vector<double>& h,
                          ColumnQuantizer& quantizer, const GptqOptions& options = {});
+
+// GPTQ of a tall matrix a chunk of rows at a time, so that only `chunk_rows` rows live in f32/f64
+// at once: an output head has vocab rows but its Hessian is only cols x cols. GPTQ never moves
+// error between rows and every row uses the same H⁻¹ factor, so whenever a row's scales depend
+// only on that row (every block format) the result equals one gptq_quantize of the whole matrix.
+struct GptqChunks {
+  int64_t rows = 0, cols = 0;
+  int64_t chunk_rows = 4096;
+  // Rows [r0, r1) of W as f32 into out [r1 - r0, cols].
+  std::function<void(int64_t r0, int64_t r1, float* out)> read;
+  // A fresh quantizer for a chunk w [rows, cols].
+  std::function<std::unique_ptr<ColumnQuantizer>(const float* w, int64_t rows, int64_t cols)> make;
+  // Each chunk's quantized values [r1 - r0, cols] and its quantizer (scales chosen), in order.
+  std::function<void(int64_t r0, int64_t r1, const std::vector<float>& q, const ColumnQuantizer&)>
+      sink;
+};
+
+struct GptqChunkedResult {
+  double objective = 0;      // summed over the chunks: the whole matrix's tr((W−Q) H (W−Q)ᵀ)
+  double objective_rtn = 0;  // the same for round-to-nearest (when measured)
+  int64_t dead_columns = 0;
+};
+
+GptqChunkedResult gptq_quantize_chunked(const GptqChunks& chunks, const std::vector<double>& h,
+                                        const GptqOptions& options = {}, bool measure_rtn = false);
 
 // Round-to-nearest with the same quantizer (the baseline): each group's scales from the original
 // weights, every value rounded independently.

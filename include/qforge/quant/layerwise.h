@@ -82,6 +82,9 @@ struct LayerwiseOptions {
   std::function<void(int layer, const LayerWeights&)> layer_done;
   // Inference simulated during calibration (activation quantization, KV cache format).
   InferenceOptions inference;
+  // When set, receives the statistics of the output head's input once the last layer is
+  // quantized: the final-normed hidden states of the quantized model on the calibration set.
+  std::function<void(const InputStatistics& head_input)> head_input;
 };
 
 // Runs the calibration sequences (each of the same length) through `weights` layer by layer,
