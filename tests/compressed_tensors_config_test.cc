@@ -150,6 +150,15 @@ TEST(CompressedTensorsConfig, RefusesWhatItCannotHonourNamingTheTensor) {
   expect_refused(c, packed_tensors(), {q, "no config group"});  // down_proj is targeted
   c["config_groups"]["group_0"]["targets"] = {"re:(("};
   expect_refused(c, packed_tensors(), {"regex"});
+  // Patterns whose backtracking explodes are refused before matching (they hung the loader).
+  c["config_groups"]["group_0"]["targets"] = {"re:(m*)*x"};
+  expect_refused(c, packed_tensors(), {"(m*)*x", "exponential"});
+  c["config_groups"]["group_0"]["targets"] = {"re:(model|mode)+x"};
+  expect_refused(c, packed_tensors(), {"exponential"});
+  c["config_groups"]["group_0"]["targets"] = {"re:.*.*.*.*.*x"};
+  expect_refused(c, packed_tensors(), {"5 repetitions"});
+  c["config_groups"]["group_0"]["targets"] = {"re:model\\.layers\\.\\d+\\.(self_attn|mlp)\\..*"};
+  EXPECT_NO_THROW(record_from_compressed_tensors_config(c.dump(), packed_tensors()));
 
   c = w4a16();
   c["ignore"].push_back(kDown);

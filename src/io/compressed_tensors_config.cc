@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
+#include <vector>
 
 #include "qforge/core/error.h"
 #include "qforge/formats/format.h"
@@ -15,6 +16,45 @@ namespace {
 
 using nlohmann::json;
 
+// std::regex backtracks, so a repeated group that can itself repeat or branch ("(a*)*", "(a|aa)+")
+// or a long run of wildcards (".*.*.*...x") can take exponential or huge polynomial time on one
+// module name (the fuzzer found such a config hanging the loader). Real configs use flat patterns
+// (".*lm_head", "model\.layers\.\d+\.mlp\.down_proj"); anything else is refused by name.
+void check_regex_is_flat(const std::string& pattern) {
+  constexpr int kMaxRepeats = 4;
+  std::vector<bool> inner{false};  // per open group: it repeats or branches inside
+  int repeats = 0;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    const bool quantifier_next =
+        i + 1 < pattern.size() &&
+        (pattern[i + 1] == '*' || pattern[i + 1] == '+' || pattern[i + 1] == '{');
+    if (c == '\\') {
+      ++i;
+    } else if (c == '[') {  // a character class: its contents are literal
+      for (++i; i < pattern.size() && pattern[i] != ']'; ++i)
+        if (pattern[i] == '\\') ++i;
+    } else if (c == '(') {
+      inner.push_back(false);
+    } else if (c == ')' && inner.size() > 1) {
+      const bool repeats_inside = inner.back();
+      inner.pop_back();
+      check(!(repeats_inside && quantifier_next),
+            "compressed-tensors quantization_config: the \"re:\" target '{}' repeats a group that "
+            "repeats or branches inside (exponential matching); use a flat pattern",
+            pattern);
+      inner.back() = inner.back() || repeats_inside || quantifier_next;
+    } else if (c == '*' || c == '+' || c == '{' || c == '|') {
+      inner.back() = true;
+      if (c != '|') ++repeats;
+    }
+  }
+  check(repeats <= kMaxRepeats,
+        "compressed-tensors quantization_config: the \"re:\" target '{}' has {} repetitions (at "
+        "most {} are accepted)",
+        pattern, repeats, kMaxRepeats);
+}
+
 // compressed-tensors' target rule: a class name ("Linear": every quantized module here is one),
 // an exact module name, or "re:" and a regex that must match from the start of the name.
 bool targets(const json& list, const std::string& module) {
@@ -22,8 +62,9 @@ bool targets(const json& list, const std::string& module) {
   for (const json& t : list) {
     const std::string s = t.get<std::string>();
     if (s == "Linear" || s == module) return true;
-    if (s.starts_with("re:") &&
-        std::regex_search(module, std::regex(s.substr(3)), std::regex_constants::match_continuous))
+    if (!s.starts_with("re:")) continue;
+    check_regex_is_flat(s.substr(3));
+    if (std::regex_search(module, std::regex(s.substr(3)), std::regex_constants::match_continuous))
       return true;
   }
   return false;
