@@ -129,10 +129,12 @@ std::optional<RowKernel> row_kernel(const Matrix& w, int64_t n_tokens) {
 void row_products(std::span<const LinearTarget> targets, const float* x, int64_t n_tokens,
                   ThreadPool& pool, InputQuant input) {
   std::vector<RowKernel> kinds;
+  std::vector<q8::Layout> layouts;  // looked up once here, not by every worker per range
   std::vector<int64_t> offsets{0};
   bool integer = false;
   for (const LinearTarget& t : targets) {
     kinds.push_back(*row_kernel(*t.w, n_tokens));
+    layouts.push_back(kinds.back() == RowKernel::Integer ? q8::layout_for(*t.w) : q8::Layout::None);
     integer = integer || kinds.back() == RowKernel::Integer;
     offsets.push_back(offsets.back() + t.w->rows);
   }
@@ -160,7 +162,7 @@ void row_products(std::span<const LinearTarget> targets, const float* x, int64_t
               packed_rows(*t.w, x, n_tokens, t.y, t.ldy, t.bias, r0, r1);
               break;
             case RowKernel::Integer:
-              q8::gemv(q8::layout_for(*t.w), *t.w, r0, r1, a, t.y, t.ldy, t.bias);
+              q8::gemv(layouts[i], *t.w, r0, r1, a, t.y, t.ldy, t.bias);
               break;
           }
         }
