@@ -1,9 +1,15 @@
 // W8A8 and W4A8 for real: when decoding (integer VNNI kernels) and in prefill (oneDNN's int8
 // GEMM), a quantized model with --act int8 multiplies int8
 // activations by its integer weights in integers (kernels::InputQuant::Int8PerToken). It must
-// compute what the f32 simulation computes (the same per-token rounding, then exact products):
-// the two differ only by f32 summation order and the final scale multiplication, so the logits'
-// KL-divergence stays far below 1e-5 and the top token is the same at every position.
+// compute what the f32 simulation computes (the same per-token rounding, then exact products).
+// Each product is checked against float64 in packed_matmul_test (to a few f32 units); here the
+// whole model runs both ways. The two differ by f32 rounding only, but the next layer rounds its
+// input to int8 again, and a last-bit difference that lands on a rounding boundary flips a code;
+// a flip at one position reaches every later one through the KV cache. With ~600k roundings in
+// 96 tokens of this model and differences of ~1e-7 of a value, a few flips are expected whatever
+// the summation order (the earlier decode kernel happened to have none here, the current one has
+// one or two): the mean KLD between the two paths is then 1e-4..3e-4, against > 1e-2 for a wrong
+// code, scale or row. So the bounds are loose here; llama-sp-58m's numbers are in RESULTS.md.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -76,16 +82,12 @@ void expect_real_equals_simulated(const char* format) {
   kernels::q8::set_enabled(true);
   const size_t vocab = static_cast<size_t>(m.config.vocab_size);
   const Agreement decode = agreement(real, simulated, ids, vocab);
-  EXPECT_EQ(decode.top1_differ, 0) << format << " decode";
-  EXPECT_LT(decode.kld, 1e-5) << format << " decode";
+  EXPECT_LE(decode.top1_differ, 1) << format << " decode";
+  EXPECT_LT(decode.kld, 1e-3) << format << " decode";
   EXPECT_NE(real, simulated) << format << ": the integer decode path did not run";
   if (!real_prefill) return;
-  // Prefill: oneDNN's int8 GEMM sums the codes exactly (packed_matmul_test checks every output
-  // against float64 to a few f32 units), but its f32 rounding differs from sgemm's, and on this
-  // tiny model a last-bit difference can move an activation across a rounding boundary of the
-  // next layer's int8 grid: the simulation itself disagrees with its own decode path by a mean
-  // KLD of 1e-5..6e-5 here. So the bound is loose (a wrong code, scale or row costs > 1e-2) and
-  // allows one changed top token in 95; llama-sp-58m's numbers are in docs/RESULTS.md.
+  // Prefill: oneDNN's int8 GEMM sums the codes exactly too, with the same boundary flips (the
+  // simulation itself disagrees with its own decode path by a mean KLD of 1e-5..6e-5 here).
   const Agreement batch = agreement(real_batch, simulated_batch, ids, vocab);
   EXPECT_LE(batch.top1_differ, 1) << format << " prefill";
   EXPECT_LT(batch.kld, 1e-3) << format << " prefill";

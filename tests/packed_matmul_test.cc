@@ -133,10 +133,16 @@ TEST(PackedMatmul, EveryFormatComputesWhatItsDecodedCopyComputesOnEveryTarget) {
 TEST(PackedMatmul, IntegerKernelsStayWithinTheActivationRoundingBound) {
   if (!kernels::q8::enabled()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU (or QFORGE_NO_VNNI)";
   ThreadPool pool(2);
-  for (const char* name : {"q4_0", "q8_0", "q4_k", "int4-g32", "int4-g128", "int4-channel",
-                           "int8-channel", "int8-g128", "int4-g128-bf16"}) {
+  // 544 columns: 17 blocks of 32, so the kernels' last 64-wide step holds a single block.
+  const std::pair<const char*, int64_t> cases[] = {
+      {"q4_0", 512},      {"q4_0", 544},          {"q8_0", 512},         {"q8_0", 544},
+      {"iq4_nl", 512},    {"iq4_nl", 544},        {"q4_k", 512},         {"q5_k", 512},
+      {"q6_k", 512},      {"iq4_xs", 512},        {"int4-g32", 512},     {"int4-g32", 544},
+      {"int4-g128", 512}, {"int4-channel", 512},  {"int4-channel", 544}, {"int8-channel", 544},
+      {"int8-g128", 512}, {"int4-g128-bf16", 512}};
+  for (const auto& [name, cols] : cases) {
     const formats::Format& f = formats::find_format(name);
-    const int64_t rows = 45, cols = 512;
+    const int64_t rows = 45;
     const Problem p = random_problem(rows, cols, 8, 11);
     const std::vector<std::byte> bytes = f.encode(p.w.data(), rows, cols);
     const Matrix packed = packed_matrix("w", f, rows, cols, bytes.data());
@@ -165,6 +171,46 @@ TEST(PackedMatmul, IntegerKernelsStayWithinTheActivationRoundingBound) {
         }
     }
     EXPECT_GT(largest_gap, 0.0) << name << ": the integer path did not run";
+  }
+}
+
+// W8A8 / W4A8 decoding: each token's activations are rounded once to int8 on its own grid
+// (x = s q), and the kernels must then compute exactly the products of the decoded weights with
+// s q, as the f32 simulation does: only the f32 rounding of the scaling and of the sums remains.
+TEST(PackedMatmul, IntegerKernelsWithPerTokenActivationsComputeTheSimulation) {
+  if (!kernels::q8::enabled()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU (or QFORGE_NO_VNNI)";
+  ThreadPool pool(2);
+  const std::pair<const char*, int64_t> cases[] = {{"int8-channel", 512}, {"int8-channel", 544},
+                                                   {"int4-g64", 512},     {"int4-g32", 544},
+                                                   {"int8-channel", 256}, {"int8-channel", 768}};
+  for (const auto& [name, cols] : cases) {
+    const formats::Format& f = formats::find_format(name);
+    const int64_t rows = 45;
+    const Problem p = random_problem(rows, cols, 8, 17);
+    const std::vector<std::byte> bytes = f.encode(p.w.data(), rows, cols);
+    const Matrix packed = packed_matrix("w", f, rows, cols, bytes.data());
+    const std::vector<float> decoded = packed.to_f32();
+    for (int64_t tokens = 1; tokens <= 8; ++tokens) {
+      kernels::q8::Activations a;
+      kernels::q8::quantize_per_token(p.x.data(), tokens, cols, a);
+      std::vector<float> got(static_cast<size_t>(tokens * rows));
+      kernels::matmul(packed, p.x.data(), tokens, got.data(), rows, pool, p.bias.data(),
+                      kernels::InputQuant::Int8PerToken);
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t r = 0; r < rows; ++r) {
+          const double s = a.d[static_cast<size_t>(t * (cols / 32))];
+          double want = p.bias[static_cast<size_t>(r)], mag = std::abs(want);
+          for (int64_t c = 0; c < cols; ++c) {
+            const double wx = decoded[static_cast<size_t>(r * cols + c)] * s *
+                              a.hi[static_cast<size_t>(t * cols + c)];
+            want += wx;
+            mag += std::abs(wx);
+          }
+          ASSERT_NEAR(got[static_cast<size_t>(t * rows + r)], want,
+                      4.0 * cols * std::ldexp(1.0, -24) * mag)
+              << name << " cols " << cols << " tokens " << tokens << " token " << t << " row " << r;
+        }
+    }
   }
 }
 

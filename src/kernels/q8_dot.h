@@ -1,10 +1,11 @@
 // Integer dot products for decoding (1-8 tokens) with packed weights: the activations of one
-// matmul are quantized once into blocks of 32 int8 codes (llama.cpp's q8_0 scheme) plus a second
-// int8 plane for what the first leaves (x = d (254 q_hi + q_lo), so the rounding error is d/2,
-// 254x smaller than q8_0's: on llama-sp-58m q8_0 activations alone cost a mean KLD of 2.4e-4,
-// above the 1e-4 this runtime allows itself). Each weight block's codes are unpacked once to
-// unsigned bytes, and AVX-512 VNNI's vpdpbusd multiplies and sums four byte pairs per 32-bit lane
-// for both planes and every token of the batch.
+// matmul are quantized once, per token in blocks of 32, to integers U = round(x / d) with
+// d = amax / (127 * 256), kept as two int8 planes U = 256 hi + lo (so the rounding error is d/2,
+// 256x smaller than llama.cpp's q8_0: on llama-sp-58m q8_0 activations alone cost a mean KLD of
+// 2.4e-4, above the 1e-4 this runtime allows itself). Each 64 weights of a row are unpacked once
+// to unsigned bytes u = code - offset + 128 (or the bare code where a format subtracts a min), and
+// AVX-512 VNNI's vpdpbusd multiplies and sums four byte pairs per 32-bit lane for both planes and
+// every token of the batch; the lane sums are exact integers, scaled once per 64 weights.
 //
 // Highway 1.0.3 (Debian 12) has no byte dot product, so this file uses the VNNI intrinsics in
 // functions compiled for that ISA and called only after a CPU check: nothing here can SIGILL on
@@ -20,19 +21,24 @@ namespace qforge::kernels::q8 {
 
 constexpr int64_t kBlock = 32;
 
-// Activations of one matmul, quantized per token in blocks of 32: x ≈ d[block] (254 hi + lo).
+// Activations of one matmul, quantized per token in blocks of 32: x ≈ d[block] (256 hi + lo).
+// Every array is padded with zeros by 64 codes so that a kernel may read a whole 64-wide step
+// past a row's last block of 32 (its weights there are zero).
 struct Activations {
   int64_t tokens = 0, cols = 0;
-  std::vector<int8_t> hi, lo;  // [tokens][cols]: both in [-127, 127]
-  std::vector<float> d;        // [tokens][cols / 32]: amax / (127 * 254) (0: all-zero block)
-  std::vector<int32_t> sum4;   // [tokens][cols / 4]: 254 hi + lo summed over each run of 4 codes
-  bool two_planes = true;      // false: x = d hi (lo unused), as quantize_per_token makes it
+  std::vector<int8_t> hi, lo;  // [tokens][cols]: hi in [-127, 127], lo in [-128, 127]
+  std::vector<float> d;        // [tokens][cols / 32]: amax / (127 * 256) (0: all-zero block)
+  std::vector<float> lane_d;   // [tokens][cols / 4]: d of the block each run of 4 codes is in
+  std::vector<int32_t>
+      lane_sum;  // [tokens][cols / 4]: 128 * (256 hi + lo) summed over each run of 4
+  std::vector<float> block_sum;  // [tokens][cols / 32]: d * (256 hi + lo) summed over the block
+  bool two_planes = true;        // false: x = d hi (lo zero), as quantize_per_token makes it
 };
 // W8A8's activations: per token, hi = round(x / s) in [-127, 127] with s = amax / 127
 // (formats::fake_quantize_activations' rule, the same operations), d = s for every block.
 void quantize_per_token(const float* x, int64_t tokens, int64_t cols, Activations& a);
-// Quantizes x [tokens, cols] (cols a multiple of 32): hi = round(x / (254 d)), then
-// lo = round((x - 254 d hi) / d); |x - d (254 hi + lo)| <= d / 2 (+ f32 rounding).
+// Quantizes x [tokens, cols] (cols a multiple of 32): U = round(x / d), split exactly into
+// hi = floor((U + 128) / 256) and lo = U - 256 hi; |x - d U| <= d / 2 (+ f32 rounding).
 void quantize(const float* x, int64_t tokens, int64_t cols, Activations& a);
 
 // The packed layouts with an integer kernel. The weight of code u is scale * (u - offset).
@@ -41,6 +47,10 @@ enum class Layout : uint8_t {
   Q4_0,       // GGUF: fp16 d + 16 bytes, low nibbles weights 0-15, high nibbles 16-31; offset 8
   Q8_0,       // GGUF: fp16 d + 32 signed bytes (read as u = s + 128, offset 128)
   Q4_K,       // GGUF: super-blocks of 256, 8 sub-blocks of 32 with 6-bit scales and mins
+  Q5_K,       // GGUF: Q4_K plus a fifth bit per weight in qh
+  Q6_K,       // GGUF: 16 sub-blocks of 16 with int8 scales; 4 low bits in ql, 2 in qh; offset 32
+  IQ4_NL,     // GGUF: Q4_0's layout, codes index a 16-value non-linear grid
+  IQ4_XS,     // GGUF: the IQ4_NL grid in super-blocks of 256 with 6-bit scales per 32
   IntGroups,  // qforge symmetric int4/int8 per group or row: [scale][codes], offset 8 / 128
 };
 // The integer kernel for w, or None (no kernel for its format or row length, or no VNNI here).
