@@ -1,6 +1,7 @@
 #include "qforge/core/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 
 namespace qforge {
@@ -29,13 +30,29 @@ ThreadPool::~ThreadPool() {
 }
 
 namespace {
-// ~50 µs of spinning: long enough to bridge the gaps between the matmuls of one token.
-constexpr int kSpinIterations = 20000;
+// How long a waiting thread spins before it sleeps: long enough to bridge the gaps between the
+// matmuls of one token, short enough not to burn a core that another process (or our own other
+// thread, on an oversubscribed machine) could use. Measured in time, not iterations: a `pause`
+// takes ~10 cycles on some CPUs and ~140 on others.
+constexpr auto kSpinTime = std::chrono::microseconds(100);
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
+}
+
+// Spins until done() or kSpinTime has passed; returns done().
+template <class Done>
+bool spin_until(Done done) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return done();
+  }
 }
 }  // namespace
 
@@ -43,15 +60,7 @@ void ThreadPool::worker_loop(int index) {
   unsigned long seen = 0;
   for (;;) {
     // Spin first, then sleep until the generation changes.
-    bool started = false;
-    for (int i = 0; i < kSpinIterations; ++i) {
-      if (generation_.load(std::memory_order_acquire) != seen) {
-        started = true;
-        break;
-      }
-      cpu_relax();
-    }
-    if (!started) {
+    if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
       std::unique_lock lock(mutex_);
       start_cv_.wait(lock, [&] { return generation_.load() != seen; });
     }
@@ -104,9 +113,7 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t,
   } catch (...) {
     mine = std::current_exception();
   }
-  for (int i = 0; i < kSpinIterations && pending_.load(std::memory_order_acquire) != 0; ++i)
-    cpu_relax();
-  if (pending_.load(std::memory_order_acquire) != 0) {
+  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
     std::unique_lock lock(mutex_);
     done_cv_.wait(lock, [&] { return pending_.load() == 0; });
   }

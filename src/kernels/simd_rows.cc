@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "hwy/cache_control.h"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 #include "qforge/core/dtype.h"
@@ -16,6 +17,14 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using DU16 = hn::Rebind<uint16_t, DF>;  // half as many bits, same lane count
 using DU32 = hn::RebindToUnsigned<DF>;
+
+// Weight rows stream from memory once per token: ask for the lines 2 KiB ahead of the `count`
+// elements at p (decode of bf16 llama-sp-58m: see the prefetch note in kernels/q8_dot.cc).
+template <class T>
+HWY_INLINE void PrefetchAhead(const T* p, size_t count) {
+  const auto* bytes = reinterpret_cast<const char*>(p) + 2048;
+  for (size_t i = 0; i < count * sizeof(T); i += 64) hwy::Prefetch(bytes + i);
+}
 
 // bf16 -> f32 is a 16-bit left shift of the bit pattern: exact.
 HWY_INLINE hn::Vec<DF> LoadBf16(const uint16_t* p) {
@@ -38,6 +47,7 @@ float DotF32(const void* row, const float* x, size_t n) {
   auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
   size_t i = 0;
   for (; i + 4 * N <= n; i += 4 * N) {
+    PrefetchAhead(w + i, 4 * N);
     a0 = hn::MulAdd(hn::LoadU(df, w + i), hn::LoadU(df, x + i), a0);
     a1 = hn::MulAdd(hn::LoadU(df, w + i + N), hn::LoadU(df, x + i + N), a1);
     a2 = hn::MulAdd(hn::LoadU(df, w + i + 2 * N), hn::LoadU(df, x + i + 2 * N), a2);
@@ -56,6 +66,7 @@ float DotBf16(const void* row, const float* x, size_t n) {
   auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
   size_t i = 0;
   for (; i + 4 * N <= n; i += 4 * N) {
+    PrefetchAhead(w + i, 4 * N);
     a0 = hn::MulAdd(LoadBf16(w + i), hn::LoadU(df, x + i), a0);
     a1 = hn::MulAdd(LoadBf16(w + i + N), hn::LoadU(df, x + i + N), a1);
     a2 = hn::MulAdd(LoadBf16(w + i + 2 * N), hn::LoadU(df, x + i + 2 * N), a2);
