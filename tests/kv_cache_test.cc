@@ -1,6 +1,6 @@
 // The KV cache in every format: a query reads exactly what token-by-token decoding would have read
-// (per-channel key groups are causal), pre-RoPE storage is exact for an f32 cache, and quantized
-// caches stay close to the f32 one on the embedded model.
+// (per-channel keys: complete groups quantized, the query's own group in f32), pre-RoPE storage is
+// exact for an f32 cache, and quantized caches stay close to the f32 one on the embedded model.
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -58,14 +58,19 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return worst;
 }
 
-// What a query at position p reads: keys() for [0, p], with its own open per-channel group
-// replaced by causal_group_keys().
+// What a query at position p reads: keys() for [0, p], with its own per-channel group read in f32
+// from recent_keys().
 std::vector<float> keys_seen(const KVCache& cache, int p, int ctx, int hd) {
-  std::vector<float> all(static_cast<size_t>(ctx) * hd), group(cache.format().group * hd);
+  std::vector<float> all(static_cast<size_t>(ctx) * hd), recent(all.size());
   const float* base = cache.keys(0, 0, ctx, all.data());
   std::vector<float> seen(base, base + static_cast<size_t>(p + 1) * hd);
-  const int start = cache.causal_group_keys(0, 0, p, ctx, group.data());
-  if (start >= 0) std::copy_n(group.data(), (p + 1 - start) * hd, seen.data() + start * hd);
+  const int first = cache.recent_keys(0, 0, ctx, recent.data());
+  if (first >= 0) {
+    const int start = p / cache.format().group * cache.format().group;
+    EXPECT_GE(start, first);
+    std::copy_n(recent.data() + (start - first) * hd, (p + 1 - start) * hd,
+                seen.data() + start * hd);
+  }
   return seen;
 }
 
@@ -91,6 +96,13 @@ TEST(KvCache, EveryQueryReadsWhatTokenByTokenDecodingReads) {
       std::vector<float> vals(static_cast<size_t>(p + 1) * hd);
       const float* got = one.values(0, 0, p + 1, vals.data());
       decode_values.emplace_back(got, got + (p + 1) * hd);
+    }
+    if (f.format.keys_per_channel) {  // complete groups read quantized, a query's own in f32
+      const int G = f.format.group, last = n - 1, start = last / G * G;
+      EXPECT_FALSE(std::equal(k.begin(), k.begin() + G * hd, decode_keys[last].begin())) << f.name;
+      EXPECT_TRUE(std::equal(k.begin() + start * hd, k.begin() + n * hd,
+                             decode_keys[last].begin() + start * hd))
+          << f.name;
     }
     for (int chunk : {2, 5, 16, 37}) {
       KVCache cache(c, n, f.format);

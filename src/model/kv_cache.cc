@@ -160,19 +160,23 @@ void KVCache::pack_key_group(Head& h, int start) {
   }
 }
 
-// Open keys of [begin, end) (begin group-aligned), each group quantized with parameters over its
-// positions inside [begin, end).
-void KVCache::fake_quantize_range(const Head& h, int begin, int end, float* out) const {
+// Open keys of [open_start, end) as keys() returns them: each group complete within end quantized
+// with parameters over its positions (what pack_key_group will store), an incomplete last group in
+// f32.
+void KVCache::open_keys_as_read(const Head& h, int end, float* out) const {
   const int G = format_.group;
-  for (int s = begin; s < end; s += G) {
-    const int e = std::min(s + G, end);
+  for (int s = h.open_start; s < end; s += G) {
     const float* x = h.open.data() + static_cast<size_t>(s - h.open_start) * head_dim_;
+    float* o = out + static_cast<size_t>(s - h.open_start) * head_dim_;
+    if (s + G > end) {
+      std::copy_n(x, static_cast<size_t>(end - s) * head_dim_, o);
+      break;
+    }
     for (int d = 0; d < head_dim_; ++d) {
-      const KvGroupParams p = formats::kv_choose_params(format_.type, x + d, e - s, head_dim_);
-      for (int j = 0; j < e - s; ++j) {
+      const KvGroupParams p = formats::kv_choose_params(format_.type, x + d, G, head_dim_);
+      for (int j = 0; j < G; ++j) {
         const size_t i = static_cast<size_t>(j) * head_dim_ + d;
-        out[static_cast<size_t>(s - begin) * head_dim_ + i] =
-            formats::kv_decode(format_.type, formats::kv_encode(format_.type, x[i], p), p);
+        o[i] = formats::kv_decode(format_.type, formats::kv_encode(format_.type, x[i], p), p);
       }
     }
   }
@@ -246,8 +250,7 @@ const float* KVCache::keys(int layer, int kv_head, int ctx, float* scratch) cons
     for (int d = 0; d < head_dim_; ++d) o[d] = o[d] * scale[d] + offset[d];
   }
   if (ctx > h.open_start)
-    fake_quantize_range(h, h.open_start, ctx,
-                        scratch + static_cast<size_t>(h.open_start) * head_dim_);
+    open_keys_as_read(h, ctx, scratch + static_cast<size_t>(h.open_start) * head_dim_);
   return scratch;
 }
 
@@ -258,16 +261,13 @@ const float* KVCache::values(int layer, int kv_head, int ctx, float* scratch) co
   return scratch;
 }
 
-int KVCache::causal_group_keys(int layer, int kv_head, int p, int ctx, float* out) const {
+int KVCache::recent_keys(int layer, int kv_head, int ctx, float* out) const {
   if (!format_.quantized() || !format_.keys_per_channel) return -1;
-  const int G = format_.group;
-  const int start = p / G * G;
-  if (p == std::min(start + G, ctx) - 1) return -1;  // keys() quantized [start, p] already
   const Head& h = head(layer, kv_head);
-  check(start >= h.open_start && p < h.open_end,
-        "KV cache: position {} is not in the open key group", p);
-  fake_quantize_range(h, start, p + 1, out);
-  return start;
+  check(ctx <= h.open_end, "KV cache: reading {} positions but {} are stored", ctx, h.open_end);
+  if (ctx > h.open_start)
+    std::copy_n(h.open.data(), static_cast<size_t>(ctx - h.open_start) * head_dim_, out);
+  return h.open_start;
 }
 
 size_t KVCache::bytes() const {

@@ -161,23 +161,26 @@ void Transformer::attention(int layer, int n, int pos, KVCache& cache) {
   const bool pre_rope = cache.format().keys_pre_rope;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   pool_.parallel_for(c.num_heads, [&](size_t h0, size_t h1, int) {
-    thread_local std::vector<float> scores, kbuf, vbuf, gbuf;
+    thread_local std::vector<float> scores, kbuf, vbuf, rbuf;
     scores.resize(static_cast<size_t>(n) * ctx);
     if (cache.format().quantized() || pre_rope) {
       kbuf.resize(static_cast<size_t>(ctx) * hd);
       vbuf.resize(static_cast<size_t>(ctx) * hd);
-      gbuf.resize(static_cast<size_t>(cache.format().group) * hd);
+      rbuf.resize(static_cast<size_t>(ctx) * hd);
     }
     const float *keys = nullptr, *values = nullptr;
     int loaded_kvh = -1;  // query heads of one KV head are adjacent: decode its cache once
+    int recent = -1;      // per-channel keys: rbuf holds the f32 keys of [recent, ctx)
     for (size_t h = h0; h < h1; ++h) {
       const int kvh = static_cast<int>(h) / group;
       if (kvh != loaded_kvh) {
         keys = cache.keys(layer, kvh, ctx, kbuf.data());
+        recent = cache.recent_keys(layer, kvh, ctx, rbuf.data());
         if (pre_rope) {  // stored before RoPE: rotate now, at each key's own position
           if (keys != kbuf.data()) std::copy_n(keys, static_cast<size_t>(ctx) * hd, kbuf.data());
           rope_keys(kbuf.data(), 0, ctx);
           keys = kbuf.data();
+          if (recent >= 0) rope_keys(rbuf.data(), recent, ctx - recent);
         }
         values = cache.values(layer, kvh, ctx, vbuf.data());
         loaded_kvh = kvh;
@@ -188,16 +191,14 @@ void Transformer::attention(int layer, int n, int pos, KVCache& cache) {
       for (int t = 0; t < n; ++t) {
         float* row = &scores[static_cast<size_t>(t) * ctx];
         const int visible = pos + t + 1;  // causal: positions [0, pos + t]
-        // Per-channel keys: this query's own open group, quantized over positions <= pos + t.
-        const int start = cache.causal_group_keys(layer, kvh, pos + t, ctx, gbuf.data());
-        if (start >= 0) {
-          if (pre_rope) rope_keys(gbuf.data(), start, visible - start);
-          for (int j = start; j < visible; ++j) {
-            const float* kj = &gbuf[static_cast<size_t>(j - start) * hd];
-            float dot = 0.0f;
-            for (int i = 0; i < hd; ++i) dot += qh[static_cast<size_t>(t) * qd + i] * kj[i];
-            row[j] = scale * dot;
-          }
+        if (recent >= 0) {                // per-channel keys: this query's own group, unquantized
+          const int start = (pos + t) / cache.format().group * cache.format().group;
+          check(start >= recent, "internal: the keys of position {} are not in f32", start);
+          for (int j = start; j < visible; ++j)
+            row[j] = scale * kn::dot_row(DType::F32,
+                                         reinterpret_cast<const std::byte*>(
+                                             &rbuf[static_cast<size_t>(j - recent) * hd]),
+                                         &qh[static_cast<size_t>(t) * qd], hd);
         }
         kn::softmax(row, visible);
         std::fill(row + visible, row + ctx, 0.0f);

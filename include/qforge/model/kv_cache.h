@@ -7,10 +7,11 @@
 //                follows the large per-channel magnitudes of keys; optionally stored before RoPE
 //                (KVQuant: RoPE mixes channel pairs at a position-dependent angle, which smears
 //                those magnitudes) and rotated when read.
-// Attention always reads the quantized cache, in prefill too, and per-channel groups are causal: a
-// query at position p sees its own, still open group quantized with parameters over positions up
-// to p only — exactly what token-by-token decoding would have seen. A chunked prefill therefore
-// computes what a decode of the same tokens computes (up to fp32 summation order).
+// Attention always reads the quantized cache, in prefill too. Per-channel key groups are quantized
+// once complete; a query at position p reads the keys of its own, incomplete group [p's group
+// start, p] in f32 (KIVI's full-precision residual) — exactly what token-by-token decoding reads.
+// A chunked prefill therefore computes what a decode of the same tokens computes (up to fp32
+// summation order), and nothing is quantized twice.
 #pragma once
 
 #include <cstdint>
@@ -48,21 +49,22 @@ class KVCache {
   // Stores positions [pos, pos + n) of one layer; k and v are [n, kv_dim]. Earlier positions stay,
   // later ones are forgotten (a new window may start again at 0). With per-channel keys, `pos`
   // must lie in the newest open group or start a group; the keys of the group holding `pos` and
-  // of the new positions stay in fp32 until the next store (their queries need them for causal
-  // parameters), complete groups before them are packed.
+  // of the new positions stay in fp32 until the next store (their queries read their own groups
+  // unquantized), complete groups before them are packed.
   void store(int layer, int pos, int n, const float* k, const float* v);
 
   // Keys / values of positions [0, ctx) of one kv head as f32 [ctx, head_dim]: for an f32 cache a
   // pointer into it, else dequantized into `scratch` (ctx * head_dim floats). Keys are as stored
-  // (pre-RoPE when keys_pre_rope). With per-channel keys the open group at the end is quantized
-  // with parameters over its stored positions (right for a query at ctx - 1).
+  // (pre-RoPE when keys_pre_rope). With per-channel keys every group complete within ctx is
+  // quantized (as packing quantizes it) and an incomplete last group is in f32.
   const float* keys(int layer, int kv_head, int ctx, float* scratch) const;
   const float* values(int layer, int kv_head, int ctx, float* scratch) const;
 
-  // Per-channel keys: for a query at position p < ctx, the keys of [start, p] (start = the first
-  // position of p's group) quantized with parameters over exactly [start, p], into out
-  // [(p - start + 1), head_dim]. Returns start, or -1 when keys() already gave p exactly these.
-  int causal_group_keys(int layer, int kv_head, int p, int ctx, float* out) const;
+  // Per-channel keys: the f32 keys of positions [first, ctx) into out [(ctx - first), head_dim],
+  // for queries at p >= first to read their own group [p / group * group, p] unquantized. Returns
+  // first (a group boundary at or before the first position of the last store), or -1 when keys
+  // are not per channel.
+  int recent_keys(int layer, int kv_head, int ctx, float* out) const;
 
   // Bytes held for cached positions (codes, parameters, open groups).
   size_t bytes() const;
@@ -85,7 +87,7 @@ class KVCache {
                             const std::vector<formats::KvGroupParams>& params, int begin, int end,
                             float* out) const;
   void pack_key_group(Head& h, int start);
-  void fake_quantize_range(const Head& h, int begin, int end, float* out) const;
+  void open_keys_as_read(const Head& h, int end, float* out) const;
 
   int capacity_, kv_heads_, head_dim_, slots_;
   KvCacheFormat format_;
