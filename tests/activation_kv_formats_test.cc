@@ -2,11 +2,13 @@
 #include <cmath>
 #include <random>
 
+#include "hwy/targets.h"
 #include "qforge/core/dtype.h"
 #include "qforge/core/error.h"
 #include "qforge/formats/activation.h"
 #include "qforge/formats/kv_quant.h"
 #include "qforge/formats/minifloat.h"
+#include "qforge/kernels/kernels.h"
 #include "test_util.h"
 
 namespace qforge::formats {
@@ -116,6 +118,58 @@ TEST(KvQuant, Fp8GroupsKeepThreeMantissaBits) {
     const float r = kv_decode(KvType::Fp8E4M3, kv_encode(KvType::Fp8E4M3, v, p), p);
     EXPECT_LE(std::fabs(r - v), std::max(std::fabs(v) / 16, scale * 0x1p-10f) * 1.01f) << v;
   }
+}
+
+// The SIMD dequantizer of the KV cache, on every compiled target: each value within one rounding
+// of code * scale + offset (two on targets without FMA, where MulAdd rounds twice), and a value
+// is the same whatever range it is decoded in (the cache decodes packed and open keys in ranges
+// that start at different codes and must read the same values).
+TEST(KvQuant, SimdDequantizationMatchesTheCodesOnEveryTarget) {
+  std::mt19937 rng(6);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::vector<uint8_t> codes(300);
+  for (uint8_t& c : codes) c = static_cast<uint8_t>(byte(rng));
+  for (uint8_t& c : codes)  // no E4M3 NaN (0x7f, 0xff): the cache never stores one
+    if ((c & 0x7f) == 0x7f) c = 0x7e;
+  std::vector<float> scale(300), offset(300);
+  for (size_t i = 0; i < scale.size(); ++i) {
+    scale[i] = 0.01f * static_cast<float>(i % 17 + 1);
+    offset[i] = -0.3f * static_cast<float>(i % 5);
+  }
+  auto value = [&](KvType t, size_t k) {  // code k's value before the affine map
+    if (t == KvType::Int4) return static_cast<double>((codes[k / 2] >> (4 * (k & 1))) & 0x0f);
+    if (t == KvType::Int8) return static_cast<double>(codes[k]);
+    return static_cast<double>(kE4M3.decode(codes[k]));
+  };
+  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    for (KvType t : {KvType::Int8, KvType::Int4, KvType::Fp8E4M3}) {
+      const size_t n = 240;  // codes [first, first + n) with first odd and even
+      const float o = t == KvType::Fp8E4M3 ? 0.0f : 1.25f;
+      for (size_t first : {0u, 1u, 2u, 7u, 33u}) {
+        std::vector<float> one(n), per(n);
+        kernels::kv_dequantize(t, codes.data(), first, n, 0.037f, o, one.data());
+        kernels::kv_dequantize_channels(
+            t, codes.data(), first, n, scale.data(),
+            t == KvType::Fp8E4M3 ? std::vector<float>(n).data() : offset.data(), per.data());
+        for (size_t i = 0; i < n; ++i) {
+          const double want = value(t, first + i) * 0.037 + o;
+          ASSERT_NEAR(one[i], want, 2 * 0x1p-24 * (std::fabs(want) + std::fabs(o)) + 1e-30)
+              << kv_type_name(t) << " " << hwy::TargetName(target) << " first " << first;
+          const double wo = t == KvType::Fp8E4M3 ? 0.0 : offset[i];
+          const double want_c = value(t, first + i) * scale[i] + wo;
+          ASSERT_NEAR(per[i], want_c, 2 * 0x1p-24 * (std::fabs(want_c) + std::fabs(wo)) + 1e-30)
+              << kv_type_name(t) << " " << hwy::TargetName(target) << " channels, first " << first;
+        }
+        // The sub-range starting 5 codes later reads the same values.
+        std::vector<float> later(n - 5);
+        kernels::kv_dequantize(t, codes.data(), first + 5, n - 5, 0.037f, o, later.data());
+        ASSERT_TRUE(std::equal(later.begin(), later.end(), one.begin() + 5))
+            << kv_type_name(t) << " " << hwy::TargetName(target) << " first " << first;
+      }
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 TEST(KvQuant, BitsPerValueIncludeTheGroupParameters) {

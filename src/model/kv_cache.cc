@@ -9,6 +9,7 @@
 #include "qforge/core/dtype.h"
 #include "qforge/core/error.h"
 #include "qforge/formats/minifloat.h"
+#include "qforge/kernels/kernels.h"
 
 namespace qforge {
 
@@ -16,34 +17,6 @@ using formats::KvGroupParams;
 using formats::KvType;
 
 namespace {
-
-// Codes [first, first + n) of a code array as floats: the code itself for integers, the E4M3
-// value for fp8 (int4: two codes a byte, the even index in the low nibble). A tight loop the
-// compiler vectorises; the group's affine map is applied afterwards.
-void expand_codes(KvType t, const uint8_t* codes, size_t first, int n, float* out) {
-  if (t == KvType::Int4) {
-    int i = 0;
-    if (first & 1) out[i++] = static_cast<float>(codes[first / 2] >> 4);
-    const uint8_t* b = codes + (first + i) / 2;
-    for (; i + 1 < n; i += 2, ++b) {
-      out[i] = static_cast<float>(*b & 0x0f);
-      out[i + 1] = static_cast<float>(*b >> 4);
-    }
-    if (i < n) out[i] = static_cast<float>(*b & 0x0f);
-    return;
-  }
-  const uint8_t* c = codes + first;
-  if (t == KvType::Int8) {
-    for (int i = 0; i < n; ++i) out[i] = static_cast<float>(c[i]);
-    return;
-  }
-  static const auto e4m3 = [] {
-    std::array<float, 256> tb{};
-    for (int k = 0; k < 256; ++k) tb[k] = formats::kE4M3.decode(static_cast<uint32_t>(k));
-    return tb;
-  }();
-  for (int i = 0; i < n; ++i) out[i] = e4m3[c[i]];
-}
 
 float scale_of(KvGroupParams p) {
   return f16_to_f32(p.scale);
@@ -136,15 +109,20 @@ void KVCache::dequantize_per_token(const std::vector<uint8_t>& codes,
                                    const std::vector<KvGroupParams>& params, int begin, int end,
                                    float* out) const {
   const int groups = head_dim_ / token_group_;
-  const size_t first = static_cast<size_t>(begin) * head_dim_;
-  expand_codes(format_.type, codes.data(), first, (end - begin) * head_dim_, out + first);
   for (int j = begin; j < end; ++j)
     for (int g = 0; g < groups; ++g) {
       const KvGroupParams p = params[static_cast<size_t>(j) * groups + g];
-      const float scale = scale_of(p), offset = offset_of(format_.type, p);
-      float* o = out + static_cast<size_t>(j) * head_dim_ + g * token_group_;
-      for (int i = 0; i < token_group_; ++i) o[i] = o[i] * scale + offset;
+      const size_t first = static_cast<size_t>(j) * head_dim_ + g * token_group_;
+      kernels::kv_dequantize(format_.type, codes.data(), first, token_group_, scale_of(p),
+                             offset_of(format_.type, p), out + first);
     }
+}
+
+// Row j of per-channel key codes, with each channel's scale and offset.
+void KVCache::dequantize_key_row(const uint8_t* codes, int j, const float* scale,
+                                 const float* offset, float* out) const {
+  kernels::kv_dequantize_channels(format_.type, codes, static_cast<size_t>(j) * head_dim_,
+                                  static_cast<size_t>(head_dim_), scale, offset, out);
 }
 
 // Packs the complete key group starting at `start` (the oldest in the open region) into codes.
@@ -172,13 +150,21 @@ void KVCache::open_keys_as_read(const Head& h, int end, float* out) const {
       std::copy_n(x, static_cast<size_t>(end - s) * head_dim_, o);
       break;
     }
+    // Encoded and decoded by the same code as a packed group, so both read bit-identically.
+    std::vector<uint8_t> codes(static_cast<size_t>(G) * head_dim_ * formats::kv_bits(format_.type) /
+                               8);
+    std::vector<float> scale(static_cast<size_t>(head_dim_)), offset(scale.size());
     for (int d = 0; d < head_dim_; ++d) {
       const KvGroupParams p = formats::kv_choose_params(format_.type, x + d, G, head_dim_);
-      for (int j = 0; j < G; ++j) {
-        const size_t i = static_cast<size_t>(j) * head_dim_ + d;
-        o[i] = formats::kv_decode(format_.type, formats::kv_encode(format_.type, x[i], p), p);
-      }
+      scale[d] = scale_of(p);
+      offset[d] = offset_of(format_.type, p);
+      for (int j = 0; j < G; ++j)
+        put_code(codes, static_cast<size_t>(j) * head_dim_ + d,
+                 formats::kv_encode(format_.type, x[static_cast<size_t>(j) * head_dim_ + d], p));
     }
+    for (int j = 0; j < G; ++j)
+      dequantize_key_row(codes.data(), j, scale.data(), offset.data(),
+                         o + static_cast<size_t>(j) * head_dim_);
   }
 }
 
@@ -237,7 +223,6 @@ const float* KVCache::keys(int layer, int kv_head, int ctx, float* scratch) cons
   }
   check(ctx <= h.open_end, "KV cache: reading {} positions but {} are stored", ctx, h.open_end);
   const int packed = std::min(ctx, h.open_start);
-  expand_codes(format_.type, h.k_codes.data(), 0, packed * head_dim_, scratch);
   std::vector<float> scale(static_cast<size_t>(head_dim_)), offset(scale.size());
   for (int j = 0; j < packed; ++j) {
     if (j % format_.group == 0)  // a new group of positions: its per-channel parameters
@@ -246,8 +231,8 @@ const float* KVCache::keys(int layer, int kv_head, int ctx, float* scratch) cons
         scale[d] = scale_of(p);
         offset[d] = offset_of(format_.type, p);
       }
-    float* o = scratch + static_cast<size_t>(j) * head_dim_;
-    for (int d = 0; d < head_dim_; ++d) o[d] = o[d] * scale[d] + offset[d];
+    dequantize_key_row(h.k_codes.data(), j, scale.data(), offset.data(),
+                       scratch + static_cast<size_t>(j) * head_dim_);
   }
   if (ctx > h.open_start)
     open_keys_as_read(h, ctx, scratch + static_cast<size_t>(h.open_start) * head_dim_);

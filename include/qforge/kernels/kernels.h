@@ -8,6 +8,7 @@
 #include <string>
 
 #include "qforge/core/thread_pool.h"
+#include "qforge/formats/kv_quant.h"
 #include "qforge/formats/matrix.h"
 
 namespace qforge::kernels {
@@ -92,6 +93,14 @@ void softmax(float* x, int64_t n);
 // gate[i] = act(gate[i]) * up[i]
 void silu_mul(float* gate, const float* up, int64_t n);
 void gelu_tanh_mul(float* gate, const float* up, int64_t n);
+
+// KV-cache codes [first, first + n) (int8: the byte; int4: two a byte, the even index in the low
+// nibble; fp8: E4M3) to code * scale + offset (fp8: offset 0) with SIMD, one scale and offset for
+// the range or one per value. A value does not depend on the range it was decoded in.
+void kv_dequantize(formats::KvType t, const uint8_t* codes, size_t first, size_t n, float scale,
+                   float offset, float* out);
+void kv_dequantize_channels(formats::KvType t, const uint8_t* codes, size_t first, size_t n,
+                            const float* scale, const float* offset, float* out);
 
 // Dot product of a weight row (dtype) with f32 x; the SIMD path used by matmul.
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n);

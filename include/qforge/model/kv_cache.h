@@ -88,6 +88,8 @@ class KVCache {
                             float* out) const;
   void pack_key_group(Head& h, int start);
   void open_keys_as_read(const Head& h, int end, float* out) const;
+  void dequantize_key_row(const uint8_t* codes, int j, const float* scale, const float* offset,
+                          float* out) const;
 
   int capacity_, kv_heads_, head_dim_, slots_;
   KvCacheFormat format_;
