@@ -56,7 +56,7 @@ void add_info_command(CLI::App& app) {
                m.tensors.size(), dt);
     fmt::print("decode reads: {} of weights per token{}\n",
                human_bytes(static_cast<double>(t.weight_bytes_per_token())),
-               m.quantization_record.empty() ? "" : " (dequantized to f32 at load)");
+               m.quantization_record.empty() ? "" : " (quantized weights read packed, as stored)");
     if (!m.quantization_record.empty()) {
       const auto r = nlohmann::json::parse(m.quantization_record);
       std::map<std::string, int> formats;
