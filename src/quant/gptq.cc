@@ -5,8 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <string>
 #include <numeric>
 
 #include "qforge/core/error.h"
@@ -141,9 +139,6 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols,
   }
   std::vector<double>().swap(hp);
   res.damp_used = damp;
-  std::vector<double> cond(diag);
-  if (const char* ex = std::getenv("QFORGE_EXPERIMENT_IMP"); ex && std::string(ex) == "cond")
-    for (int64_t i = 0; i < cols; ++i) cond[i] = 1.0 / (u[i * cols + i] * u[i * cols + i]);
 
   std::vector<double> q(static_cast<size_t>(rows * cols));
   std::vector<double> err(static_cast<size_t>(rows * block));
@@ -155,7 +150,7 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols,
         // Without act-order perm is the identity: columns [i, i + gs) lie in this block and
         // have received every update so far.
         choose_group_scales(quantizer, orig / gs, wp.data(), rows, cols, i, std::min(gs, cols - i),
-                            cond.data());
+                            diag.data());
       }
       const double d = u[i * cols + i];
       for (int64_t r = 0; r < rows; ++r) {

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
@@ -461,47 +460,15 @@ std::vector<uint8_t> calibration_tokens_seen(const std::vector<std::vector<int32
 // cannot change a row's best encoding, only whether the costlier search is worth running. Tokens
 // the calibration text never holds keep the plain (RTN) encoding, bit for bit.
 void encode_seen_rows(const formats::Format& f, const float* w, int64_t rows, int64_t cols,
-                      const std::vector<uint8_t>& seen, std::vector<std::byte>& bytes,
-                      const std::vector<float>& col_importance) {
+                      const std::vector<uint8_t>& seen, std::vector<std::byte>& bytes) {
   if (f.info().family != "gguf" || f.header_bytes() != 0) return;
-  const char* ex = std::getenv("QFORGE_EXPERIMENT_EMBED");
-  const std::string mode = ex ? ex : "ones";
-  const std::vector<float> importance =
-      mode == "ones" ? std::vector<float>(static_cast<size_t>(cols), 1.0f) : col_importance;
+  const std::vector<float> importance(static_cast<size_t>(cols), 1.0f);
   const size_t row_bytes = f.row_bytes(cols);
   for (int64_t r = 0; r < rows; ++r) {
-    if (!seen[static_cast<size_t>(r)] && mode != "all") continue;
+    if (!seen[static_cast<size_t>(r)]) continue;
     const std::vector<std::byte> row = f.encode(w + r * cols, 1, cols, importance.data());
     std::copy(row.begin(), row.end(), bytes.begin() + static_cast<ptrdiff_t>(r * row_bytes));
   }
-}
-
-// How much an error in each column of an embedding row costs, to first order: the row enters
-// layer 0 through RMSNorm (x / rms(x) · γ) into q/k/v (attention norm) and gate/up (FFN norm), so
-// an error δ_j in column j moves those linears' outputs by δ_j γ_j W[:, j] / rms(x), with expected
-// energy δ_j² γ_j² ‖W[:, j]‖² / rms(x)² (rms(x) is the row's own: it scales the whole row and so
-// cannot change which encoding of the row is best).
-std::vector<float> embedding_column_importance(const ModelConfig& c, const LayerWeights& l0) {
-  const int64_t d = c.hidden_size;
-  std::vector<double> acc(static_cast<size_t>(d), 0.0);
-  auto add = [&](const Vector& norm, std::initializer_list<const Matrix*> linears) {
-    std::vector<float> gamma(static_cast<size_t>(d));
-    convert_to_f32(norm.dtype, norm.data, gamma.data(), gamma.size());
-    std::vector<double> col(static_cast<size_t>(d), 0.0);
-    std::vector<float> row(static_cast<size_t>(d));
-    for (const Matrix* w : linears)
-      for (int64_t r = 0; r < w->rows; ++r) {
-        w->rows_to_f32(r, 1, row.data());
-        for (int64_t j = 0; j < d; ++j) col[j] += static_cast<double>(row[j]) * row[j];
-      }
-    for (int64_t j = 0; j < d; ++j) {
-      const double g = gamma[j] + (c.norm_plus_one ? 1.0 : 0.0);
-      acc[j] += g * g * col[j];
-    }
-  };
-  add(l0.attn_norm, {&l0.wq, &l0.wk, &l0.wv});
-  add(l0.ffn_norm, {&l0.w_gate, &l0.w_up});
-  return {acc.begin(), acc.end()};
 }
 
 // Writes the embedding or the head: quantized (RTN, the format's own encoder; the embedding rows
@@ -524,9 +491,7 @@ void write_table(SafetensorsWriter& writer, const LoadedModel& m, const OutputLa
     rows_f32(0, rows, all.data());
     std::vector<std::byte> bytes = it->second.format->encode(all.data(), rows, cols);
     if (!is_head && static_cast<int64_t>(seen.size()) == rows)
-      encode_seen_rows(*it->second.format, all.data(), rows, cols, seen, bytes,
-                       rot ? std::vector<float>(static_cast<size_t>(cols), 1.0f)
-                           : embedding_column_importance(m.config, m.weights.layers[0]));
+      encode_seen_rows(*it->second.format, all.data(), rows, cols, seen, bytes);
     writer.write(name + ".packed", bytes.data(), bytes.size());
   } else if (rot) {
     std::vector<float> chunk(static_cast<size_t>(std::min(rows, kRows) * cols));
