@@ -18,6 +18,7 @@
 #include "qforge/core/mapped_file.h"
 #include "qforge/core/thread_pool.h"
 #include "qforge/eval/perplexity.h"
+#include "qforge/formats/format.h"
 #include "qforge/io/gguf_model.h"
 #include "qforge/io/model_loader.h"
 #include "qforge/model/kv_cache.h"
@@ -450,6 +451,139 @@ TEST(GgufQuantize, FormatsWithoutAGgufTypeAreRefusedBeforeAnyWork) {
   }
   EXPECT_FALSE(fs::exists(o.output));
   EXPECT_FALSE(fs::exists(o.output.string() + ".native-tmp-qforge"));
+}
+
+// Quantizes the embedded model (its directory, or `source` instead) into `dir`/q.gguf: q4_k, the
+// embedding (and tied head) q6_k. The same file name makes the same general.name.
+QuantizeReport quantize_to_gguf(const fs::path& dir, QuantMethod method,
+                                const fs::path& source = {}) {
+  QuantizeOptions o = testing::embedded_quantize_options("from_gguf", "q4_k", method);
+  if (!source.empty()) o.model = source;
+  o.tensor_formats = {{"embed_tokens", "q6_k"}};
+  fs::create_directories(dir);
+  o.output = dir / "q.gguf";
+  o.overwrite = true;
+  return quantize_model_to_gguf(o);
+}
+
+// Two GGUF files hold the same tensors (names, types, bytes) and the same bytes overall.
+void expect_same_gguf(const fs::path& a, const fs::path& b) {
+  auto fa = gguf::File::open(a), fb = gguf::File::open(b);
+  ASSERT_EQ(fa->tensors().size(), fb->tensors().size());
+  for (const gguf::TensorInfo& t : fa->tensors()) {
+    SCOPED_TRACE(t.name);
+    const gguf::TensorInfo* u = fb->find_tensor(t.name);
+    ASSERT_NE(u, nullptr);
+    EXPECT_EQ(t.type, u->type);
+    ASSERT_EQ(t.nbytes, u->nbytes);
+    EXPECT_EQ(std::memcmp(t.data, u->data, t.nbytes), 0);
+  }
+  EXPECT_EQ(read_bytes(a), read_bytes(b));  // metadata too: the GGUF's config and vocabulary
+}
+
+// A GGUF converted from the original (bf16 as stored, or f32) quantizes to the very file that
+// the original directory quantizes to: the loader undoes llama's q/k permutation, so the
+// quantizer sees the same values, and the output takes the config and vocabulary from the GGUF.
+TEST(GgufQuantize, RtnFromAConvertedGgufIsBitIdenticalToRtnFromTheDirectory) {
+  const fs::path dir = temp_path("from_dir"), src = temp_path("src.gguf");
+  quantize_to_gguf(dir, QuantMethod::RTN);
+  const LoadedModel hf = load_model(testing::embedded_model_dir());
+  for (DType t : {DType::BF16, DType::F32}) {
+    SCOPED_TRACE(dtype_name(t));
+    write_gguf_model(hf, src, t);
+    const fs::path out = temp_path("from_gguf_" + std::string(dtype_name(t)));
+    const QuantizeReport r = quantize_to_gguf(out, QuantMethod::RTN, src);
+    EXPECT_TRUE(r.requantized.empty());
+    expect_same_gguf(dir / "q.gguf", out / "q.gguf");
+    EXPECT_FALSE(fs::exists(out / "q.gguf.native-tmp-qforge"));
+    fs::remove_all(out);
+  }
+  fs::remove(src);
+  fs::remove_all(dir);
+}
+
+// Calibration reads the GGUF's own tokenizer: GPTQ from the converted file runs on the same
+// tokens and gives the same file as GPTQ from the directory.
+TEST(GgufQuantize, GptqCalibratesFromAGgufSource) {
+  const fs::path dir = temp_path("gptq_dir"), out = temp_path("gptq_gguf");
+  const fs::path src = temp_path("gptq_src.gguf");
+  write_gguf_model(load_model(testing::embedded_model_dir()), src, DType::BF16);
+  const QuantizeReport from_dir = quantize_to_gguf(dir, QuantMethod::GPTQ);
+  const QuantizeReport r = quantize_to_gguf(out, QuantMethod::GPTQ, src);
+  EXPECT_EQ(r.calib_tokens, 384);
+  EXPECT_EQ(r.calib_hash, from_dir.calib_hash);
+  double gptq = 0, rtn = 0;
+  for (const LinearResult& l : r.linears) {
+    gptq += l.objective;
+    rtn += l.objective_rtn;
+  }
+  EXPECT_LT(gptq, rtn);  // the calibration did something
+  expect_same_gguf(dir / "q.gguf", out / "q.gguf");
+  fs::remove(src);
+  fs::remove_all(dir);
+  fs::remove_all(out);
+}
+
+// llama-quantize refuses to quantize quantized weights again unless told to; so does qforge,
+// naming the tensor (GGUF and Hugging Face names) and its type. Told to, it decodes them.
+TEST(GgufQuantize, AQuantizedSourceIsRefusedUnlessRequantizingIsAllowed) {
+  QuantizeOptions q8 = testing::embedded_quantize_options("q8_src", "q8_0", QuantMethod::RTN);
+  q8.output = temp_path("q8_src.gguf");
+  q8.overwrite = true;
+  quantize_model_to_gguf(q8);
+  QuantizeOptions o = testing::embedded_quantize_options("requant", "q4_k", QuantMethod::RTN);
+  o.model = q8.output;
+  o.output = temp_path("requant.gguf");
+  o.overwrite = true;
+  try {
+    quantize_model_to_gguf(o);
+    FAIL() << "a q8_0 source was quantized without --allow-requantize";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              q8.output.string() +
+                  ": tensor blk.0.attn_q.weight (model.layers.0.self_attn.q_proj.weight) is "
+                  "already quantized (q8_0); quantizing it again loses quality: pass "
+                  "--allow-requantize to dequantize and requantize it anyway");
+  }
+  EXPECT_FALSE(fs::exists(o.output));
+  o.allow_requantize = true;
+  const QuantizeReport r = quantize_model_to_gguf(o);
+  const LoadedModel src = load_model(q8.output);
+  EXPECT_EQ(r.requantized.size(), 7u * src.weights.layers.size());
+  EXPECT_EQ(r.requantized.front(),
+            "blk.0.attn_q.weight (model.layers.0.self_attn.q_proj.weight) (q8_0)");
+  auto f = gguf::File::open(o.output);
+  EXPECT_EQ(f->find_tensor("blk.0.attn_q.weight")->type->format, "q4_k");
+  // Requantized from q8_0's decoding: the q4_k of those values, bit for bit.
+  const Matrix& wq = src.weights.layers[0].wq;
+  const std::vector<float> decoded = wq.to_f32();
+  const formats::Format& q4k = formats::find_format("q4_k");
+  const std::vector<std::byte> expect =
+      permute_qk_rows(q4k.encode(decoded.data(), wq.rows, wq.cols).data(), wq.rows,
+                      q4k.row_bytes(wq.cols), src.config.num_heads, true);
+  const gguf::TensorInfo* t = f->find_tensor("blk.0.attn_q.weight");
+  ASSERT_EQ(t->nbytes, expect.size());
+  EXPECT_EQ(std::memcmp(t->data, expect.data(), expect.size()), 0);
+  fs::remove(q8.output);
+  fs::remove(o.output);
+}
+
+TEST(GgufQuantize, AGgufSourceIsRefusedForADirectoryOutput) {
+  const fs::path src = temp_path("dir_out_src.gguf");
+  write_gguf_model(load_model(testing::embedded_model_dir()), src, DType::BF16);
+  QuantizeOptions o = testing::embedded_quantize_options("dir_from_gguf", "q4_k", QuantMethod::RTN);
+  o.model = src;
+  try {
+    quantize_model(o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dir_out_src.gguf: a .gguf model quantizes into a .gguf "
+                                         "(-o NAME.gguf)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(o.output));
+  fs::remove(src);
 }
 
 // llama-perplexity's protocol: whole chunks only, half of each scored, BOS in place of the first.

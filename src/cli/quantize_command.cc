@@ -97,7 +97,9 @@ void add_quantize_command(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("quantize", "Quantize a model's linear layers into a format");
-  cmd->add_option("model", o->model, "Hugging Face model directory")->required();
+  cmd->add_option("model", o->model,
+                  "Hugging Face model directory, or a .gguf file (quantized into a .gguf)")
+      ->required();
   cmd->add_option("-o,--output", o->output,
                   "Output directory, or a .gguf file for llama.cpp (written atomically)")
       ->required();
@@ -160,6 +162,9 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--fallback", o->q.fallback,
                   "FMT or 'keep': for a linear whose row length the format cannot take, use FMT "
                   "(or leave it unquantized) instead of refusing; each fallback is reported");
+  cmd->add_flag("--allow-requantize", o->q.allow_requantize,
+                "Quantize a source whose weights are already quantized (a q8_0 / q4_k ... GGUF): "
+                "decode them and quantize again (loses quality; refused without this)");
   cmd->add_flag("--force", o->q.overwrite, "Replace an existing output directory");
   add_threads_option(cmd, o->threads);
   cmd->callback([o, method] {
@@ -213,6 +218,11 @@ void add_quantize_command(CLI::App& app) {
         });
     progress.finish();
     std::signal(SIGINT, SIG_DFL);
+    if (!r.requantized.empty())
+      fmt::print(stderr,
+                 "warning: {} weights were already quantized (first: {}); they were decoded and "
+                 "quantized again, which loses quality against quantizing the original\n",
+                 r.requantized.size(), r.requantized.front());
     double rtn = 0, got = 0;
     for (const auto& l : r.linears) {
       rtn += l.objective_rtn;

@@ -243,9 +243,9 @@ std::unique_ptr<Tokenizer> find_tokenizer(const fs::path& where, const LoadOptio
 LoadedModel load_hf_model(const fs::path& dir, const LoadOptions& o) {
   LoadedModel m;
   m.source = dir;
-  check(fs::exists(dir / "config.json"), "{}: no config.json (not a Hugging Face model directory)",
-        dir.string());
-  m.config = load_config_json(dir / "config.json");
+  check(o.config || fs::exists(dir / "config.json"),
+        "{}: no config.json (not a Hugging Face model directory)", dir.string());
+  m.config = o.config ? *o.config : load_config_json(dir / "config.json");
   const TensorSource source = safetensors_source(dir);
   m.weights = map_hf_weights(m.config, source, &m.inference, &m.quantization_record);
   m.tensors = source.listing;

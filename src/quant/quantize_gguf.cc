@@ -1,5 +1,6 @@
 // `qforge quantize ... -o out.gguf`: the native output, then written as GGUF.
 #include <filesystem>
+#include <optional>
 
 #include "qforge/core/error.h"
 #include "qforge/io/gguf_model.h"
@@ -26,7 +27,16 @@ QuantizeReport quantize_model_to_gguf(const QuantizeOptions& options,
     }
   } intermediate{o.output};
   QuantizeReport report = quantize_model(o, progress);
-  write_gguf_model(load_model(o.output), options.output, std::nullopt);
+  LoadOptions lo;
+  std::optional<LoadedModel> source;  // a .gguf source: its config and vocabulary
+  if (!fs::is_directory(options.model)) {
+    lo.require_tokenizer = false;
+    source = load_model(options.model, lo);
+    lo.config = &source->config;
+  }
+  LoadedModel quantized = load_model(o.output, lo);
+  if (source) quantized.tokenizer = std::move(source->tokenizer);
+  write_gguf_model(quantized, options.output, std::nullopt);
   report.output_bytes = fs::file_size(options.output);
   return report;
 }

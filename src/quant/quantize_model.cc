@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -13,6 +14,7 @@
 #include "qforge/formats/compressed_tensors.h"
 #include "qforge/formats/format.h"
 #include "qforge/io/gguf.h"
+#include "qforge/io/gguf_model.h"
 #include "qforge/io/model_loader.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/quant/format_quantizer.h"
@@ -115,10 +117,88 @@ void refuse_bad_options(const QuantizeOptions& o, const std::string& method) {
           "{}: output exists (use --force to replace it)", o.output.string());
 }
 
-LoadedModel load_quantizable_model(const QuantizeOptions& o) {
-  check(fs::is_directory(o.model),
-        "{}: quantize a Hugging Face model directory (from a .gguf or .bin: not supported yet)",
-        o.model.string());
+bool is_gguf_file(const fs::path& p) {
+  return !fs::is_directory(p) && p.extension() == ".gguf";
+}
+
+// How a source weight is named to the user: its GGUF name (and the Hugging Face one) in a .gguf.
+std::string source_tensor_name(const LoadedModel& m, const std::string& name) {
+  if (!is_gguf_file(m.source)) return name;
+  return fmt::format("{} ({})", gguf_tensor_name(name, gguf_architecture(m.config.model_type)),
+                     name);
+}
+
+// The distinct weight matrices of a model that are stored block-quantized (a tied head is its
+// embedding, listed once).
+std::vector<Matrix*> packed_weights(ModelWeights& w) {
+  std::vector<Matrix*> out;
+  for (Matrix* x : {&w.embedding, &w.lm_head})
+    if (x->packed() && (x == &w.embedding || x->data != w.embedding.data)) out.push_back(x);
+  for (LayerWeights& lw : w.layers)
+    for (Matrix* x : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down})
+      if (x->packed()) out.push_back(x);
+  return out;
+}
+
+// Replaces the source's listing of one packed weight ("<name>.packed", or compressed-tensors'
+// "<module>.weight_packed", "_scale", ...) by the f32 tensor it was decoded into.
+void relist_as_f32(std::vector<TensorView>& listing, const Matrix& plain) {
+  const std::string& name = plain.name;
+  auto stored_as = [&](const TensorView& t) {
+    return t.name == name || t.name.starts_with(name + ".") || t.name.starts_with(name + "_");
+  };
+  auto first = std::find_if(listing.begin(), listing.end(), stored_as);
+  const TensorView view{name, DType::F32, {plain.rows, plain.cols}, plain.data};
+  if (first == listing.end()) {
+    listing.push_back(view);
+    return;
+  }
+  *first = view;
+  listing.erase(std::remove_if(std::next(first), listing.end(), stored_as), listing.end());
+}
+
+// A source whose weights are already block-quantized (a q8_0 / q4_k ... GGUF, a quantized
+// directory) is refused, naming the first such tensor and its type, unless allow_requantize (as
+// llama-quantize's --allow-requantize): then every packed weight is decoded to f32 once (4 bytes
+// per weight in memory) and quantized as if it had been stored so. Returns "tensor (type)" of
+// each requantized weight.
+std::vector<std::string> dequantize_source(const QuantizeOptions& o, LoadedModel& m) {
+  std::vector<std::string> requantized;
+  for (Matrix* x : packed_weights(m.weights)) {
+    const std::string type = x->format->name();
+    check(o.allow_requantize,
+          "{}: tensor {} is already quantized ({}); quantizing it again loses quality: pass "
+          "--allow-requantize to dequantize and requantize it anyway",
+          o.model.string(), source_tensor_name(m, x->name), type);
+    requantized.push_back(fmt::format("{} ({})", source_tensor_name(m, x->name), type));
+    const bool tied_head = x == &m.weights.embedding && m.weights.lm_head.data == x->data;
+    auto values = std::make_shared<const std::vector<float>>(x->to_f32());
+    Matrix plain;
+    plain.name = x->name;
+    plain.rows = x->rows;
+    plain.cols = x->cols;
+    plain.data = reinterpret_cast<const std::byte*>(values->data());
+    m.weights.storage.push_back(values);
+    *x = plain;
+    if (tied_head) m.weights.lm_head = plain;
+    relist_as_f32(m.tensors, plain);
+  }
+  return requantized;
+}
+
+LoadedModel load_quantizable_model(const QuantizeOptions& o,
+                                   std::vector<std::string>& requantized) {
+  // A GGUF holds no config.json or tokenizer files for a Hugging Face directory: its quantized
+  // form is written as a GGUF again (quantize_model_to_gguf, which sets gguf_types_only).
+  check(fs::is_directory(o.model) || (is_gguf_file(o.model) && o.gguf_types_only), "{}",
+        is_gguf_file(o.model)
+            ? fmt::format("{}: a .gguf model quantizes into a .gguf (-o NAME.gguf): a Hugging Face "
+                          "directory would need config.json and tokenizer files the GGUF does not "
+                          "carry",
+                          o.model.string())
+            : fmt::format("{}: quantize a Hugging Face model directory or a .gguf file (from a "
+                          ".bin: not supported)",
+                          o.model.string()));
   LoadedModel m = load_model(o.model);
   check(m.config.model_type != "phi3",
         "{}: quantizing fused qkv/gate_up projections (Phi-3) is not supported yet",
@@ -128,6 +208,7 @@ LoadedModel load_quantizable_model(const QuantizeOptions& o) {
   o.kv.validate(m.config);
   check(m.config.seq_len_ok(o.seq_len), "--seq-len {} exceeds the model's {} positions", o.seq_len,
         m.config.max_position_embeddings);
+  requantized = dequantize_source(o, m);
   return m;
 }
 
@@ -634,6 +715,9 @@ nlohmann::json awq_groups_record(const std::vector<AwqGroupRecord>& records) {
 void write_config_and_tokenizer(const QuantizeOptions& o, const fs::path& dir,
                                 const OutputLayout& layout, const nlohmann::json& record,
                                 bool compressed_tensors) {
+  // From a GGUF only the intermediate of a GGUF output is written: the record stays in the
+  // safetensors metadata, config and vocabulary come from the source GGUF.
+  if (is_gguf_file(o.model)) return;
   auto config = nlohmann::json::parse(read_text_file(o.model / "config.json"));
   if (layout.untie) config["tie_word_embeddings"] = false;
   config["quantization_config"] =
@@ -707,7 +791,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
   QuantizeReport report;
   report.method = method_name(o);
   refuse_bad_options(o, report.method);
-  LoadedModel m = load_quantizable_model(o);
+  LoadedModel m = load_quantizable_model(o, report.requantized);
   std::unique_ptr<RotationTransform> rotation;  // built now: refuses impossible widths up front
   if (o.rotate) rotation = std::make_unique<RotationTransform>(m.config, *o.rotate);
   const ModelRotation* rot = rotation ? &rotation->rotation() : nullptr;

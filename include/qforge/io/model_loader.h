@@ -30,6 +30,9 @@ struct LoadedModel {
 struct LoadOptions {
   std::optional<std::filesystem::path> tokenizer;  // overrides the tokenizer found beside the model
   bool require_tokenizer = true;
+  // A directory: this config instead of its config.json (the intermediate native directory of a
+  // GGUF quantized into a GGUF, whose config comes from the source's metadata).
+  const ModelConfig* config = nullptr;
 };
 
 // Throws Error naming the file and problem for anything malformed or unsupported, including

@@ -1,5 +1,6 @@
-// `qforge quantize`: a model in, a quantized model directory out (the native format: a Hugging
-// Face directory whose quantized linears are stored packed, see docs/ARCHITECTURE.md).
+// `qforge quantize`: a model in (a Hugging Face directory, or a .gguf into a .gguf), a quantized
+// model out (the native format: a Hugging Face directory whose quantized linears are stored
+// packed, see docs/ARCHITECTURE.md; or a GGUF for llama.cpp).
 #pragma once
 
 #include <atomic>
@@ -56,6 +57,11 @@ struct QuantizeOptions {
   // Refuse, before any work, a quantized weight whose format GGUF has no type for, and what a
   // GGUF cannot record (activation quantization, a quantized KV cache, an online rotation).
   bool gguf_types_only = false;
+  // A source whose weights are already block-quantized (a q8_0 / q4_k GGUF, a quantized
+  // directory) is refused, naming the tensor and its type; with this, its weights are decoded to
+  // f32 and quantized again (llama-quantize's --allow-requantize; the first rounding is not
+  // undone).
+  bool allow_requantize = false;
   const std::atomic<bool>* interrupted = nullptr;  // checked between layers (Ctrl-C)
 };
 
@@ -74,6 +80,8 @@ struct QuantizeReport {
   bool compressed_tensors = false;  // every quantized linear in compressed-tensors' layout
   std::vector<AwqGroupRecord> awq;
   std::string method;  // "rtn", "gptq", "awq", "awq+gptq"
+  // With allow_requantize: each source weight that was already quantized, "tensor (type)".
+  std::vector<std::string> requantized;
 };
 
 // Whether these options need calibration text.
@@ -92,7 +100,9 @@ std::vector<std::vector<int32_t>> calibration_sequences(const std::filesystem::p
 // The same, written as one GGUF file (options.output) that llama.cpp runs: quantize_model into a
 // temporary native directory beside it, then that directory as GGUF (packed weights as they
 // are, q/k rows permuted for llama; io/gguf_model.h), the directory removed. Options that GGUF
-// cannot express are refused before any work (gguf_types_only).
+// cannot express are refused before any work (gguf_types_only). The source may be a .gguf: its
+// F32/F16/BF16 weights quantize exactly as the same weights from safetensors (the llama q/k
+// permutation undone at load), and the output takes its hyperparameters and vocabulary.
 QuantizeReport quantize_model_to_gguf(const QuantizeOptions& options,
                                       const std::function<void(int, int)>& progress = {});
 
