@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Same work, side by side: qforge, llm-compressor and GPTQModel quantize the shared models on the
 # same calibration tokens (qforge's: the first CALIB_ROWS x 512 tokens of calib.txt, no BOS), and
-# every output is evaluated by one protocol, `qforge eval --ref ORIGINAL` on the first 65,536
-# tokens of valid.txt (KLD, top-1, PPL). Wall time and peak RSS of each quantization come from
+# every output is evaluated by one protocol, `qforge eval --ref ORIGINAL --tokenizer ORIGINAL` on
+# the first 65,536 tokens of valid.txt (KLD, top-1, PPL). The original's tokenizer, because a peer
+# saves only tokenizer.json (llm-compressor drops llama-sp-58m's tokenizer.model), and qforge reads
+# a tokenizer.json converted from SentencePiece only approximately (whitespace runs): without it the
+# rows would be scored on different tokens (llama-sp-58m: the same first 4,096, not 65,536).
+# Wall time and peak RSS of each quantization come from
 # /usr/bin/time -v; everything runs on 2 threads. Needs scripts/peers/setup.sh llmcompressor
 # gptqmodel (a peer whose environment is missing is skipped and said so).
 # Usage: compare.sh [MODEL ...]   (default llama-sp-58m qwen-bpe-31m); results in $WORK/results.md
@@ -73,8 +77,8 @@ for model in "${MODELS[@]}"; do
     [[ -d $out && -f ${out%-dense}.time && ! -f $out.eval.json ]] || continue
     [[ $(basename "$out") =~ ${EVAL:-.} && ${EVAL:-} != 0 ]] || continue
     echo "== eval $out"
-    "$QFORGE" eval "$out" --ref "$src" --text "$SHARED/data/valid.txt" --max-tokens "$EVAL_TOKENS" \
-      --json -t 2 >"$out.eval.json.tmp" 2>"$out.eval.err" && mv "$out.eval.json.tmp" "$out.eval.json" ||
+    "$QFORGE" eval "$out" --ref "$src" --tokenizer "$src" --text "$SHARED/data/valid.txt" \
+      --max-tokens "$EVAL_TOKENS" --json -t 2 >"$out.eval.json.tmp" 2>"$out.eval.err" && mv "$out.eval.json.tmp" "$out.eval.json" ||
       { echo "   refused: $(tail -n 1 "$out.eval.err")"; rm -f "$out.eval.json.tmp"; }
   done
 done
