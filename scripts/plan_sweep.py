@@ -134,6 +134,9 @@ def main():
     ap.add_argument("--between", default="", help="more budgets, bits per weight")
     ap.add_argument("--llamacpp", default="",
                     help="LABEL=FILE.gguf,...: llama.cpp's quantizations, evaluated as points")
+    ap.add_argument("--plans-first", action="store_true",
+                    help="run every plan before the uniform formats (more budgets when time is "
+                         "short; the uniform anchors follow)")
     ap.add_argument("--threads", default="2")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -191,6 +194,8 @@ def main():
                      "rtn"))
     for b in filter(None, a.between.split(",")):
         jobs.append(("plan", "bpw" + b, ("bpw" + b, b), "gptq"))
+    if a.plans_first:
+        jobs.sort(key=lambda j: j[0] != "plan")  # stable: each kind keeps its order
 
     for item in filter(None, a.llamacpp.split(",")):
         label, path = item.split("=", 1)
