@@ -7,6 +7,8 @@ the same bytes accounting as the plans) and a planned mix whose budget is F's ex
 plan is compared with a uniform format of equal size. --between adds budgets between them (for the
 rank correlation and the curve). Each point is quantized with `qforge quantize --plan` (GPTQ on the
 linears; --rtn formats also uniformly by RTN) and evaluated with `qforge eval --ref ORIGINAL`.
+--llamacpp LABEL=FILE.gguf adds llama.cpp's own files (llama-quantize with an imatrix, e.g. kept
+by `KEEP=1 scripts/gguf_quality.sh`), evaluated the same way, at the bits of their matrices.
 The first uniform GPTQ quantization runs right after the measurement, so the two times the cost
 criterion compares (measurement vs one GPTQ run) are taken side by side.
 
@@ -103,6 +105,19 @@ def quantized_bytes(qdir, measurement):
         measurement["other_bytes"]
 
 
+def gguf_matrix_bytes(q, path):
+    """Bytes of a GGUF file's matrices (packed block tensors and any of two dimensions), from
+    `qforge info`'s tensor table (name, dtype, shape, bytes)."""
+    total = 0
+    for line in run([q, "info", path]).splitlines():
+        f = line.split()
+        if len(f) < 4 or not f[-1].isdigit():
+            continue
+        if f[0].endswith(".packed") or (f[-3].startswith("[") and f[-3].endswith(",")):
+            total += int(f[-1])
+    return total
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--qforge", required=True)
@@ -117,6 +132,11 @@ def main():
                          "first one's quantization is the GPTQ run the measurement is timed against")
     ap.add_argument("--rtn", default="", help="uniform formats also quantized by RTN")
     ap.add_argument("--between", default="", help="more budgets, bits per weight")
+    ap.add_argument("--llamacpp", default="",
+                    help="LABEL=FILE.gguf,...: llama.cpp's quantizations, evaluated as points")
+    ap.add_argument("--plans-first", action="store_true",
+                    help="run every plan before the uniform formats (more budgets when time is "
+                         "short; the uniform anchors follow)")
     ap.add_argument("--threads", default="2")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -146,6 +166,8 @@ def main():
     weights = weight_count(measurement)
     state["smallest_step_bytes"] = smallest_step(measurement)
     for r in state["results"]:  # recount what earlier runs wrote (the count's rule may change)
+        if r["kind"] == "llamacpp":
+            continue
         qdir = os.path.join(a.out, "q-" + r["kind"] + "-" + r["label"])
         if os.path.exists(qdir):
             r["written_bytes"] = quantized_bytes(qdir, measurement)
@@ -172,6 +194,23 @@ def main():
                      "rtn"))
     for b in filter(None, a.between.split(",")):
         jobs.append(("plan", "bpw" + b, ("bpw" + b, b), "gptq"))
+    if a.plans_first:
+        jobs.sort(key=lambda j: j[0] != "plan")  # stable: each kind keeps its order
+
+    for item in filter(None, a.llamacpp.split(",")):
+        label, path = item.split("=", 1)
+        if ("llamacpp", label) in done:
+            continue
+        e = json.loads(run([q, "eval", path, "--ref", a.model, "--text", a.text, "--max-tokens",
+                            str(a.eval_tokens), "--json", "-t", a.threads]))
+        qbytes = gguf_matrix_bytes(q, path)
+        state["results"].append({
+            "kind": "llamacpp", "label": label, "method": "llamacpp",
+            "bpw": 8.0 * qbytes / weights, "max_bytes": qbytes, "bytes": qbytes,
+            "written_bytes": qbytes, "file_bytes": os.path.getsize(path), "predicted_kld": 0.0,
+            "kld_mean": e["kld_mean"], "ppl": e["ppl"], "ref_ppl": e["ref_ppl"],
+            "top1": e["top1_agreement"], "tokens": e["tokens"], "formats": []})
+        save()
 
     for kind, label, path, method in jobs:
         if (kind, label) in done:
@@ -207,8 +246,8 @@ def report(state):
     print("| kind | budget / format | bpw | bytes (max) | predicted KLD | measured KLD | PPL | top-1 |")
     print("|---|---|---|---|---|---|---|---|")
     for r in sorted(results, key=lambda r: (r["bpw"], r["kind"])):
-        # The measurement predicts GPTQ quantizations; an RTN point has no prediction.
-        pred = "—" if r["method"] == "rtn" else f"{r['predicted_kld']:.5f}"
+        # The measurement predicts qforge's GPTQ quantizations; RTN and llama.cpp have none.
+        pred = "—" if r["method"] != "gptq" else f"{r['predicted_kld']:.5f}"
         print(f"| {r['kind']} | {r['label']} | {r['bpw']:.4f} | {r['written_bytes']} "
               f"({r['max_bytes']}) | {pred} | {r['kld_mean']:.5f} | "
               f"{r['ppl']:.4f} | {100 * r['top1']:.2f}% |")

@@ -92,6 +92,17 @@ bad quantize-plan-names "p-names.json: tensor model.layers.9.*(a plan for anothe
 sed 's/"int4-g64"/"int4-g100x"/' "$TMP/p.json" >"$TMP/p-format.json"
 bad quantize-plan-format "p-format.json: tensor .*unknown format" "$QFORGE" quantize "$M" --plan "$TMP/p-format.json" -o "$TMP/qx" --method rtn
 [ ! -e "$TMP/px.json" ] && [ ! -e "$TMP/qx" ] || { echo "FAIL refused plan left output behind"; fails=$((fails + 1)); }
+# A plan over GGUF types written as GGUF: --size bounds the whole .gguf file (its vocabulary and
+# F32 norms included), refused budgets name both limits of that file, and a plan naming formats
+# llama.cpp has no type for is refused; nothing is written when refused.
+PG=("${P1[@]}" --formats q4_0,q8_0)
+ok quantize-size-gguf "$QFORGE" quantize "$M" --size 6000000 "${PG[@]}" -o "$TMP/qs.gguf"
+s=$(stat -c %s "$TMP/qs.gguf" 2>/dev/null || echo 0)
+[ "$s" -le 6000000 ] && [ "$s" -gt 5900000 ] || { echo "FAIL quantize-size-gguf: $s bytes for --size 6000000"; fails=$((fails + 1)); }
+bad quantize-size-gguf-high "smallest possible file is .* the largest" "$QFORGE" quantize "$M" --size 100000000 "${PG[@]}" --measurement "$TMP/qs.gguf.measurement.json" -o "$TMP/qx.gguf"
+bad quantize-size-gguf-low "smallest possible file is .* the largest" "$QFORGE" quantize "$M" --size 4000000 "${PG[@]}" --measurement "$TMP/qs.gguf.measurement.json" -o "$TMP/qx.gguf"
+bad quantize-plan-gguf-type "has no GGUF type" "$QFORGE" quantize "$M" --plan "$TMP/p.json" -o "$TMP/qx.gguf" --method rtn
+[ ! -e "$TMP/qx.gguf" ] || { echo "FAIL refused GGUF plan left output behind"; fails=$((fails + 1)); }
 
 # Bad input: one line naming the file and the problem, exit 1.
 bad missing-model "no-such-dir" "$QFORGE" info "$TMP/no-such-dir"

@@ -361,6 +361,30 @@ TEST(GgufModel, ConvertedTypesAreTheOnesAskedFor) {
   }
 }
 
+// What a --size budget for a .gguf leaves to everything but the matrices: never less than the
+// file's own header, vocabulary, norms and padding, at most 32 bytes a tensor more, and the name
+// it is given counted byte for byte.
+TEST(GgufModel, OverheadBoundsTheFileBesidesItsMatrices) {
+  const LoadedModel hf = load_model(testing::embedded_model_dir());
+  const fs::path out = temp_path("overhead.gguf");
+  write_gguf_model(hf, out, DType::F16);
+  uint64_t matrices = 0, tensors = 0;
+  {
+    auto f = gguf::File::open(out);
+    for (const gguf::TensorInfo& t : f->tensors()) {
+      ++tensors;
+      if (t.ne.size() == 2) matrices += t.nbytes;
+    }
+  }
+  const uint64_t actual = fs::file_size(out) - matrices;
+  const std::string name = hf.source.filename().replace_extension().string();
+  const uint64_t bound = gguf_overhead_bytes(hf, name);
+  EXPECT_GE(bound, actual);
+  EXPECT_LE(bound, actual + 32 * (tensors + 1));
+  EXPECT_EQ(gguf_overhead_bytes(hf, name + "-longer"), bound + 7);
+  fs::remove(out);
+}
+
 TEST(GgufModel, UnsupportedArchitectureAndTypesAreRefusedByName) {
   auto write = [](const std::string& arch, uint32_t type_id,
                   const std::string& extra = "blk.0.attn_norm.weight") {

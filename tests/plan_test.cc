@@ -276,6 +276,9 @@ TEST(Sensitivity, MeasuresEveryTensorAndPlansWithinTheBudget) {
   const plan::Measurement m = plan::measure_sensitivity(o);
   ASSERT_FALSE(m.tensors.empty());
   EXPECT_TRUE(plan::measurement_matches(m, o, m.calib_hash));
+  plan::Measurement fewer = m;  // as if made when the list named fewer formats
+  fewer.tensors[3].candidates.pop_back();
+  EXPECT_FALSE(plan::measurement_matches(fewer, o, m.calib_hash));
   int tables = 0;
   for (const plan::TensorMeasure& t : m.tensors) {
     ASSERT_EQ(t.candidates.size(), 3u) << t.name;

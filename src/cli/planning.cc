@@ -15,7 +15,8 @@ std::pair<CLI::Option*, CLI::Option*> add_planning_options(CLI::App* cmd, Planni
                               "Budget: bits per weight over the linears, embedding and head "
                               "(scales and zeros included; a kept tensor at its own bits)");
   auto* size = cmd->add_option("--size", p.size,
-                               "Budget: bytes of the whole model.safetensors, header included");
+                               "Budget: bytes of the whole output file, metadata included "
+                               "(model.safetensors; for quantize -o X.gguf the .gguf)");
   bpw->excludes(size);
   cmd->add_option("--formats", p.formats,
                   "Candidate formats: int (default), fp, gguf, all, or a comma-separated list");

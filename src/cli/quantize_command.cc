@@ -26,12 +26,16 @@ extern "C" void on_sigint(int) {
 }
 
 // --bpw / --size: refuse what can be refused, measure (or reuse the measurement cached beside the
-// output), plan, and quantize by that plan.
-void plan_for_quantize(QuantizeOptions& q, const plan::Budget& budget, const PlanningOptions& p) {
+// output), plan, and quantize by that plan. --size bounds the whole output file: for a .gguf its
+// header, vocabulary and F32 norms are what the quantized tensors may not use.
+void plan_for_quantize(QuantizeOptions& q, plan::Budget budget, const PlanningOptions& p,
+                       bool gguf) {
   check(!q.calib.empty(), "--bpw / --size need calibration text: pass --calib FILE");
   if (std::filesystem::exists(q.output) && !q.overwrite)
     check(std::filesystem::is_directory(q.output) && std::filesystem::is_empty(q.output),
           "{}: output exists (use --force to replace it)", q.output.string());
+  if (gguf && budget.kind == plan::Budget::Kind::FileBytes)
+    budget.overhead = gguf_output_overhead_bytes(load_model(q.model), q.output);
   plan::MeasureOptions m;
   m.model = q.model;
   m.calib = q.calib;
@@ -206,7 +210,7 @@ void add_quantize_command(CLI::App& app) {
       q.plan_source = o->plan;
       if (method->count() == 0 && q.plan->method == "awq+gptq") q.awq = true;
     }
-    if (auto budget = budget_of(o->planning)) plan_for_quantize(q, *budget, o->planning);
+    if (auto budget = budget_of(o->planning)) plan_for_quantize(q, *budget, o->planning, gguf);
     g_interrupted = false;
     std::signal(SIGINT, on_sigint);
     q.interrupted = &g_interrupted;

@@ -485,6 +485,20 @@ gguf::MetadataWriter gguf_metadata(const LoadedModel& model, uint32_t file_type)
   return md;
 }
 
+uint64_t gguf_overhead_bytes(const LoadedModel& model, const std::string& general_name) {
+  const std::string own_name = model.source.filename().replace_extension().string();
+  // "GGUF", version, tensor count, metadata count; then the metadata with general.name renamed.
+  uint64_t bytes = 4 + 4 + 8 + 8 + gguf_metadata(model, 0).bytes().size() - own_name.size() +
+                   general_name.size() + gguf::kDefaultAlignment;
+  for (const OutTensor& t : output_tensors(model, gguf_architecture(model.config.model_type))) {
+    const uint64_t dims = t.parts.empty() ? 1 : 2;
+    // Name, dimension count, dimensions, type, offset; padding before the next tensor's data.
+    bytes += 8 + t.name.size() + 4 + 8 * dims + 4 + 8 + gguf::kDefaultAlignment;
+    if (t.parts.empty()) bytes += 4 * static_cast<uint64_t>(t.vector.size);
+  }
+  return bytes;
+}
+
 void write_gguf_model(const LoadedModel& model, const fs::path& path, std::optional<DType> dtype) {
   const ModelConfig& c = model.config;
   const std::string arch = gguf_architecture(c.model_type);

@@ -15,7 +15,9 @@ namespace {
 // The integer ladder is dense (a group-size step between bit widths, int7 between int6 and int8):
 // a plan at the size of any uniform format can then move single tensors a small step up or down
 // instead of only a whole bit, which is where it gains over that format (docs/RESULTS.md, issue
-// 13). g64 variants also serve rows that 128 does not divide (Qwen's 576).
+// 13). g64 variants also serve rows that 128 does not divide (Qwen's 576). GGUF: the k-quants
+// need rows of 256; for other rows (Qwen's 576) the 32-blocks are the only types, so all of them
+// (q4_0, iq4_nl, q4_1, q5_0, q5_1, q8_0: 4.5 to 8.5 bits in half-bit steps up to 6) are candidates.
 const std::map<std::string, std::vector<std::string>>& families() {
   static const std::map<std::string, std::vector<std::string>> f = {
       {"int",
@@ -23,7 +25,9 @@ const std::map<std::string, std::vector<std::string>>& families() {
         "int5-g128", "int6-g64", "int6-g128", "int7-g64", "int7-g128", "int8-channel"}},
       {"fp",
        {"fp4-g16", "mxfp4", "nvfp4", "nf4", "mxfp6-e2m3", "fp6-e2m3-g32", "mxfp8", "fp8-e4m3"}},
-      {"gguf", {"q2_k", "q3_k", "q4_0", "q4_k", "iq4_xs", "q5_0", "q5_k", "q6_k", "q8_0"}},
+      {"gguf",
+       {"q2_k", "q3_k", "iq4_xs", "q4_0", "iq4_nl", "q4_k", "q4_1", "q5_0", "q5_k", "q5_1", "q6_k",
+        "q8_0"}},
   };
   return f;
 }

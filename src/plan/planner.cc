@@ -66,7 +66,7 @@ uint64_t budget_bytes(const Measurement& m, const Budget& budget) {
           budget.value, m.model, lo, hi);
     return static_cast<uint64_t>(std::floor(budget.value * static_cast<double>(weights) / 8));
   }
-  const uint64_t overhead = file_overhead_bytes(m);
+  const uint64_t overhead = budget.overhead.value_or(file_overhead_bytes(m));
   check(
       budget.value >= static_cast<double>(smallest + overhead) &&
           budget.value <= static_cast<double>(largest + overhead),

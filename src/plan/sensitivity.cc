@@ -312,13 +312,34 @@ Measurement measure_or_reuse(const MeasureOptions& o, const std::filesystem::pat
   return m;
 }
 
+namespace {
+
+// Whether each tensor's candidates are the formats `spec` names now that take its rows: a family
+// ("gguf", "int") may list other formats than when the measurement was made.
+bool same_candidates(const Measurement& m, const std::string& spec) {
+  const std::vector<const formats::Format*> formats = candidate_formats(spec);
+  for (const TensorMeasure& t : m.tensors) {
+    size_t i = 0;
+    for (const formats::Format* f : formats) {
+      if (t.cols % f->info().row_multiple != 0) continue;
+      if (i == t.candidates.size() || t.candidates[i].format != f->name()) return false;
+      ++i;
+    }
+    if (i != t.candidates.size()) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 bool measurement_matches(const Measurement& m, const MeasureOptions& o, uint64_t calib_hash) {
   const int64_t probe_sequences =
       std::max<int64_t>(1, (o.probe_tokens + o.seq_len - 1) / o.seq_len);
   return m.model == o.model.string() && m.calib_hash == calib_hash &&
          m.calib_tokens == o.calib_tokens / o.seq_len * o.seq_len && m.seq_len == o.seq_len &&
          m.probe_tokens == probe_sequences * o.seq_len && m.formats == o.formats &&
-         m.method == (o.method == QuantMethod::GPTQ ? "gptq" : "rtn");
+         m.method == (o.method == QuantMethod::GPTQ ? "gptq" : "rtn") &&
+         same_candidates(m, o.formats);
 }
 
 nlohmann::json measurement_to_json(const Measurement& m) {

@@ -32,6 +32,12 @@ std::vector<std::byte> permute_qk_rows(const std::byte* rows, int64_t n_rows, si
 // vocabulary (tokenizer.ggml.*). `file_type` is llama.cpp's LLAMA_FTYPE of the tensors.
 gguf::MetadataWriter gguf_metadata(const LoadedModel& model, uint32_t file_type);
 
+// Bytes of the GGUF file write_gguf_model writes for `model` besides its matrices' data: header,
+// metadata (vocabulary included, general.name = `general_name`), tensor infos, alignment (bounded
+// by a whole alignment per tensor) and the norms and biases in F32. An upper bound, exact to within
+// 32 bytes a tensor: what a --size budget for a .gguf output leaves to everything else.
+uint64_t gguf_overhead_bytes(const LoadedModel& model, const std::string& general_name);
+
 // Writes `model` as a GGUF file: 2-D weights in `dtype` (F32/F16/BF16; nullopt keeps the source's
 // dtype, or F32 for a dequantized source), norms and biases in F32, q/k permuted for llama,
 // Gemma's norms stored as 1 + w (llama.cpp multiplies by the weight). Temp file + rename.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "qforge/plan/sensitivity.h"
@@ -13,11 +14,16 @@ namespace qforge::plan {
 
 struct Budget {
   enum class Kind { BitsPerWeight, FileBytes };
+  Budget() = default;
+  Budget(Kind k, double v) : kind(k), value(v) {}
   Kind kind = Kind::BitsPerWeight;
   // BitsPerWeight: bits over all weights of the linears, embedding and head (a tensor kept as
-  // stored counts at its own bits). FileBytes: bytes of the whole model.safetensors, header and
-  // every unquantized tensor included.
+  // stored counts at its own bits). FileBytes: bytes of the whole output file (model.safetensors,
+  // or the .gguf of `quantize -o X.gguf`), header and every unquantized tensor included.
   double value = 0;
+  // FileBytes: the file's bytes besides the quantizable tensors; unset, file_overhead_bytes (the
+  // model.safetensors layout). A .gguf output sets gguf_overhead_bytes.
+  std::optional<uint64_t> overhead;
   std::string describe() const;  // "--bpw 4.25" / "--size 30000000"
 };
 

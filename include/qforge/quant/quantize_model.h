@@ -21,6 +21,8 @@
 
 namespace qforge {
 
+struct LoadedModel;
+
 struct QuantizeOptions {
   std::filesystem::path model;
   std::filesystem::path output;
@@ -29,8 +31,8 @@ struct QuantizeOptions {
   // format, tensor_formats, keep and fallback. plan_source names it (its file) in messages.
   std::optional<QuantPlan> plan;
   std::string plan_source;
-  // When not 0, model.safetensors may not exceed this many bytes (a --size budget): checked
-  // before the output is moved into place.
+  // When not 0, model.safetensors (quantize_model_to_gguf: the .gguf file) may not exceed this
+  // many bytes (a --size budget): checked before the output is moved into place (GGUF: after).
   uint64_t max_output_bytes = 0;
   // How values are rounded: RTN or GPTQ. With `awq`, AWQ's scales (and, unless awq_clip is false,
   // its clipping) come first: "awq" = AWQ + RTN, "awq+gptq" = AWQ scales + GPTQ.
@@ -103,8 +105,13 @@ std::vector<std::vector<int32_t>> calibration_sequences(const std::filesystem::p
 // cannot express are refused before any work (gguf_types_only). The source may be a .gguf: its
 // F32/F16/BF16 weights quantize exactly as the same weights from safetensors (the llama q/k
 // permutation undone at load), and the output takes its hyperparameters and vocabulary.
+// max_output_bytes bounds the GGUF file (a file over it is removed and refused).
 QuantizeReport quantize_model_to_gguf(const QuantizeOptions& options,
                                       const std::function<void(int, int)>& progress = {});
+// The bytes quantize_model_to_gguf writes to `output` besides the quantized matrices of `model`
+// (io/gguf_model.h gguf_overhead_bytes, with the general.name it writes): the overhead of a --size
+// budget for a .gguf output.
+uint64_t gguf_output_overhead_bytes(const LoadedModel& model, const std::filesystem::path& output);
 
 // FNV-1a 64-bit: a stable fingerprint of the calibration text for the metadata.
 uint64_t fnv1a64(std::string_view data);
