@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -178,11 +179,15 @@ const Block* block_or_null(const Block* blk, int64_t b, int64_t nb) {
   return b < nb ? blk + b : nullptr;
 }
 
-// The IQ4 grid plus 128 (unsigned bytes) in every 128-bit lane, for vpshufb.
-QFORGE_VNNI inline __m512i iq4_grid() {
-  alignas(16) uint8_t t[16];
+// The IQ4 grid plus 128 as unsigned bytes, broadcast to every 128-bit lane for vpshufb.
+constexpr auto kIq4Unsigned = [] {
+  std::array<uint8_t, 16> t{};
   for (int i = 0; i < 16; ++i) t[i] = static_cast<uint8_t>(formats::gguf::kIq4nlValues[i] + 128);
-  return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+  return t;
+}();
+QFORGE_VNNI inline __m512i iq4_grid() {
+  return _mm512_broadcast_i32x4(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4Unsigned.data())));
 }
 // The scale of sub-block k of an IQ4_XS block, in units of d: a 6-bit value minus 32.
 inline float iq4_xs_scale(const formats::gguf::BlockIQ4_XS& b, int k) {
@@ -190,62 +195,60 @@ inline float iq4_xs_scale(const formats::gguf::BlockIQ4_XS& b, int k) {
       (((b.scales_l[k / 2] >> 4 * (k % 2)) & 0xf) | (((b.scales_h >> 2 * k) & 3) << 4)) - 32);
 }
 
-struct Q4_0Kernel {
+// Formats of 32-weight blocks with one fp16 scale d each (Q4_0, IQ4_NL, Q8_0), taken in pairs:
+// Codes::pair gives the 64 weights of a block and of the next (absent past an odd row end: zero)
+// as unsigned bytes u, the weight being d (u - 128).
+template <class Block, class Codes>
+struct PairedBlocksKernel {
   template <int kT>
   QFORGE_VNNI static void row(const uint8_t* p, const IntGroups&, const Activations& a,
                               __m512* acc) {
-    using formats::gguf::BlockQ4_0;
     const int64_t nb = a.cols / kBlock;
-    const auto* blk = reinterpret_cast<const BlockQ4_0*>(p);
+    const auto* blk = reinterpret_cast<const Block*>(p);
     for (int64_t b = 0; b < nb; b += 2) {
-      prefetch_ahead(blk + b, 2 * sizeof(BlockQ4_0));
-      const BlockQ4_0* next = block_or_null(blk, b + 1, nb);
-      const __m512i codes = planar_pair(load_pair16(blk[b].qs, next ? next->qs : nullptr));
-      const __m512i u = _mm512_maskz_add_epi8(next ? ~0ull : 0xFFFFFFFFull, codes,
-                                              _mm512_set1_epi8(120));  // code - 8 + 128
-      step<kT, true>(u, halves(_cvtsh_ss(blk[b].d), next ? _cvtsh_ss(next->d) : 0.0f), a,
-                     b * kBlock, acc);
+      prefetch_ahead(blk + b, 2 * sizeof(Block));
+      const Block* next = block_or_null(blk, b + 1, nb);
+      step<kT, true>(Codes::pair(blk[b], next),
+                     halves(_cvtsh_ss(blk[b].d), next ? _cvtsh_ss(next->d) : 0.0f), a, b * kBlock,
+                     acc);
     }
   }
 };
 
-struct IQ4_NLKernel {
-  template <int kT>
-  QFORGE_VNNI static void row(const uint8_t* p, const IntGroups&, const Activations& a,
-                              __m512* acc) {
-    using formats::gguf::BlockIQ4_NL;
-    const int64_t nb = a.cols / kBlock;
-    const __m512i grid = iq4_grid();
-    const auto* blk = reinterpret_cast<const BlockIQ4_NL*>(p);
-    for (int64_t b = 0; b < nb; b += 2) {
-      prefetch_ahead(blk + b, 2 * sizeof(BlockIQ4_NL));
-      const BlockIQ4_NL* next = block_or_null(blk, b + 1, nb);
-      const __m512i codes = planar_pair(load_pair16(blk[b].qs, next ? next->qs : nullptr));
-      const __m512i u = _mm512_maskz_shuffle_epi8(next ? ~0ull : 0xFFFFFFFFull, grid, codes);
-      step<kT, true>(u, halves(_cvtsh_ss(blk[b].d), next ? _cvtsh_ss(next->d) : 0.0f), a,
-                     b * kBlock, acc);
-    }
+// The second block's 32 bytes of u, or none.
+constexpr uint64_t pair_mask(const void* next) {
+  return next ? ~0ull : 0xFFFFFFFFull;
+}
+
+struct Q4_0Codes {  // code - 8 + 128
+  QFORGE_VNNI static __m512i pair(const formats::gguf::BlockQ4_0& b,
+                                  const formats::gguf::BlockQ4_0* next) {
+    return _mm512_maskz_add_epi8(pair_mask(next),
+                                 planar_pair(load_pair16(b.qs, next ? next->qs : nullptr)),
+                                 _mm512_set1_epi8(120));
   }
 };
 
-struct Q8_0Kernel {
-  template <int kT>
-  QFORGE_VNNI static void row(const uint8_t* p, const IntGroups&, const Activations& a,
-                              __m512* acc) {
-    using formats::gguf::BlockQ8_0;
-    const int64_t nb = a.cols / kBlock;
-    const auto* blk = reinterpret_cast<const BlockQ8_0*>(p);
-    for (int64_t b = 0; b < nb; b += 2) {
-      prefetch_ahead(blk + b, 2 * sizeof(BlockQ8_0));
-      const BlockQ8_0* next = block_or_null(blk, b + 1, nb);
-      const __m512i codes = join(load256(blk[b].qs), load_or_zero(next ? next->qs : nullptr));
-      const __m512i u = _mm512_maskz_xor_epi64(next ? 0xFF : 0x0F, codes,
-                                               _mm512_set1_epi8(static_cast<char>(0x80)));
-      step<kT, true>(u, halves(_cvtsh_ss(blk[b].d), next ? _cvtsh_ss(next->d) : 0.0f), a,
-                     b * kBlock, acc);
-    }
+struct IQ4_NLCodes {  // grid[code] + 128
+  QFORGE_VNNI static __m512i pair(const formats::gguf::BlockIQ4_NL& b,
+                                  const formats::gguf::BlockIQ4_NL* next) {
+    return _mm512_maskz_shuffle_epi8(pair_mask(next), iq4_grid(),
+                                     planar_pair(load_pair16(b.qs, next ? next->qs : nullptr)));
   }
 };
+
+struct Q8_0Codes {  // the signed code + 128
+  QFORGE_VNNI static __m512i pair(const formats::gguf::BlockQ8_0& b,
+                                  const formats::gguf::BlockQ8_0* next) {
+    return _mm512_maskz_xor_epi64(next ? 0xFF : 0x0F,
+                                  join(load256(b.qs), load_or_zero(next ? next->qs : nullptr)),
+                                  _mm512_set1_epi8(static_cast<char>(0x80)));
+  }
+};
+
+using Q4_0Kernel = PairedBlocksKernel<formats::gguf::BlockQ4_0, Q4_0Codes>;
+using IQ4_NLKernel = PairedBlocksKernel<formats::gguf::BlockIQ4_NL, IQ4_NLCodes>;
+using Q8_0Kernel = PairedBlocksKernel<formats::gguf::BlockQ8_0, Q8_0Codes>;
 
 // The 6-bit scales and mins of the 8 sub-blocks of a Q4_K / Q5_K block as 8 bytes each (the
 // 12-byte packing of llama.cpp's get_scale_min_k4, unpacked four at a time), then as floats
@@ -404,8 +407,7 @@ struct IntGroupsKernel {
   QFORGE_VNNI static __m512i unsigned_codes(const IntGroups& g, const uint8_t* first,
                                             const uint8_t* second) {
     if (g.bits == 8) return join(load256(first), load_or_zero(second));  // stored as code + 128
-    return _mm512_maskz_add_epi8(second ? ~0ull : 0xFFFFFFFFull,
-                                 sequential_pair(load_pair16(first, second)),
+    return _mm512_maskz_add_epi8(pair_mask(second), sequential_pair(load_pair16(first, second)),
                                  _mm512_set1_epi8(120));  // code - 8 + 128
   }
 
