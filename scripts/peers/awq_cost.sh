@@ -8,24 +8,18 @@
 # with a limit the quantization is stopped there). CALIB_ROWS as compare.sh (default 32 here).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-SHARED=${SHARED:-$ROOT/../shared}
-PEERS_HOME=${PEERS_HOME:-$HOME/.cache/qforge/peers}
 WORK=${WORK:-$HOME/.cache/qforge/peers-awq}
 CALIB_ROWS=${CALIB_ROWS:-32}
+source "$HERE/common.sh"
 INTERVAL=${INTERVAL:-30}
 model=${1:-llama-sp-58m}
 limit=${2:-0}
 src=$SHARED/models/$model
-LLMC=$PEERS_HOME/llmcompressor/bin/python
-export OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
-group=128
-[[ $model == qwen-bpe-31m ]] && group=64
+group=$(group_size "$model")
 w=$WORK/$model
 rm -rf "$w/llmc-awq"
 mkdir -p "$w"
-ids=$w/calib_ids-$CALIB_ROWS.json
-[[ -f $ids ]] || "$LLMC" "$HERE/peer_quantize.py" ids "$src" "$SHARED/data/calib.txt" $((CALIB_ROWS * 512)) 512 >"$ids"
+ids=$(calib_ids "$src" "$w")
 
 # points LOG: grid points finished = the sum over bars of each bar's highest "n/20"
 points() {

@@ -15,18 +15,12 @@
 # evaluations (to quantize everything first), EVAL=REGEX evaluates only the outputs it matches.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-QFORGE=${QFORGE:-$ROOT/build/release/qforge}
-SHARED=${SHARED:-$ROOT/../shared}
-PEERS_HOME=${PEERS_HOME:-$HOME/.cache/qforge/peers}
 WORK=${WORK:-$HOME/.cache/qforge/peers-compare}
 CALIB_ROWS=${CALIB_ROWS:-128}
+source "$HERE/common.sh"
 EVAL_TOKENS=${EVAL_TOKENS:-65536}
 MODELS=("$@")
 [[ ${#MODELS[@]} -gt 0 ]] || MODELS=(llama-sp-58m qwen-bpe-31m)
-export OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
-LLMC=$PEERS_HOME/llmcompressor/bin/python
-GPTQM=$PEERS_HOME/gptqmodel/bin/python
 mkdir -p "$WORK"
 
 # timed NAME CMD...: runs CMD, keeps its output in NAME.log and wall seconds / peak RSS in NAME.time
@@ -47,19 +41,14 @@ for model in "${MODELS[@]}"; do
   src=$SHARED/models/$model
   w=$WORK/$model
   mkdir -p "$w"
-  group=128
-  [[ $model == qwen-bpe-31m ]] && group=64  # 576-wide rows: 128 does not divide them
+  group=$(group_size "$model")
   calib=(--calib "$SHARED/data/calib.txt" --calib-tokens $((CALIB_ROWS * 512)) --seq-len 512 -t 2)
   timed "$w/qforge-gptq" "$QFORGE" quantize "$src" -o "$w/qforge-gptq" --format "int4-g$group" "${calib[@]}"
   timed "$w/qforge-awq" "$QFORGE" quantize "$src" -o "$w/qforge-awq" --format "int4-g$group" --method awq "${calib[@]}"
   timed "$w/qforge-awqgptq" "$QFORGE" quantize "$src" -o "$w/qforge-awqgptq" --format "int4-g$group" --method awq+gptq "${calib[@]}"
   timed "$w/qforge-w8a8" "$QFORGE" quantize "$src" -o "$w/qforge-w8a8" --format int8-channel --act int8 --smooth 0.5 "${calib[@]}"
   if [[ -x $LLMC ]]; then
-    ids=$w/calib_ids-$CALIB_ROWS.json
-    if [[ ! -f $ids ]]; then
-      "$LLMC" "$HERE/peer_quantize.py" ids "$src" "$SHARED/data/calib.txt" $((CALIB_ROWS * 512)) 512 >"$ids.tmp"
-      mv "$ids.tmp" "$ids"
-    fi
+    ids=$(calib_ids "$src" "$w")
     for m in gptq awq w8a8; do
       timed "$w/llmc-$m" "$LLMC" "$HERE/peer_quantize.py" "llmc-$m" "$src" "$w/llmc-$m" "$ids" $group
     done

@@ -7,23 +7,16 @@
 # (default 32 here: the reduced calibration of the last compare run).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-QFORGE=${QFORGE:-$ROOT/build/release/qforge}
-SHARED=${SHARED:-$ROOT/../shared}
-PEERS_HOME=${PEERS_HOME:-$HOME/.cache/qforge/peers}
 WORK=${WORK:-$HOME/.cache/qforge/peers-walltime}
 CALIB_ROWS=${CALIB_ROWS:-32}
+source "$HERE/common.sh"
 model=${1:-llama-sp-58m}
 src=$SHARED/models/$model
-LLMC=$PEERS_HOME/llmcompressor/bin/python
-export OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
-group=128
-[[ $model == qwen-bpe-31m ]] && group=64
+group=$(group_size "$model")
 w=$WORK/$model
 rm -rf "$w"
 mkdir -p "$w"
-ids=$w/calib_ids-$CALIB_ROWS.json
-"$LLMC" "$HERE/peer_quantize.py" ids "$src" "$SHARED/data/calib.txt" $((CALIB_ROWS * 512)) 512 >"$ids"
+ids=$(calib_ids "$src" "$w")
 
 # run NAME CMD...: prints the load average, then wall and CPU seconds and peak RSS of CMD
 run() {
