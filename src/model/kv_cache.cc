@@ -125,17 +125,33 @@ void KVCache::dequantize_key_row(const uint8_t* codes, int j, const float* scale
                                   static_cast<size_t>(head_dim_), scale, offset, out);
 }
 
-// Packs the complete key group starting at `start` (the oldest in the open region) into codes.
-void KVCache::pack_key_group(Head& h, int start) {
+// Encodes the keys x[j * head_dim + d] of one group (G positions) per channel d: params[d] and the
+// codes at code index first + j * head_dim + d.
+void KVCache::encode_key_group(const float* x, std::vector<uint8_t>& codes, size_t first,
+                               KvGroupParams* params) const {
   const int G = format_.group;
-  const float* x = h.open.data() + static_cast<size_t>(start - h.open_start) * head_dim_;
   for (int d = 0; d < head_dim_; ++d) {
     const KvGroupParams p = formats::kv_choose_params(format_.type, x + d, G, head_dim_);
-    h.k_params[static_cast<size_t>(start / G) * head_dim_ + d] = p;
+    params[d] = p;
     for (int j = 0; j < G; ++j)
-      put_code(h.k_codes, static_cast<size_t>(start + j) * head_dim_ + d,
+      put_code(codes, first + static_cast<size_t>(j) * head_dim_ + d,
                formats::kv_encode(format_.type, x[static_cast<size_t>(j) * head_dim_ + d], p));
   }
+}
+
+// Each channel's scale and offset from its group parameters.
+void KVCache::channel_affine(const KvGroupParams* params, float* scale, float* offset) const {
+  for (int d = 0; d < head_dim_; ++d) {
+    scale[d] = scale_of(params[d]);
+    offset[d] = offset_of(format_.type, params[d]);
+  }
+}
+
+// Packs the complete key group starting at `start` (the oldest in the open region) into codes.
+void KVCache::pack_key_group(Head& h, int start) {
+  encode_key_group(h.open.data() + static_cast<size_t>(start - h.open_start) * head_dim_, h.k_codes,
+                   static_cast<size_t>(start) * head_dim_,
+                   &h.k_params[static_cast<size_t>(start / format_.group) * head_dim_]);
 }
 
 // Open keys of [open_start, end) as keys() returns them: each group complete within end quantized
@@ -143,6 +159,11 @@ void KVCache::pack_key_group(Head& h, int start) {
 // f32.
 void KVCache::open_keys_as_read(const Head& h, int end, float* out) const {
   const int G = format_.group;
+  // Encoded and decoded by the same code as a packed group, so both read bit-identically.
+  std::vector<uint8_t> codes(static_cast<size_t>(G) * head_dim_ * formats::kv_bits(format_.type) /
+                             8);
+  std::vector<KvGroupParams> params(static_cast<size_t>(head_dim_));
+  std::vector<float> scale(params.size()), offset(params.size());
   for (int s = h.open_start; s < end; s += G) {
     const float* x = h.open.data() + static_cast<size_t>(s - h.open_start) * head_dim_;
     float* o = out + static_cast<size_t>(s - h.open_start) * head_dim_;
@@ -150,18 +171,8 @@ void KVCache::open_keys_as_read(const Head& h, int end, float* out) const {
       std::copy_n(x, static_cast<size_t>(end - s) * head_dim_, o);
       break;
     }
-    // Encoded and decoded by the same code as a packed group, so both read bit-identically.
-    std::vector<uint8_t> codes(static_cast<size_t>(G) * head_dim_ * formats::kv_bits(format_.type) /
-                               8);
-    std::vector<float> scale(static_cast<size_t>(head_dim_)), offset(scale.size());
-    for (int d = 0; d < head_dim_; ++d) {
-      const KvGroupParams p = formats::kv_choose_params(format_.type, x + d, G, head_dim_);
-      scale[d] = scale_of(p);
-      offset[d] = offset_of(format_.type, p);
-      for (int j = 0; j < G; ++j)
-        put_code(codes, static_cast<size_t>(j) * head_dim_ + d,
-                 formats::kv_encode(format_.type, x[static_cast<size_t>(j) * head_dim_ + d], p));
-    }
+    encode_key_group(x, codes, 0, params.data());
+    channel_affine(params.data(), scale.data(), offset.data());
     for (int j = 0; j < G; ++j)
       dequantize_key_row(codes.data(), j, scale.data(), offset.data(),
                          o + static_cast<size_t>(j) * head_dim_);
@@ -226,11 +237,8 @@ const float* KVCache::keys(int layer, int kv_head, int ctx, float* scratch) cons
   std::vector<float> scale(static_cast<size_t>(head_dim_)), offset(scale.size());
   for (int j = 0; j < packed; ++j) {
     if (j % format_.group == 0)  // a new group of positions: its per-channel parameters
-      for (int d = 0; d < head_dim_; ++d) {
-        const KvGroupParams p = h.k_params[static_cast<size_t>(j / format_.group) * head_dim_ + d];
-        scale[d] = scale_of(p);
-        offset[d] = offset_of(format_.type, p);
-      }
+      channel_affine(&h.k_params[static_cast<size_t>(j / format_.group) * head_dim_], scale.data(),
+                     offset.data());
     dequantize_key_row(h.k_codes.data(), j, scale.data(), offset.data(),
                        scratch + static_cast<size_t>(j) * head_dim_);
   }

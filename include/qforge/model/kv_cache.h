@@ -86,6 +86,9 @@ class KVCache {
   void dequantize_per_token(const std::vector<uint8_t>& codes,
                             const std::vector<formats::KvGroupParams>& params, int begin, int end,
                             float* out) const;
+  void encode_key_group(const float* x, std::vector<uint8_t>& codes, size_t first,
+                        formats::KvGroupParams* params) const;
+  void channel_affine(const formats::KvGroupParams* params, float* scale, float* offset) const;
   void pack_key_group(Head& h, int start);
   void open_keys_as_read(const Head& h, int end, float* out) const;
   void dequantize_key_row(const uint8_t* codes, int j, const float* scale, const float* offset,
