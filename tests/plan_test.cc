@@ -149,7 +149,9 @@ TEST(Planner, MeetsEveryBudgetAndLeavesLessThanOneUpgradeStep) {
       auto it = p.tensors.find(t.name);
       if (it == p.tensors.end()) continue;  // kept: nothing larger
       for (const auto& c : t.candidates) {
-        if (c.bytes > it->second.bytes) EXPECT_GT(c.bytes - it->second.bytes, slack) << t.name;
+        if (c.bytes > it->second.bytes) {
+          EXPECT_GT(c.bytes - it->second.bytes, slack) << t.name;
+        }
       }
     }
   }
