@@ -1,7 +1,12 @@
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <numeric>
+#include <thread>
+#include <vector>
 
 #include "qforge/core/dtype.h"
 #include "qforge/core/error.h"
@@ -86,14 +91,50 @@ TEST(ThreadPool, RethrowsWorkerExceptions) {
   EXPECT_EQ(n.load(), 10);
 }
 
-TEST(SplitRange, GrainAlignedAndComplete) {
-  size_t covered = 0;
-  for (int i = 0; i < 3; ++i) {
-    auto [b, e] = split_range(100, 3, i, 8);
+TEST(ThreadPool, ChunksAreGrainAlignedAndCoverTheRangeOnce) {
+  ThreadPool pool(2);
+  std::mutex m;
+  std::vector<std::pair<size_t, size_t>> ranges;
+  pool.parallel_for(
+      1001,
+      [&](size_t b, size_t e, int) {
+        std::lock_guard lock(m);
+        ranges.emplace_back(b, e);
+      },
+      8);
+  std::sort(ranges.begin(), ranges.end());
+  size_t next = 0;
+  for (auto [b, e] : ranges) {
+    EXPECT_EQ(b, next);
     EXPECT_EQ(b % 8, 0u);
-    covered += e - b;
+    EXPECT_LT(b, e);
+    next = e;
   }
-  EXPECT_EQ(covered, 100u);
+  EXPECT_EQ(next, 1001u);
+  EXPECT_GT(ranges.size(), 2u);  // several chunks per thread, so a stalled thread can be covered
+}
+
+// A worker that stalls (here: sleeps, as a descheduled thread would) keeps only the chunk it
+// holds; the calling thread takes all the others instead of waiting for it.
+TEST(ThreadPool, AStalledWorkerDoesNotHoldBackTheOtherChunks) {
+  ThreadPool pool(2);
+  std::atomic<int> by_worker{0}, total{0};
+  pool.parallel_for(64, [&](size_t, size_t, int thread_index) {
+    total++;
+    if (thread_index != 0) {
+      by_worker++;
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+  });
+  EXPECT_EQ(total.load(), 16);  // 2 threads x 8 chunks of 4
+  EXPECT_LE(by_worker.load(), 1);
+}
+
+TEST(ThreadPool, OnEveryThreadRunsOncePerThread) {
+  ThreadPool pool(3);
+  std::vector<std::atomic<int>> seen(3);
+  pool.on_every_thread([&](int thread_index) { seen.at(static_cast<size_t>(thread_index))++; });
+  for (auto& s : seen) EXPECT_EQ(s.load(), 1);
 }
 
 }  // namespace

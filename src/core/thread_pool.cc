@@ -3,31 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <utility>
 
 namespace qforge {
-
-std::pair<size_t, size_t> split_range(size_t n, int parts, int i, size_t grain) {
-  const size_t blocks = (n + grain - 1) / grain;
-  const size_t per = blocks / parts, extra = blocks % parts;
-  const size_t b0 = i * per + std::min<size_t>(i, extra);
-  const size_t b1 = b0 + per + (static_cast<size_t>(i) < extra ? 1 : 0);
-  return {std::min(n, b0 * grain), std::min(n, b1 * grain)};
-}
-
-ThreadPool::ThreadPool(int threads) {
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
-}
-
-ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard lock(mutex_);
-    stop_ = true;
-    generation_.fetch_add(1);
-  }
-  start_cv_.notify_all();
-  for (auto& t : workers_) t.join();
-}
 
 namespace {
 // How long a waiting thread spins before it sleeps: long enough to bridge the gaps between the
@@ -35,6 +13,10 @@ namespace {
 // thread, on an oversubscribed machine) could use. Measured in time, not iterations: a `pause`
 // takes ~10 cycles on some CPUs and ~140 on others.
 constexpr auto kSpinTime = std::chrono::microseconds(100);
+
+// Chunks per thread: enough that the running threads can take over the share of one that is
+// descheduled, few enough that claiming a chunk (one atomic add) stays negligible.
+constexpr size_t kChunksPerThread = 8;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -54,37 +36,67 @@ bool spin_until(Done done) {
     if (std::chrono::steady_clock::now() >= deadline) return done();
   }
 }
+
+uint64_t tagged(uint32_t generation, uint64_t chunk) {
+  return (static_cast<uint64_t>(generation) << 32) | chunk;
+}
 }  // namespace
 
+ThreadPool::ThreadPool(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+    generation_.fetch_add(1);
+  }
+  start_cv_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::record_error(std::exception_ptr e) {
+  std::lock_guard lock(mutex_);
+  if (!error_) error_ = e;
+}
+
+void ThreadPool::run_chunks(const Job& job, int thread_index) {
+  uint64_t claim = next_chunk_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (claim >> 32 != job.generation || (claim & 0xffffffffu) >= job.chunks) return;
+    if (!next_chunk_.compare_exchange_weak(claim, claim + 1, std::memory_order_acq_rel)) continue;
+    const size_t begin = (claim & 0xffffffffu) * job.chunk;
+    try {
+      (*job.fn)(begin, std::min(job.n, begin + job.chunk), thread_index);
+    } catch (...) {
+      record_error(std::current_exception());
+    }
+    if (chunks_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == job.chunks) {
+      std::lock_guard lock(mutex_);  // the caller may be asleep on done_cv_
+      done_cv_.notify_one();
+    }
+    claim = next_chunk_.load(std::memory_order_relaxed);
+  }
+}
+
 void ThreadPool::worker_loop(int index) {
-  unsigned long seen = 0;
+  uint32_t seen = 0;
   for (;;) {
     // Spin first, then sleep until the generation changes.
     if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
       std::unique_lock lock(mutex_);
       start_cv_.wait(lock, [&] { return generation_.load() != seen; });
     }
-    const std::function<void(size_t, size_t, int)>* job;
-    size_t n, grain;
+    Job job;
     {
       std::lock_guard lock(mutex_);
       if (stop_) return;
       seen = generation_.load();
       job = job_;
-      n = job_n_;
-      grain = job_grain_;
     }
-    const auto [b, e] = split_range(n, size(), index, grain);
-    try {
-      if (b < e) (*job)(b, e, index);
-    } catch (...) {
-      std::lock_guard lock(mutex_);
-      if (!error_) error_ = std::current_exception();
-    }
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard lock(mutex_);
-      done_cv_.notify_one();
-    }
+    if (job.fn != nullptr && job.generation == seen) run_chunks(job, index);
   }
 }
 
@@ -96,31 +108,41 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t,
     fn(0, n, 0);
     return;
   }
+  const size_t grains = (n + grain - 1) / grain;
+  const size_t chunks = std::min(grains, static_cast<size_t>(size()) * kChunksPerThread);
+  const size_t chunk = (grains + chunks - 1) / chunks * grain;
+  Job job{&fn, n, chunk, (n + chunk - 1) / chunk, 0};
   {
     std::lock_guard lock(mutex_);
-    job_ = &fn;
-    job_n_ = n;
-    job_grain_ = grain;
-    pending_.store(static_cast<int>(workers_.size()));
     error_ = nullptr;
-    generation_.fetch_add(1, std::memory_order_release);
+    job.generation = generation_.load() + 1;
+    job_ = job;
+    chunks_done_.store(0, std::memory_order_relaxed);
+    next_chunk_.store(tagged(job.generation, 0), std::memory_order_relaxed);
+    generation_.store(job.generation, std::memory_order_release);
   }
   start_cv_.notify_all();
-  std::exception_ptr mine;
-  const auto [b, e] = split_range(n, size(), 0, grain);
-  try {
-    if (b < e) fn(b, e, 0);
-  } catch (...) {
-    mine = std::current_exception();
-  }
-  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
+  run_chunks(job, 0);
+  auto all_done = [&] { return chunks_done_.load(std::memory_order_acquire) == job.chunks; };
+  if (!spin_until(all_done)) {
     std::unique_lock lock(mutex_);
-    done_cv_.wait(lock, [&] { return pending_.load() == 0; });
+    done_cv_.wait(lock, all_done);
   }
   std::lock_guard lock(mutex_);
-  job_ = nullptr;
-  if (mine) std::rethrow_exception(mine);
-  if (error_) std::rethrow_exception(error_);
+  job_.fn = nullptr;
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+}
+
+void ThreadPool::on_every_thread(const std::function<void(int)>& fn) {
+  // One chunk per thread, and every thread waits at a start line until all have arrived, so no
+  // thread can take a second chunk.
+  std::atomic<int> arrived{0};
+  const int threads = size();
+  parallel_for(static_cast<size_t>(threads), [&](size_t, size_t, int thread_index) {
+    arrived.fetch_add(1);
+    while (arrived.load() < threads) cpu_relax();
+    fn(thread_index);
+  });
 }
 
 namespace {

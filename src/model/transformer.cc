@@ -160,7 +160,7 @@ void Transformer::attention(int layer, int n, int pos, KVCache& cache) {
   const int ctx = pos + n;
   const bool pre_rope = cache.format().keys_pre_rope;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  pool_.parallel_for(c.num_heads, [&](size_t h0, size_t h1, int) {
+  auto attend_heads = [&](size_t h0, size_t h1, int) {
     thread_local std::vector<float> scores, kbuf, vbuf, rbuf;
     scores.resize(static_cast<size_t>(n) * ctx);
     if (cache.format().quantized() || pre_rope) {
@@ -206,7 +206,9 @@ void Transformer::attention(int layer, int n, int pos, KVCache& cache) {
       // out_h = P V_h, [n, hd], written into its head's slice of attn_out
       kn::sgemm_nn(n, hd, ctx, scores.data(), ctx, values, hd, &attn_out_[h * hd], qd);
     }
-  });
+  };
+  // Chunks of whole KV groups, so each KV head's cache is decoded by one thread only.
+  pool_.parallel_for(c.num_heads, attend_heads, static_cast<size_t>(group));
 }
 
 void Transformer::forward(std::span<const int32_t> tokens, int pos, KVCache& cache, float* logits,
