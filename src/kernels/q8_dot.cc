@@ -66,6 +66,38 @@ bool int_groups(const Matrix& w, IntGroups* g) {
   return g->width % kBlock == 0;
 }
 
+// Where qforge's 4-bit minifloat (E2M1) formats keep a row's groups: [scale][16 .. codes], the
+// weight being scale * e2m1(code). Twice every E2M1 value is an integer in [-12, 12], so the
+// codes map to exact bytes through a 16-entry table and the kernel uses half the scale.
+struct Fp4Groups {
+  int64_t width = 0;  // weights per scale: 16, 32 or a multiple of 64
+  formats::ScaleType scale = formats::ScaleType::F16;
+  size_t scale_bytes = 2, group_bytes = 0;
+  float tensor_scale = 1.0f;  // NVFP4: the f32 scale in the tensor's header
+  // E8M0 / NVFP4: half the scale of every 8-bit scale code (tensor scale included), so that a
+  // kernel decodes a scale with one load.
+  const float* half_scale_of_code = nullptr;
+};
+
+bool fp4_groups(const Matrix& w, Fp4Groups* g) {
+  const formats::BlockSpec* s = formats::block_spec(*w.format);
+  if (s == nullptr || s->element != formats::Element::Mini || s->mini != &formats::kE2M1 ||
+      s->granularity == formats::Granularity::Tensor)
+    return false;
+  g->width = s->granularity == formats::Granularity::Row ? w.cols : s->block;
+  g->scale = s->scale;
+  g->scale_bytes = s->scale == formats::ScaleType::F32    ? 4
+                   : s->scale == formats::ScaleType::F16  ? 2
+                   : s->scale == formats::ScaleType::BF16 ? 2
+                                                          : 1;
+  g->group_bytes = g->scale_bytes + static_cast<size_t>(g->width / 2);
+  if (s->scale == formats::ScaleType::NvFp4) {
+    if (w.header == nullptr) return false;
+    std::memcpy(&g->tensor_scale, w.header, 4);
+  }
+  return g->width == 16 || g->width == 32 || g->width % 64 == 0;
+}
+
 // ------------------------------------------------------------------ VNNI kernels
 
 QFORGE_VNNI inline __m256i load256(const void* p) {
@@ -147,8 +179,8 @@ QFORGE_VNNI inline __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
 
 // y[t * ldy + r] = row r · x_t (+ bias) for rows [r0, r1): Kernel::row<kT> adds one row's
 // products into 16-lane accumulators, which are reduced four rows at a time.
-template <int kT, class Kernel>
-QFORGE_VNNI void for_rows(const Matrix& w, const IntGroups& g, int64_t r0, int64_t r1,
+template <int kT, class Kernel, class Params>
+QFORGE_VNNI void for_rows(const Matrix& w, const Params& g, int64_t r0, int64_t r1,
                           const Activations& a, float* y, int64_t ldy, const float* bias) {
   const auto* base = reinterpret_cast<const uint8_t*>(w.data);
   const size_t stride = w.row_bytes();
@@ -156,8 +188,13 @@ QFORGE_VNNI void for_rows(const Matrix& w, const IntGroups& g, int64_t r0, int64
   for (; r + 4 <= r1; r += 4) {
     __m512 acc[4][kT];
     for (int i = 0; i < 4; ++i) {
-      for (int t = 0; t < kT; ++t) acc[i][t] = _mm512_setzero_ps();
-      Kernel::template row<kT>(base + static_cast<size_t>(r + i) * stride, g, a, acc[i]);
+      // A fresh local array per row: indexed by constants once row() is inlined, it stays in
+      // registers (acc[i] with a loop index would be stored and reloaded at every step, and a
+      // store through a may-alias vector pointer makes every pointer of `a` reload too).
+      __m512 row_acc[kT];
+      for (int t = 0; t < kT; ++t) row_acc[t] = _mm512_setzero_ps();
+      Kernel::template row<kT>(base + static_cast<size_t>(r + i) * stride, g, a, row_acc);
+      for (int t = 0; t < kT; ++t) acc[i][t] = row_acc[t];
     }
     const __m128 b = bias ? _mm_loadu_ps(bias + r) : _mm_setzero_ps();
     for (int t = 0; t < kT; ++t)
@@ -414,7 +451,10 @@ struct IntGroupsKernel {
   template <int kT>
   QFORGE_VNNI static void row(const uint8_t* p, const IntGroups& g, const Activations& a,
                               __m512* acc) {
-    if (!a.two_planes && g.width % 64 == 0) return row_per_token<kT>(p, g, a, acc);
+    if (g.width % 64 == 0) {
+      if (!a.two_planes) return row_per_token<kT>(p, g, a, acc);
+      return row_in_group_steps<kT>(p, g, a, acc);
+    }
     // Blocks of 32 in pairs, which may straddle two groups.
     const int64_t nb = a.cols / kBlock, subs = g.width / kBlock;
     const int64_t block_bytes = kBlock * g.bits / 8;
@@ -429,6 +469,22 @@ struct IntGroupsKernel {
       prefetch_ahead(codes(b), 2 * block_bytes);
       step<kT, true>(unsigned_codes(g, codes(b), codes(b + 1)), halves(scale(b), scale(b + 1)), a,
                      b * kBlock, acc);
+    }
+  }
+
+  // Groups of 64k weights: one scale per group, its steps of 64 contiguous codes.
+  template <int kT>
+  QFORGE_VNNI static void row_in_group_steps(const uint8_t* p, const IntGroups& g,
+                                             const Activations& a, __m512* acc) {
+    const int64_t groups = a.cols / g.width, step_bytes = 64 * g.bits / 8;
+    for (int64_t gi = 0; gi < groups; ++gi, p += g.group_bytes) {
+      const __m512 scale = _mm512_set1_ps(group_scale(p, g.scale));
+      const uint8_t* codes = p + g.scale_bytes;
+      for (int64_t k = 0; k < g.width / 64; ++k, codes += step_bytes) {
+        prefetch_ahead(codes, step_bytes);
+        step<kT, true>(unsigned_codes(g, codes, codes + step_bytes / 2), scale, a,
+                       gi * g.width + 64 * k, acc);
+      }
     }
   }
 
@@ -463,6 +519,90 @@ struct IntGroupsKernel {
   }
 };
 
+// Every E2M1 code's value times 2 (an integer in [-12, 12]) plus 128, as unsigned bytes.
+const std::array<uint8_t, 16>& e2m1_twice_unsigned() {
+  static const std::array<uint8_t, 16> table = [] {
+    std::array<uint8_t, 16> t{};
+    for (uint32_t c = 0; c < 16; ++c) {
+      const float twice = 2.0f * formats::kE2M1.decode(c);
+      check(twice == std::nearbyint(twice) && std::abs(twice) <= 127.0f,
+            "internal: E2M1 code {} is not half an integer", c);
+      t[c] = static_cast<uint8_t>(128 + static_cast<int>(twice));
+    }
+    return t;
+  }();
+  return table;
+}
+
+// The multiplier of every E8M0 and E4M3 scale code.
+struct ScaleCodes {
+  float e8m0[256], e4m3[256];
+  static const ScaleCodes& get() {
+    static const ScaleCodes t = [] {
+      ScaleCodes s;
+      for (int c = 0; c < 256; ++c) {
+        s.e8m0[c] = formats::e8m0_decode(static_cast<uint8_t>(c));
+        s.e4m3[c] = formats::kE4M3.decode(static_cast<uint32_t>(c));
+      }
+      return s;
+    }();
+    return t;
+  }
+};
+
+// MXFP4, NVFP4 and fp4-gN, one instantiation per scale type (decoding a scale is then a load,
+// or a table lookup): 64 weights at a time, their codes gathered from one, two or four groups,
+// looked up in the doubled grid and dotted like the other formats, with half the group scales.
+template <formats::ScaleType kScale>
+struct Fp4GroupsKernel {
+  // Half the scale of the group at p (the grid is doubled).
+  QFORGE_VNNI static float half_scale_at(const uint8_t* p, const Fp4Groups& g) {
+    if constexpr (kScale == formats::ScaleType::E8M0 || kScale == formats::ScaleType::NvFp4)
+      return g.half_scale_of_code[*p];
+    else
+      return 0.5f * group_scale(p, kScale);
+  }
+
+  // Inlined into for_rows so that the accumulators stay in registers.
+  template <int kT>
+  QFORGE_VNNI __attribute__((always_inline)) static void row(const uint8_t* p, const Fp4Groups& g,
+                                                             const Activations& a, __m512* acc) {
+    const int64_t cols = a.cols;
+    const size_t gb = g.group_bytes;
+    const __m512i grid = _mm512_broadcast_i32x4(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(e2m1_twice_unsigned().data())));
+    for (int64_t col = 0; col < cols; col += 64) {
+      const uint8_t* group = p + (col / g.width) * gb;  // the group holding column col
+      prefetch_ahead(group, 32 + 4 * static_cast<int64_t>(g.scale_bytes));
+      const bool full = cols - col >= 64;  // else 32 columns are left (cols is a multiple of 32)
+      __m256i packed;                      // 64 codes, LSB first, two per byte
+      __m512 scales;                       // the scale of each lane of 4 weights
+      if (g.width == 16) {  // built in registers: stores then a wide load would stall
+        auto codes8 = [&](int k) {
+          return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(group + k * gb + g.scale_bytes));
+        };
+        auto scale = [&](int k) { return half_scale_at(group + k * gb, g); };
+        const __m128i first = _mm_unpacklo_epi64(codes8(0), codes8(1));
+        const __m128i second =
+            full ? _mm_unpacklo_epi64(codes8(2), codes8(3)) : _mm_setzero_si128();
+        packed = _mm256_inserti128_si256(_mm256_castsi128_si256(first), second, 1);
+        const __m128 sc = full ? _mm_setr_ps(scale(0), scale(1), scale(2), scale(3))
+                               : _mm_setr_ps(scale(0), scale(1), 0.0f, 0.0f);
+        scales = _mm512_permutexvar_ps(quad_index(0), _mm512_castps128_ps512(sc));
+      } else if (g.width == 32) {
+        packed = load_pair16(group + g.scale_bytes, full ? group + gb + g.scale_bytes : nullptr);
+        scales = halves(half_scale_at(group, g), full ? half_scale_at(group + gb, g) : 0.0f);
+      } else {
+        packed = load256(group + g.scale_bytes + (col % g.width) / 2);
+        scales = _mm512_set1_ps(half_scale_at(group, g));
+      }
+      const __m512i u =
+          _mm512_maskz_shuffle_epi8(full ? ~0ull : 0xFFFFFFFFull, grid, sequential_pair(packed));
+      step<kT, true>(u, scales, a, col, acc);
+    }
+  }
+};
+
 template <int kT>
 void rows(Layout l, const Matrix& w, int64_t r0, int64_t r1, const Activations& a, float* y,
           int64_t ldy, const float* bias) {
@@ -485,6 +625,39 @@ void rows(Layout l, const Matrix& w, int64_t r0, int64_t r1, const Activations& 
     case Layout::IntGroups:
       int_groups(w, &g);
       return for_rows<kT, IntGroupsKernel>(w, g, r0, r1, a, y, ldy, bias);
+    case Layout::Fp4Groups: {
+      Fp4Groups f;
+      fp4_groups(w, &f);
+      thread_local std::array<float, 256> half_scales;
+      if (f.scale == formats::ScaleType::E8M0 || f.scale == formats::ScaleType::NvFp4) {
+        const ScaleCodes& codes = ScaleCodes::get();
+        for (int c = 0; c < 256; ++c) {
+          float s =
+              f.scale == formats::ScaleType::E8M0 ? codes.e8m0[c] : codes.e4m3[c] * f.tensor_scale;
+          if (f.scale == formats::ScaleType::NvFp4 && s == 0.0f) s = f.tensor_scale;  // as stored
+          half_scales[c] = 0.5f * s;
+        }
+        f.half_scale_of_code = half_scales.data();
+      }
+      switch (f.scale) {
+        case formats::ScaleType::F16:
+          return for_rows<kT, Fp4GroupsKernel<formats::ScaleType::F16>>(w, f, r0, r1, a, y, ldy,
+                                                                        bias);
+        case formats::ScaleType::BF16:
+          return for_rows<kT, Fp4GroupsKernel<formats::ScaleType::BF16>>(w, f, r0, r1, a, y, ldy,
+                                                                         bias);
+        case formats::ScaleType::F32:
+          return for_rows<kT, Fp4GroupsKernel<formats::ScaleType::F32>>(w, f, r0, r1, a, y, ldy,
+                                                                        bias);
+        case formats::ScaleType::E8M0:
+          return for_rows<kT, Fp4GroupsKernel<formats::ScaleType::E8M0>>(w, f, r0, r1, a, y, ldy,
+                                                                         bias);
+        case formats::ScaleType::NvFp4:
+          return for_rows<kT, Fp4GroupsKernel<formats::ScaleType::NvFp4>>(w, f, r0, r1, a, y, ldy,
+                                                                          bias);
+      }
+      break;
+    }
     case Layout::None:
       break;
   }
@@ -617,7 +790,9 @@ Layout layout_for(const Matrix& w) {
   if (name == "iq4_nl") return Layout::IQ4_NL;
   if (name == "iq4_xs") return Layout::IQ4_XS;
   IntGroups g;
-  return int_groups(w, &g) ? Layout::IntGroups : Layout::None;
+  if (int_groups(w, &g)) return Layout::IntGroups;
+  Fp4Groups f;
+  return fp4_groups(w, &f) ? Layout::Fp4Groups : Layout::None;
 }
 
 const char* layout_name(Layout l) {
@@ -638,6 +813,8 @@ const char* layout_name(Layout l) {
       return "vnni iq4_xs x q8";
     case Layout::IntGroups:
       return "vnni int x q8";
+    case Layout::Fp4Groups:
+      return "vnni fp4 (e2m1 grid) x q8";
     case Layout::None:
       break;
   }

@@ -52,6 +52,7 @@ enum class Layout : uint8_t {
   IQ4_NL,     // GGUF: Q4_0's layout, codes index a 16-value non-linear grid
   IQ4_XS,     // GGUF: the IQ4_NL grid in super-blocks of 256 with 6-bit scales per 32
   IntGroups,  // qforge symmetric int4/int8 per group or row: [scale][codes], offset 8 / 128
+  Fp4Groups,  // qforge E2M1 in groups of 16/32/64k (mxfp4, nvfp4, fp4-gN): [scale][codes]
 };
 // The integer kernel for w, or None (no kernel for its format or row length, or no VNNI here).
 Layout layout_for(const Matrix& w);
