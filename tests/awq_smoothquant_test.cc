@@ -100,7 +100,9 @@ TEST(Awq, WithoutOutliersIdentityMayWinAndIsNeverBeaten) {
   const AwqScales best = awq_search_scales({&linear, 1}, l.h, l.x_mean, identity_expand,
                                            identity_reduce, AwqOptions{}, pool());
   EXPECT_LE(best.objective, best.objective_identity);
-  if (best.s.empty()) EXPECT_EQ(best.alpha, -1);
+  if (best.s.empty()) {
+    EXPECT_EQ(best.alpha, -1);
+  }
 }
 
 TEST(Awq, ClippingNeverLosesToNoClippingOnItsOwnObjective) {
