@@ -63,7 +63,10 @@ for m in "$@"; do  # files already in OUT (a given OUT) are reused
     { echo "llama-quantize $name failed:"; tail -5 "$OUT/$name-ll-q4km.log"; exit 1; }
   files+=("$OUT/$name.gguf" "$OUT/$name-qf-q4km.gguf" "$OUT/$name-ll-q4km.gguf")
 done
-for f in $EXTRA; do files+=("$f"); done
+for f in $EXTRA; do
+  [ -f "$f" ] || { echo "vs_llamacpp: EXTRA file $f not found" >&2; exit 1; }
+  files+=("$f")
+done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.4f", a / b; else print "nan" }'; }
 status=0
