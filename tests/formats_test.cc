@@ -173,7 +173,9 @@ TEST(AllFormats, QuantizerRoundingAgreesWithPackedBytesAndDefaultEncode) {
       ASSERT_EQ(packed[i], vals[i]) << f->name() << " at " << i;
       // GGUF's one-call encode reproduces llama.cpp's own code assignment (truncation with the
       // unrounded scale), which the nearest-value grid API may improve on; others must agree.
-      if (f->info().family != "gguf") ASSERT_EQ(once[i], vals[i]) << f->name() << " at " << i;
+      if (f->info().family != "gguf") {
+        ASSERT_EQ(once[i], vals[i]) << f->name() << " at " << i;
+      }
     }
   }
 }

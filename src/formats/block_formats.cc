@@ -134,22 +134,6 @@ uint16_t load_u16(const uint8_t* p) {
   return h;
 }
 
-// Decoded values of every E8M0 and E4M3 scale code (what load_scale computes, as lookups).
-struct ScaleTable {
-  float e8m0[256], e4m3[256];
-  static const ScaleTable& get() {
-    static const ScaleTable t = [] {
-      ScaleTable s;
-      for (int c = 0; c < 256; ++c) {
-        s.e8m0[c] = e8m0_decode(static_cast<uint8_t>(c));
-        s.e4m3[c] = kE4M3.decode(static_cast<uint32_t>(c));
-      }
-      return s;
-    }();
-    return t;
-  }
-};
-
 class BlockFormat;
 
 // Scales of one (row, group): the effective multiplier, its stored code (E8M0/E4M3), the zero.
@@ -558,7 +542,7 @@ void BlockFormat::decode_rows(const std::byte* header, const std::byte* data, in
   } else if (s_.element == Element::Mini) {
     byte_code = s_.mini->exp_bits == 4 ? simd::ByteCode::E4M3 : simd::ByteCode::E5M2;
   }
-  const ScaleTable& scale_table = ScaleTable::get();
+  const ScaleCodeValues& scale_table = scale_code_values();
   for (int64_t r = 0; r < rows; ++r) {
     row.codes = reinterpret_cast<const uint8_t*>(p + prefix);
     if (!per_tensor()) {
@@ -602,6 +586,18 @@ void BlockFormat::decode_rows(const std::byte* header, const std::byte* data, in
 
 std::unique_ptr<Format> make_block_format(const BlockSpec& spec) {
   return std::make_unique<BlockFormat>(spec);
+}
+
+const ScaleCodeValues& scale_code_values() {
+  static const ScaleCodeValues t = [] {
+    ScaleCodeValues s;
+    for (int c = 0; c < 256; ++c) {
+      s.e8m0[c] = e8m0_decode(static_cast<uint8_t>(c));
+      s.e4m3[c] = kE4M3.decode(static_cast<uint32_t>(c));
+    }
+    return s;
+  }();
+  return t;
 }
 
 const BlockSpec* block_spec(const Format& f) {

@@ -28,6 +28,12 @@ std::unique_ptr<Format> make_block_format(const BlockSpec& spec);
 // The spec of a format made by make_block_format; null for any other format.
 const BlockSpec* block_spec(const Format& f);
 
+// Decoded values of every E8M0 and E4M3 scale code (what the formats compute, as lookups).
+struct ScaleCodeValues {
+  float e8m0[256], e4m3[256];
+};
+const ScaleCodeValues& scale_code_values();
+
 // The 16 NormalFloat-4 levels of QLoRA (Dettmers et al. 2023, Appendix E), ascending.
 extern const float kNf4Levels[16];
 

@@ -534,22 +534,6 @@ const std::array<uint8_t, 16>& e2m1_twice_unsigned() {
   return table;
 }
 
-// The multiplier of every E8M0 and E4M3 scale code.
-struct ScaleCodes {
-  float e8m0[256], e4m3[256];
-  static const ScaleCodes& get() {
-    static const ScaleCodes t = [] {
-      ScaleCodes s;
-      for (int c = 0; c < 256; ++c) {
-        s.e8m0[c] = formats::e8m0_decode(static_cast<uint8_t>(c));
-        s.e4m3[c] = formats::kE4M3.decode(static_cast<uint32_t>(c));
-      }
-      return s;
-    }();
-    return t;
-  }
-};
-
 // MXFP4, NVFP4 and fp4-gN, one instantiation per scale type (decoding a scale is then a load,
 // or a table lookup): 64 weights at a time, their codes gathered from one, two or four groups,
 // looked up in the doubled grid and dotted like the other formats, with half the group scales.
@@ -603,6 +587,35 @@ struct Fp4GroupsKernel {
   }
 };
 
+// The fp4 kernel for w's scale type, with the table of its 8-bit scale codes (halved) at hand.
+template <int kT>
+void fp4_rows(const Matrix& w, int64_t r0, int64_t r1, const Activations& a, float* y, int64_t ldy,
+              const float* bias) {
+  using formats::ScaleType;
+  Fp4Groups f;
+  fp4_groups(w, &f);
+  thread_local std::array<float, 256> half_scales;
+  if (f.scale == ScaleType::E8M0 || f.scale == ScaleType::NvFp4) {
+    const formats::ScaleCodeValues& codes = formats::scale_code_values();
+    for (int c = 0; c < 256; ++c) {
+      float s = f.scale == ScaleType::E8M0 ? codes.e8m0[c] : codes.e4m3[c] * f.tensor_scale;
+      if (f.scale == ScaleType::NvFp4 && s == 0.0f) s = f.tensor_scale;  // as the format decodes
+      half_scales[c] = 0.5f * s;
+    }
+    f.half_scale_of_code = half_scales.data();
+  }
+  using Rows = void (*)(const Matrix&, const Fp4Groups&, int64_t, int64_t, const Activations&,
+                        float*, int64_t, const float*);
+  static constexpr Rows kByScaleType[] = {// in ScaleType's order
+                                          &for_rows<kT, Fp4GroupsKernel<ScaleType::F16>>,
+                                          &for_rows<kT, Fp4GroupsKernel<ScaleType::BF16>>,
+                                          &for_rows<kT, Fp4GroupsKernel<ScaleType::F32>>,
+                                          &for_rows<kT, Fp4GroupsKernel<ScaleType::E8M0>>,
+                                          &for_rows<kT, Fp4GroupsKernel<ScaleType::NvFp4>>};
+  static_assert(static_cast<int>(ScaleType::NvFp4) == 4 && static_cast<int>(ScaleType::F16) == 0);
+  kByScaleType[static_cast<int>(f.scale)](w, f, r0, r1, a, y, ldy, bias);
+}
+
 template <int kT>
 void rows(Layout l, const Matrix& w, int64_t r0, int64_t r1, const Activations& a, float* y,
           int64_t ldy, const float* bias) {
@@ -625,39 +638,8 @@ void rows(Layout l, const Matrix& w, int64_t r0, int64_t r1, const Activations& 
     case Layout::IntGroups:
       int_groups(w, &g);
       return for_rows<kT, IntGroupsKernel>(w, g, r0, r1, a, y, ldy, bias);
-    case Layout::Fp4Groups: {
-      Fp4Groups f;
-      fp4_groups(w, &f);
-      thread_local std::array<float, 256> half_scales;
-      if (f.scale == formats::ScaleType::E8M0 || f.scale == formats::ScaleType::NvFp4) {
-        const ScaleCodes& codes = ScaleCodes::get();
-        for (int c = 0; c < 256; ++c) {
-          float s =
-              f.scale == formats::ScaleType::E8M0 ? codes.e8m0[c] : codes.e4m3[c] * f.tensor_scale;
-          if (f.scale == formats::ScaleType::NvFp4 && s == 0.0f) s = f.tensor_scale;  // as stored
-          half_scales[c] = 0.5f * s;
-        }
-        f.half_scale_of_code = half_scales.data();
-      }
-      switch (f.scale) {
-        case formats::ScaleType::F16:
-          return for_rows<kT, Fp4GroupsKernel<formats::ScaleType::F16>>(w, f, r0, r1, a, y, ldy,
-                                                                        bias);
-        case formats::ScaleType::BF16:
-          return for_rows<kT, Fp4GroupsKernel<formats::ScaleType::BF16>>(w, f, r0, r1, a, y, ldy,
-                                                                         bias);
-        case formats::ScaleType::F32:
-          return for_rows<kT, Fp4GroupsKernel<formats::ScaleType::F32>>(w, f, r0, r1, a, y, ldy,
-                                                                        bias);
-        case formats::ScaleType::E8M0:
-          return for_rows<kT, Fp4GroupsKernel<formats::ScaleType::E8M0>>(w, f, r0, r1, a, y, ldy,
-                                                                         bias);
-        case formats::ScaleType::NvFp4:
-          return for_rows<kT, Fp4GroupsKernel<formats::ScaleType::NvFp4>>(w, f, r0, r1, a, y, ldy,
-                                                                          bias);
-      }
-      break;
-    }
+    case Layout::Fp4Groups:
+      return fp4_rows<kT>(w, r0, r1, a, y, ldy, bias);
     case Layout::None:
       break;
   }
