@@ -7,10 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "gptq_problem.h"
 #include "qforge/formats/format.h"
 #include "qforge/quant/format_quantizer.h"
 #include "qforge/quant/gptq.h"
@@ -18,29 +18,8 @@
 namespace qforge {
 namespace {
 
-struct Problem {
-  int64_t rows, cols;
-  std::vector<float> w;
-  std::vector<double> h;
-};
-
-// W ~ N(0, 0.05²) with a few large columns; H = XᵀX of correlated inputs with outlier channels.
-Problem random_problem(int64_t rows, int64_t cols, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<double> nd;
-  Problem p{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols)),
-            std::vector<double>(static_cast<size_t>(cols * cols), 0.0)};
-  for (int64_t i = 0; i < rows * cols; ++i)
-    p.w[i] = static_cast<float>(0.05 * nd(rng) * (i % 37 == 0 ? 4.0 : 1.0));
-  std::vector<double> x(static_cast<size_t>(cols));
-  for (int64_t s = 0; s < 2 * cols; ++s) {
-    const double common = nd(rng);
-    for (int64_t c = 0; c < cols; ++c) x[c] = 0.5 * common + nd(rng) * (c % 11 == 0 ? 3.0 : 1.0);
-    for (int64_t i = 0; i < cols; ++i)
-      for (int64_t j = 0; j < cols; ++j) p.h[i * cols + j] += x[i] * x[j];
-  }
-  return p;
-}
+using testing::Problem;
+using testing::random_problem;
 
 class ScaleRefit : public ::testing::TestWithParam<std::string> {};
 
