@@ -31,6 +31,11 @@ for f in q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs; do
     --tensor-format "embed_tokens=$f" >/dev/null
   check "$TMP/embedded-$f.gguf" llama
 done
+# GPTQ with its scale refit (quant/scale_refit.h) rewrites block scales after the codes: the
+# blocks it writes must decode in gguf's numpy exactly as in qforge (q4_k_m: q4_k and q6_k).
+"$QFORGE" quantize "$MODEL" -o "$TMP/embedded-gptq-q4_k_m.gguf" --format q4_k_m --method gptq \
+  --calib "$ROOT/data/sample.txt" --calib-tokens 256 --seq-len 128 >/dev/null
+check "$TMP/embedded-gptq-q4_k_m.gguf" llama
 SHARED=$ROOT/../shared
 if [ -d "$SHARED/zoo" ]; then
   for arch in llama mistral qwen2 qwen3 gemma phi3; do

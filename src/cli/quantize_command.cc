@@ -160,6 +160,11 @@ void add_quantize_command(CLI::App& app) {
                 "GPTQ: process columns by decreasing Hessian diagonal (static groups)");
   cmd->add_option("--damp", o->q.gptq.damp, "GPTQ dampening as a fraction of mean(diag H)")
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--refit-scales", o->q.gptq.refit_rounds,
+                  "GPTQ: refit each block's scales to its final codes by least squares under H "
+                  "(GGUF block types): 0 off, 1 once (default), N: GPTQ again under the refit "
+                  "scales, N rounds in all")
+      ->check(CLI::Range(0, 8));
   cmd->add_option("--tensor-format", o->tensor_formats,
                   "REGEX=FMT: a different format for linears whose name matches (repeatable)");
   cmd->add_option("--keep", o->q.keep, "REGEX: leave matching linears unquantized (repeatable)");

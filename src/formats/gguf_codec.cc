@@ -227,6 +227,17 @@ void rq_q8_0(const float* x, uint8_t* p) {
     b->qs[j] = static_cast<int8_t>(d ? std::clamp(nearest_int(x[j] / d), -128, 127) : 0);
 }
 
+// Scale fields of the 32-weight types from a sub-block scale a and offset m (fp16 each).
+template <typename B>
+void set_d(const float* a, const float*, uint8_t* p) {
+  as<B>(p)->d = f2h(a[0]);
+}
+template <typename B>
+void set_d_m(const float* a, const float* m, uint8_t* p) {
+  as<B>(p)->d = f2h(a[0]);
+  as<B>(p)->m = f2h(m[0]);
+}
+
 // ---------------------------------------------------------------- scale searches
 
 // Fits x ≈ scale * L + min with L in [0, nmax], min <= 0, minimising the weighted error
@@ -639,6 +650,30 @@ void rq_q3_k(const float* x, uint8_t* p) {
   }
   pack_2bit(L, b->qs);
 }
+// The 16 six-bit scale levels (0..63, the scale is d * (level - 32)) into Q3_K's 12 bytes.
+void pack_q3_k_levels(const int* l, uint8_t* packed) {
+  std::memset(packed, 0, 12);
+  for (int j = 0; j < 16; ++j) {
+    if (j < 8)
+      packed[j] = static_cast<uint8_t>(l[j] & 0xF);
+    else
+      packed[j - 8] |= static_cast<uint8_t>((l[j] & 0xF) << 4);
+    packed[j % 4 + 8] |= static_cast<uint8_t>((l[j] >> 4) << (2 * (j / 4)));
+  }
+}
+// Sub-block scales -> d and levels, d = max_scale / -32 (the scale of largest magnitude, signed).
+// All zero when every scale is (as llama.cpp's quantize_row_q3_K_ref writes it).
+void pack_q3_k_scales(const float* scales, float max_scale, BlockQ3_K* b) {
+  int l[16] = {};
+  const float iscale = max_scale ? -32.f / max_scale : 0.f;
+  if (max_scale)
+    for (int j = 0; j < 16; ++j) l[j] = std::clamp(nearest_int(iscale * scales[j]), -32, 31) + 32;
+  pack_q3_k_levels(l, b->scales);
+  b->d = f2h(max_scale ? 1 / iscale : 0.f);
+}
+void set_q3_k(const float* a, const float*, uint8_t* p) {
+  pack_q3_k_scales(a, signed_absmax(a, kQKK / 16), as<BlockQ3_K>(p));
+}
 void q_q3_k(const float* x, uint8_t* p) {
   auto* b = as<BlockQ3_K>(p);
   int8_t L[kQKK];
@@ -651,22 +686,7 @@ void q_q3_k(const float* x, uint8_t* p) {
       max_scale = scales[j];
     }
   }
-  std::memset(b->scales, 0, 12);
-  if (max_scale) {
-    const float iscale = -32.f / max_scale;
-    for (int j = 0; j < 16; ++j) {
-      int l = std::clamp(nearest_int(iscale * scales[j]), -32, 31) + 32;
-      if (j < 8)
-        b->scales[j] = static_cast<uint8_t>(l & 0xF);
-      else
-        b->scales[j - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
-      l >>= 4;
-      b->scales[j % 4 + 8] |= static_cast<uint8_t>(l << (2 * (j / 4)));
-    }
-    b->d = f2h(1 / iscale);
-  } else {
-    b->d = f2h(0.f);
-  }
+  pack_q3_k_scales(scales, max_scale, b);
   rq_q3_k(x, p);
 }
 
@@ -682,17 +702,10 @@ void qw_q3_k(const float* x, const float* qw, uint8_t* p) {
     for (int l = 0; l < 16; ++l) sw[j] += weight[l];
     scales[j] = make_qx_quants(16, 4, x + 16 * j, L + 16 * j, weight);
   }
-  std::memset(b->scales, 0, 12);
   const float d_block = make_qx_quants(kQKK / 16, 32, scales, Ls, sw);
-  for (int j = 0; j < kQKK / 16; ++j) {
-    int l = Ls[j];
-    if (j < 8)
-      b->scales[j] = static_cast<uint8_t>(l & 0xF);
-    else
-      b->scales[j - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
-    l >>= 4;
-    b->scales[j % 4 + 8] |= static_cast<uint8_t>(l << (2 * (j / 4)));
-  }
+  int l[kQKK / 16];
+  for (int j = 0; j < kQKK / 16; ++j) l[j] = Ls[j];
+  pack_q3_k_levels(l, b->scales);
   b->d = f2h(d_block);
   rq_q3_k(x, p);
 }
@@ -731,6 +744,19 @@ void pack_scales_k4(const float* scales, const float* mins, uint8_t* out, uint16
   }
   *d = f2h(max_scale / 63.f);
   *dmin = f2h(max_min / 63.f);
+}
+
+// Sub-block scales and mins (clamped at 0: both are unsigned 6-bit levels) into the fields.
+template <typename B>
+void set_k4(const float* a, const float* m, uint8_t* p) {
+  float scales[8], mins[8];
+  for (int j = 0; j < 8; ++j) {
+    scales[j] = std::max(a[j], 0.f);
+    mins[j] = std::max(m[j], 0.f);
+  }
+  auto* b = as<B>(p);
+  std::memset(b->scales, 0, 12);
+  pack_scales_k4(scales, mins, b->scales, &b->d, &b->dmin);
 }
 
 void deq_q4_k(const uint8_t* p, float* y) {
@@ -941,6 +967,23 @@ void rq_q6_k(const float* x, uint8_t* p) {
     qh += 32;
   }
 }
+// Sub-block scales -> d and int8 levels, d = max_scale / -128 (max_scale signed, nonzero).
+void pack_q6_k_scales(const float* scales, float max_scale, BlockQ6_K* b) {
+  const float iscale = -128.f / max_scale;
+  b->d = f2h(1 / iscale);
+  for (int ib = 0; ib < kQKK / 16; ++ib)
+    b->scales[ib] = static_cast<int8_t>(std::clamp(nearest_int(iscale * scales[ib]), -128, 127));
+}
+void set_q6_k(const float* a, const float*, uint8_t* p) {
+  auto* b = as<BlockQ6_K>(p);
+  const float max_scale = signed_absmax(a, kQKK / 16);
+  if (max_scale == 0.f) {
+    b->d = f2h(0.f);
+    std::memset(b->scales, 0, sizeof b->scales);
+    return;
+  }
+  pack_q6_k_scales(a, max_scale, b);
+}
 // quantize_row_q6_K_impl: sub-block scales weighted by qw itself (x² when null).
 void q6_k_block(const float* x, const float* qw, uint8_t* p) {
   auto* b = as<BlockQ6_K>(p);
@@ -958,10 +1001,7 @@ void q6_k_block(const float* x, const float* qw, uint8_t* p) {
     std::memset(p, 0, sizeof(BlockQ6_K));
     return;
   }
-  const float iscale = -128.f / max_scale;
-  b->d = f2h(1 / iscale);
-  for (int ib = 0; ib < kQKK / 16; ++ib)
-    b->scales[ib] = static_cast<int8_t>(std::min(127, nearest_int(iscale * scales[ib])));
+  pack_q6_k_scales(scales, max_scale, b);
   rq_q6_k(x, p);
 }
 
@@ -1092,19 +1132,8 @@ void rq_iq4_xs(const float* x, uint8_t* p) {
   }
   pack_iq4(L, b->qs, kQKK);
 }
-void iq4_xs_block(const float* x, const float* qw, uint8_t* p) {
-  auto* b = as<BlockIQ4_XS>(p);
-  float scales[kQKK / 32];
-  float max_scale = 0, amax_scale = 0;
-  for (int ib = 0; ib < kQKK / 32; ++ib) {
-    float weight[32];
-    if (qw) imatrix_weights(x, qw, kQKK, 32 * ib, 32, weight);
-    scales[ib] = iq4_block_scale(x + 32 * ib, 7, qw ? weight : nullptr);
-    if (std::fabs(scales[ib]) > amax_scale) {
-      amax_scale = std::fabs(scales[ib]);
-      max_scale = scales[ib];
-    }
-  }
+// Sub-block scales -> d = max_scale / -32 and 6-bit levels; returns the unrounded d.
+float pack_iq4_xs_scales(const float* scales, float max_scale, BlockIQ4_XS* b) {
   const float d = -max_scale / 32;
   b->d = f2h(d);
   b->scales_h = 0;
@@ -1118,6 +1147,25 @@ void iq4_xs_block(const float* x, const float* qw, uint8_t* p) {
       b->scales_l[ib / 2] |= static_cast<uint8_t>((l & 0xf) << 4);
     b->scales_h |= static_cast<uint16_t>((l >> 4) << 2 * (ib % 8));
   }
+  return d;
+}
+void set_iq4_xs(const float* a, const float*, uint8_t* p) {
+  pack_iq4_xs_scales(a, signed_absmax(a, kQKK / 32), as<BlockIQ4_XS>(p));
+}
+void iq4_xs_block(const float* x, const float* qw, uint8_t* p) {
+  auto* b = as<BlockIQ4_XS>(p);
+  float scales[kQKK / 32];
+  float max_scale = 0, amax_scale = 0;
+  for (int ib = 0; ib < kQKK / 32; ++ib) {
+    float weight[32];
+    if (qw) imatrix_weights(x, qw, kQKK, 32 * ib, 32, weight);
+    scales[ib] = iq4_block_scale(x + 32 * ib, 7, qw ? weight : nullptr);
+    if (std::fabs(scales[ib]) > amax_scale) {
+      amax_scale = std::fabs(scales[ib]);
+      max_scale = scales[ib];
+    }
+  }
+  const float d = pack_iq4_xs_scales(scales, max_scale, b);
   // llama.cpp assigns the codes with the unrounded super-block scale d.
   uint8_t L[kQKK];
   for (int ib = 0; ib < kQKK / 32; ++ib) {
@@ -1205,33 +1253,52 @@ void ss_iq4_xs(const uint8_t* p, float* a, float* m) {
   }
 }
 
+// The spacing of representable sub-block scales and offsets (the super-block's d and dmin).
+void steps_q3_k(const uint8_t* p, float* a_step, float* m_step) {
+  *a_step = h2f(as<BlockQ3_K>(p)->d);
+  *m_step = 0;
+}
+template <typename B>
+void steps_k4(const uint8_t* p, float* a_step, float* m_step) {
+  *a_step = h2f(as<B>(p)->d);
+  *m_step = h2f(as<B>(p)->dmin);
+}
+void steps_q6_k(const uint8_t* p, float* a_step, float* m_step) {
+  *a_step = h2f(as<BlockQ6_K>(p)->d);
+  *m_step = 0;
+}
+void steps_iq4_xs(const uint8_t* p, float* a_step, float* m_step) {
+  *a_step = h2f(as<BlockIQ4_XS>(p)->d);
+  *m_step = 0;
+}
+
 constexpr Offset kNone = Offset::None, kPlus = Offset::Plus, kMinus = Offset::Minus;
 
 const TypeCodec kCodecs[] = {
     {"q4_0", kQK, sizeof(BlockQ4_0), deq_q4_0, q_q4_0, rq_q4_0, 32, -8, 7, kNone, false, ss_q4_0,
-     nullptr},
+     nullptr, set_d<BlockQ4_0>, nullptr},
     {"q4_1", kQK, sizeof(BlockQ4_1), deq_q4_1, q_q4_1, rq_q4_1, 32, 0, 15, kPlus, false, ss_q4_1,
-     nullptr},
+     nullptr, set_d_m<BlockQ4_1>, nullptr},
     {"q5_0", kQK, sizeof(BlockQ5_0), deq_q5_0, q_q5_0, rq_q5_0, 32, -16, 15, kNone, false, ss_q5_0,
-     nullptr},
+     nullptr, set_d<BlockQ5_0>, nullptr},
     {"q5_1", kQK, sizeof(BlockQ5_1), deq_q5_1, q_q5_1, rq_q5_1, 32, 0, 31, kPlus, false, ss_q5_1,
-     nullptr},
+     nullptr, set_d_m<BlockQ5_1>, nullptr},
     {"q8_0", kQK, sizeof(BlockQ8_0), deq_q8_0, q_q8_0, rq_q8_0, 32, -128, 127, kNone, false,
-     ss_q8_0, nullptr},
+     ss_q8_0, nullptr, set_d<BlockQ8_0>, nullptr},
     {"q2_k", kQKK, sizeof(BlockQ2_K), deq_q2_k, q_q2_k, rq_q2_k, 16, 0, 3, kMinus, false, ss_q2_k,
-     nullptr},
+     nullptr, nullptr, nullptr},
     {"q3_k", kQKK, sizeof(BlockQ3_K), deq_q3_k, q_q3_k, rq_q3_k, 16, -4, 3, kNone, false, ss_q3_k,
-     qw_q3_k},
+     qw_q3_k, set_q3_k, steps_q3_k},
     {"q4_k", kQKK, sizeof(BlockQ4_K), deq_q4_k, q_q4_k, rq_q4_k, 32, 0, 15, kMinus, false,
-     ss_k4<BlockQ4_K>, qw_q4_k},
+     ss_k4<BlockQ4_K>, qw_q4_k, set_k4<BlockQ4_K>, steps_k4<BlockQ4_K>},
     {"q5_k", kQKK, sizeof(BlockQ5_K), deq_q5_k, q_q5_k, rq_q5_k, 32, 0, 31, kMinus, false,
-     ss_k4<BlockQ5_K>, qw_q5_k},
+     ss_k4<BlockQ5_K>, qw_q5_k, set_k4<BlockQ5_K>, steps_k4<BlockQ5_K>},
     {"q6_k", kQKK, sizeof(BlockQ6_K), deq_q6_k, q_q6_k, rq_q6_k, 16, -32, 31, kNone, false, ss_q6_k,
-     qw_q6_k},
+     qw_q6_k, set_q6_k, steps_q6_k},
     {"iq4_nl", kQK, sizeof(BlockIQ4_NL), deq_iq4_nl, q_iq4_nl, rq_iq4_nl, 32, 0, 15, kNone, true,
-     ss_iq4_nl, qw_iq4_nl},
+     ss_iq4_nl, qw_iq4_nl, set_d<BlockIQ4_NL>, nullptr},
     {"iq4_xs", kQKK, sizeof(BlockIQ4_XS), deq_iq4_xs, q_iq4_xs, rq_iq4_xs, 32, 0, 15, kNone, true,
-     ss_iq4_xs, qw_iq4_xs},
+     ss_iq4_xs, qw_iq4_xs, set_iq4_xs, steps_iq4_xs},
 };
 const TypeCodec* const kCodecPtrs[] = {&kCodecs[0], &kCodecs[1], &kCodecs[2],  &kCodecs[3],
                                        &kCodecs[4], &kCodecs[5], &kCodecs[6],  &kCodecs[7],

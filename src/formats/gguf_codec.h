@@ -37,6 +37,14 @@ struct TypeCodec {
   // importances (an imatrix row: mean x² of the input channel). Null for types whose llama.cpp
   // quantization takes no weights (then `quantize` is the encoder).
   void (*quantize_weighted)(const float* x, const float* qw, uint8_t* block);
+  // Writes the block's scale fields for sub-block scales a[] and offsets m[] (as sub_scales reads
+  // them), quantized to the type's scale format the way its plain encoder does (super-block scale
+  // from the largest sub-block scale); the codes are left for requantize. Null for Q2_K. Used to
+  // refit a block's scales to codes fixed by GPTQ.
+  void (*set_scales)(const float* a, const float* m, uint8_t* block);
+  // Types whose sub-block scales are integer levels of a super-block scale: the spacing of the
+  // representable scales and offsets (d and dmin; 0 without offsets). Null for the others.
+  void (*scale_steps)(const uint8_t* block, float* a_step, float* m_step);
 };
 
 // The value `x` rounds to in a sub-block with scale a and offset m, as requantize + dequantize

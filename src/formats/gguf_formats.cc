@@ -90,6 +90,46 @@ class GgufQuantizer final : public GroupQuantizer {
     return gguf::round_element(c_, a_[s], m_[s], v);
   }
 
+  // Codes recovered from values on the grid: each value's level under its sub-block's (a, m),
+  // rounded to the integer (or codebook value) it is.
+  bool group_codes(int64_t row, int64_t group, const float* values,
+                   GroupCodes& out) const override {
+    if (c_.set_scales == nullptr) return false;
+    out.sub_block = c_.sub_block;
+    out.offset = c_.offset == gguf::Offset::Plus    ? 1.f
+                 : c_.offset == gguf::Offset::Minus ? -1.f
+                                                    : 0.f;
+    const size_t s0 = static_cast<size_t>((row * groups_ + group) * subs_);
+    out.a.assign(a_.begin() + s0, a_.begin() + s0 + subs_);
+    out.m.assign(m_.begin() + s0, m_.begin() + s0 + subs_);
+    out.a_step = out.m_step = 0;
+    if (c_.scale_steps) c_.scale_steps(block(row, group), &out.a_step, &out.m_step);
+    out.code.resize(static_cast<size_t>(c_.block_weights));
+    for (int j = 0; j < c_.block_weights; ++j) {
+      const float a = out.a[j / c_.sub_block], m = out.m[j / c_.sub_block];
+      const float v = gguf::round_element(c_, a, m, values[j]);
+      out.code[j] = a == 0.f ? 0.f : std::nearbyint((v - out.offset * m) / a);
+    }
+    return true;
+  }
+
+  void try_scales(int64_t row, int64_t group, const GroupCodes& g, float* values) override {
+    std::memcpy(candidate_, block(row, group), c_.block_bytes);
+    c_.set_scales(g.a.data(), g.m.data(), candidate_);
+    float a[256 / 16], m[256 / 16], x[256];
+    c_.sub_scales(candidate_, a, m);
+    for (int j = 0; j < c_.block_weights; ++j)
+      x[j] = a[j / c_.sub_block] * g.code[j] + g.offset * m[j / c_.sub_block];
+    c_.requantize(x, candidate_);
+    c_.dequantize(candidate_, values);
+  }
+
+  void keep_candidate(int64_t row, int64_t group) override {
+    std::memcpy(block(row, group), candidate_, c_.block_bytes);
+    const size_t s = static_cast<size_t>((row * groups_ + group) * subs_);
+    c_.sub_scales(block(row, group), &a_[s], &m_[s]);
+  }
+
   std::vector<std::byte> pack(const float* values) const override {
     std::vector<std::byte> out(static_cast<size_t>(rows_ * groups_ * c_.block_bytes));
     for (int64_t r = 0; r < rows_; ++r)
@@ -112,6 +152,7 @@ class GgufQuantizer final : public GroupQuantizer {
   int64_t rows_, cols_, groups_, subs_;
   std::vector<uint8_t> blocks_;
   std::vector<float> a_, m_;  // per (row, group, sub-block): scale and offset (see gguf::Offset)
+  uint8_t candidate_[kMaxBlockBytes] = {};  // try_scales' block, until keep_candidate
 };
 
 class GgufFormat final : public Format {

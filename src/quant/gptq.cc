@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "qforge/core/error.h"
+#include "qforge/quant/scale_refit.h"
 
 namespace qforge {
 namespace {
@@ -32,6 +33,53 @@ void choose_group_scales(ColumnQuantizer& quantizer, int64_t group, const double
       block[r * width + c] = static_cast<float>(w[r * ld + c0 + c]);
   for (int64_t c = 0; c < width; ++c) hd[c] = h_diag ? static_cast<float>(h_diag[c0 + c]) : 1.0f;
   quantizer.choose_scales(group, block.data(), rows, width, width, hd.data());
+}
+
+// GPTQ's column loop on wp (permuted by perm, updated in place) with U, the upper Cholesky factor
+// of H⁻¹; returns Q in the original column order. With choose_scales, each group's scales are
+// chosen when the loop reaches its first column (perm must be the identity); otherwise the
+// quantizer's scales are used as they are.
+std::vector<float> quantize_columns(std::vector<double> wp, const std::vector<double>& u,
+                                    const std::vector<int64_t>& perm, int64_t rows, int64_t cols,
+                                    int64_t block, ColumnQuantizer& quantizer, bool choose_scales,
+                                    const std::vector<double>& diag) {
+  const int64_t gs = quantizer.group_size() > 0 ? quantizer.group_size() : cols;
+  std::vector<double> q(static_cast<size_t>(rows * cols));
+  std::vector<double> err(static_cast<size_t>(rows * block));
+  for (int64_t i1 = 0; i1 < cols; i1 += block) {
+    const int64_t i2 = std::min(i1 + block, cols), count = i2 - i1;
+    for (int64_t i = i1; i < i2; ++i) {
+      const int64_t orig = perm[i];
+      if (choose_scales && orig % gs == 0) {
+        // Without act-order perm is the identity: columns [i, i + gs) lie in this block and
+        // have received every update so far.
+        choose_group_scales(quantizer, orig / gs, wp.data(), rows, cols, i, std::min(gs, cols - i),
+                            diag.data());
+      }
+      const double d = u[i * cols + i];
+      for (int64_t r = 0; r < rows; ++r) {
+        double* wr = &wp[r * cols];
+        const double qv = quantizer.round(r, orig, static_cast<float>(wr[i]));
+        q[r * cols + i] = qv;
+        const double e = (wr[i] - qv) / d;
+        err[r * count + (i - i1)] = e;
+        // Compensate the rest of this block now (Eq. 3 restricted to the block).
+        const double* ui = &u[i * cols];
+        for (int64_t j = i + 1; j < i2; ++j) wr[j] -= e * ui[j];
+      }
+    }
+    // Lazy batch update of all later columns: W[:, i2:] -= Err · U[i1:i2, i2:].
+    if (i2 < cols)
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(rows),
+                  static_cast<blasint>(cols - i2), static_cast<blasint>(count), -1.0, err.data(),
+                  static_cast<blasint>(count), &u[i1 * cols + i2], static_cast<blasint>(cols), 1.0,
+                  &wp[i2], static_cast<blasint>(cols));
+  }
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      out[r * cols + perm[c]] = static_cast<float>(q[r * cols + c]);
+  return out;
 }
 
 }  // namespace
@@ -140,42 +188,25 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols,
   std::vector<double>().swap(hp);
   res.damp_used = damp;
 
-  std::vector<double> q(static_cast<size_t>(rows * cols));
-  std::vector<double> err(static_cast<size_t>(rows * block));
-  for (int64_t i1 = 0; i1 < cols; i1 += block) {
-    const int64_t i2 = std::min(i1 + block, cols), count = i2 - i1;
-    for (int64_t i = i1; i < i2; ++i) {
-      const int64_t orig = perm[i];
-      if (!o.act_order && orig % gs == 0) {
-        // Without act-order perm is the identity: columns [i, i + gs) lie in this block and
-        // have received every update so far.
-        choose_group_scales(quantizer, orig / gs, wp.data(), rows, cols, i, std::min(gs, cols - i),
-                            diag.data());
-      }
-      const double d = u[i * cols + i];
-      for (int64_t r = 0; r < rows; ++r) {
-        double* wr = &wp[r * cols];
-        const double qv = quantizer.round(r, orig, static_cast<float>(wr[i]));
-        q[r * cols + i] = qv;
-        const double e = (wr[i] - qv) / d;
-        err[r * count + (i - i1)] = e;
-        // Compensate the rest of this block now (Eq. 3 restricted to the block).
-        const double* ui = &u[i * cols];
-        for (int64_t j = i + 1; j < i2; ++j) wr[j] -= e * ui[j];
-      }
+  // Round 1 chooses each group's scales as GPTQ reaches it; each later round re-runs GPTQ under
+  // the scales the previous refit left (kept only while it lowers the objective).
+  const int rounds = std::max(1, o.refit_rounds);
+  const std::vector<double> w_start = rounds > 1 ? wp : std::vector<double>{};
+  res.q =
+      quantize_columns(std::move(wp), u, perm, rows, cols, block, quantizer, !o.act_order, diag);
+  for (int round = 1; round <= o.refit_rounds; ++round) {
+    if (round > 1) {
+      std::vector<float> again =
+          quantize_columns(w_start, u, perm, rows, cols, block, quantizer, false, diag);
+      if (!(layer_objective(w_in, again.data(), rows, cols, h_in) <
+            layer_objective(w_in, res.q.data(), rows, cols, h_in)))
+        break;
+      res.q = std::move(again);
     }
-    // Lazy batch update of all later columns: W[:, i2:] -= Err · U[i1:i2, i2:].
-    if (i2 < cols)
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(rows),
-                  static_cast<blasint>(cols - i2), static_cast<blasint>(count), -1.0, err.data(),
-                  static_cast<blasint>(count), &u[i1 * cols + i2], static_cast<blasint>(cols), 1.0,
-                  &wp[i2], static_cast<blasint>(cols));
+    // The codes are final for this round; their scales were chosen before most of the error
+    // feedback reached the group.
+    refit_scales(w_in, res.q.data(), rows, cols, h_in, quantizer);
   }
-
-  res.q.resize(static_cast<size_t>(rows * cols));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c)
-      res.q[r * cols + perm[c]] = static_cast<float>(q[r * cols + c]);
   res.objective = layer_objective(w_in, res.q.data(), rows, cols, h_in);
   return res;
 }

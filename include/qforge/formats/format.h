@@ -25,6 +25,19 @@ struct FormatInfo {
   std::string family;            // "int", "minifloat", "mx", "nvfp4", "nf4", "gguf"
 };
 
+// A group's quantized values with their codes fixed, as a linear function of the group's scales:
+// value[j] = a[s] * code[j] + offset * m[s], s = j / sub_block. What a scale refit after GPTQ
+// solves over (quant/scale_refit.h).
+struct GroupCodes {
+  int64_t sub_block = 0;    // weights sharing one (a, m)
+  float offset = 0;         // +1 (value = a·L + m), -1 (a·L − m) or 0 (no offset)
+  std::vector<float> code;  // per weight: its integer level, or its codebook value
+  std::vector<float> a, m;  // per sub-block: the scale and offset in use
+  // Spacing of the representable values of a and m when they are integer levels of a super-block
+  // scale (0: not leveled, e.g. one fp16 scale per group).
+  float a_step = 0, m_step = 0;
+};
+
 // The scale state of one tensor being quantized, as the algorithms drive it: scales of a group
 // of columns are chosen (default rule, optionally weighted by per-column importance), then values
 // are rounded one at a time to the grid under those scales (GPTQ rounds column by column with
@@ -42,6 +55,20 @@ class GroupQuantizer {
   virtual float round(int64_t row, int64_t col, float v) const = 0;
   // Packs values (rows x cols, on the grid under the chosen scales) into the format's bytes.
   virtual std::vector<std::byte> pack(const float* values) const = 0;
+
+  // Optional, for refitting scales to fixed codes (formats whose groups have sub-block scales
+  // and offsets: the GGUF block types). The codes of a full group's values (on its grid) and its
+  // scales; false when the format does not support it.
+  virtual bool group_codes(int64_t /*row*/, int64_t /*group*/, const float* /*values*/,
+                           GroupCodes& /*out*/) const {
+    return false;
+  }
+  // Quantizes the scales g.a, g.m into the format's scale fields as a candidate for (row, group)
+  // and writes the values of g.code under them, exactly as the packed group will decode.
+  virtual void try_scales(int64_t /*row*/, int64_t /*group*/, const GroupCodes& /*g*/,
+                          float* /*values*/) {}
+  // Makes the last candidate of try_scales the group's scales.
+  virtual void keep_candidate(int64_t /*row*/, int64_t /*group*/) {}
 };
 
 class Format {

@@ -22,6 +22,15 @@ class FormatColumnQuantizer final : public ColumnQuantizer {
   float round(int64_t row, int64_t col, float value) const override {
     return q_->round(row, col, value);
   }
+  bool group_codes(int64_t row, int64_t group, const float* values,
+                   formats::GroupCodes& out) const override {
+    return q_->group_codes(row, group, values, out);
+  }
+  void try_scales(int64_t row, int64_t group, const formats::GroupCodes& g,
+                  float* values) override {
+    q_->try_scales(row, group, g, values);
+  }
+  void keep_candidate(int64_t row, int64_t group) override { q_->keep_candidate(row, group); }
   std::vector<std::byte> pack(const float* values) const { return q_->pack(values); }
 
  private:

@@ -9,6 +9,8 @@
 #include <memory>
 #include <vector>
 
+#include "qforge/formats/format.h"
+
 namespace qforge {
 
 // What GPTQ needs from a numeric format, independent of how it is stored: which columns share a
@@ -27,12 +29,24 @@ class ColumnQuantizer {
                              const float* h_diag) = 0;
   // Nearest representable value of `value` at (row, col) under the scales of col's group.
   virtual float round(int64_t row, int64_t col, float value) const = 0;
+  // Optional: refitting a group's scales to its codes (see formats::GroupQuantizer).
+  virtual bool group_codes(int64_t /*row*/, int64_t /*group*/, const float* /*values*/,
+                           formats::GroupCodes& /*out*/) const {
+    return false;
+  }
+  virtual void try_scales(int64_t /*row*/, int64_t /*group*/, const formats::GroupCodes& /*g*/,
+                          float* /*values*/) {}
+  virtual void keep_candidate(int64_t /*row*/, int64_t /*group*/) {}
 };
 
 struct GptqOptions {
   double damp = 0.01;        // dampening: λ = damp · mean(diag H) added to the diagonal (§4)
   int64_t block_size = 128;  // lazy batch update width ("Lazy Batch-Updates", §4 step 2)
   bool act_order = false;    // process columns by decreasing diag(H) ("desc_act")
+  // Scale refits (quant/scale_refit.h, GGUF block types): 0 keeps the scales chosen before each
+  // group's columns were quantized; 1 refits them to GPTQ's final codes; each further round runs
+  // GPTQ again under the refit scales and refits again, while that lowers the objective.
+  int refit_rounds = 1;
 };
 
 struct GptqResult {
