@@ -59,6 +59,13 @@ struct MeasureOptions {
   bool probe_all = false;      // (b) for every candidate of every tensor (to check (a))
 };
 
+// Where a measurement's time went (wall seconds): the embedding and head under every candidate
+// (encode, decode, probe); the calibration forward and input statistics; the linears' GPTQ (or
+// RTN) under every candidate; their end-to-end probes.
+struct PhaseSeconds {
+  double tables = 0, statistics = 0, quantize = 0, probes = 0;
+};
+
 struct Measurement {
   std::string model;  // the model directory as given
   uint64_t calib_hash = 0;
@@ -68,6 +75,7 @@ struct Measurement {
   std::vector<TensorMeasure> tensors;
   uint64_t other_bytes = 0;  // every other tensor of the model (norms, biases) as stored
   double seconds = 0;
+  PhaseSeconds phase_seconds;
 };
 
 // The frame of a measurement without errors: every quantizable tensor with the exact bytes of
