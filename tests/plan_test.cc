@@ -324,6 +324,24 @@ TEST(Sensitivity, MeasuresEveryTensorAndPlansWithinTheBudget) {
           << m.tensors[i].name << " " << a.format;
     }
 
+  plan::Measurement older = m;  // made before the head was measured by GPTQ: measured again
+  older.version = 1;
+  EXPECT_FALSE(plan::measurement_matches(older, o, m.calib_hash));
+
+  // The tied table is quantized by GPTQ as the head (quantize_model's rule), so it is measured
+  // so: against the RTN measurement, GPTQ lowers the table's damage at 3 bits (the probe tokens
+  // are calibration tokens, whose logits GPTQ's objective protects).
+  plan::MeasureOptions rtn = o;
+  rtn.method = QuantMethod::RTN;
+  const plan::Measurement by_rtn = plan::measure_sensitivity(rtn);
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    if (m.tensors[i].kind != QuantizableTensor::Kind::Linear) {
+      EXPECT_LT(m.tensors[i].candidates[0].kld_measured,
+                0.95 * by_rtn.tensors[i].candidates[0].kld_measured)
+          << m.tensors[i].name;
+    }
+  }
+
   const QuantPlan p = plan::plan_for_budget(m, {Budget::Kind::BitsPerWeight, 4.5});
   EXPECT_LE(p.budget.bits_per_weight, 4.5);
   EXPECT_GT(p.predicted_kld, 0);

@@ -135,28 +135,59 @@ TensorMeasure tensor_measure(const QuantizableTensor& t,
   return tm;
 }
 
-// The embedding or the head: each candidate is measured end to end (RTN with the format's own
-// encoder, as `qforge quantize` writes them).
+// A table (embedding or head) in format f as `qforge quantize` writes it: the table GPTQ takes as
+// the head (head_h: its input Hessian; the head, or a tied table) by GPTQ in the same chunks of
+// rows, any other by RTN with the format's own encoder.
+std::vector<float> table_values(const Matrix& table, const formats::Format& f,
+                                const std::vector<double>* head_h, const GptqOptions& gptq) {
+  std::vector<float> out(static_cast<size_t>(table.rows * table.cols));
+  if (head_h != nullptr) {
+    GptqChunks c = gptq_table_chunks(table, f);
+    c.sink = [&](int64_t r0, int64_t, const std::vector<float>& q, const ColumnQuantizer&) {
+      std::copy(q.begin(), q.end(), out.begin() + r0 * table.cols);
+    };
+    gptq_quantize_chunked(c, *head_h, gptq);
+    return out;
+  }
+  const std::vector<float> w = table.to_f32();
+  const std::vector<std::byte> bytes = f.encode(w.data(), table.rows, table.cols);
+  f.decode(bytes.data(), table.rows, table.cols, out.data());
+  return out;
+}
+
+// The embedding or the head: each candidate is measured end to end.
 void measure_table(const QuantizableTensor& t, TensorMeasure& tm, ModelWeights& weights,
-                   Probe& probe, int layers, const std::function<void()>& step) {
-  const std::vector<float> w = t.weight->to_f32();
+                   const std::vector<double>* head_h, const GptqOptions& gptq, Probe& probe,
+                   int layers, const std::function<void()>& step) {
   const bool tied = weights.lm_head.data == weights.embedding.data;
   Matrix& slot = t.kind == Kind::Embedding ? weights.embedding : weights.lm_head;
   const Matrix original = slot;
-  std::vector<float> dequantized(w.size());
+  const bool as_head = t.kind == Kind::Head || tied;  // quantize_model's gptq_head_table
   for (CandidateMeasure& c : tm.candidates) {
-    const formats::Format& f = formats::find_format(c.format);
-    const std::vector<std::byte> bytes = f.encode(w.data(), t.rows, t.cols);
-    f.decode(bytes.data(), t.rows, t.cols, dequantized.data());
+    const std::vector<float> values =
+        table_values(original, formats::find_format(c.format), as_head ? head_h : nullptr, gptq);
     slot = Matrix{original.name, DType::F32, t.rows, t.cols,
-                  reinterpret_cast<const std::byte*>(dequantized.data())};
+                  reinterpret_cast<const std::byte*>(values.data())};
     if (tied) weights.lm_head = slot;
     c.kld_measured = t.kind == Kind::Embedding ? probe.kld_from(0, true) : probe.kld_from(layers);
     c.kld_predicted = c.kld_measured;
+    slot = original;
+    if (tied) weights.lm_head = original;
     step();
   }
-  slot = original;
-  if (tied) weights.lm_head = original;
+}
+
+// The head's input Hessian: the final-normed hidden states of the unquantized model on the
+// calibration text (x: the residual stream after the last layer).
+std::vector<double> head_hessian(const Transformer& model, const std::vector<std::vector<float>>& x,
+                                 int len, int dim) {
+  InputStatistics stats(dim);
+  std::vector<float> normed(static_cast<size_t>(len) * dim);
+  for (const auto& xs : x) {
+    model.final_norm(xs.data(), len, normed.data());
+    stats.add(normed.data(), len);
+  }
+  return stats.hessian();
 }
 
 // Input statistics of every linear group of layer l (inputs from the unquantized model).
@@ -326,9 +357,6 @@ Measurement measure_sensitivity(const MeasureOptions& o,
   auto t_phase = std::chrono::steady_clock::now();
   Probe probe(model,
               std::vector<std::vector<int32_t>>(sequences.begin(), sequences.begin() + n_probe));
-  for (const QuantizableTensor& t : tensors)
-    if (t.kind != Kind::Linear)
-      measure_table(t, *index.at(t.name), m.weights, probe, m.config.num_layers, step);
   out.phase_seconds.tables = elapsed_since(t_phase);
 
   const int len = o.seq_len;
@@ -357,6 +385,15 @@ Measurement measure_sensitivity(const MeasureOptions& o,
       for (const Matrix* w : linears_of_group(m.weights.layers[l], static_cast<LinearGroup>(g)))
         m.weights.release(*w);
   }
+  // The tables last: the head's Hessian needs the calibration text through every layer.
+  t_phase = std::chrono::steady_clock::now();
+  std::vector<double> head_h;
+  if (o.method == QuantMethod::GPTQ) head_h = head_hessian(model, x, len, m.config.hidden_size);
+  for (const QuantizableTensor& t : tensors)
+    if (t.kind != Kind::Linear)
+      measure_table(t, *index.at(t.name), m.weights, head_h.empty() ? nullptr : &head_h, o.gptq,
+                    probe, m.config.num_layers, step);
+  out.phase_seconds.tables += elapsed_since(t_phase);
   for (TensorMeasure& tm : out.tensors)
     if (tm.kind == Kind::Linear) predict_linear(tm);
   out.seconds = elapsed_since(t0);
@@ -401,10 +438,10 @@ bool same_candidates(const Measurement& m, const std::string& spec) {
 bool measurement_matches(const Measurement& m, const MeasureOptions& o, uint64_t calib_hash) {
   const int64_t probe_sequences =
       std::max<int64_t>(1, (o.probe_tokens + o.seq_len - 1) / o.seq_len);
-  return m.model == o.model.string() && m.calib_hash == calib_hash &&
-         m.calib_tokens == o.calib_tokens / o.seq_len * o.seq_len && m.seq_len == o.seq_len &&
-         m.probe_tokens == probe_sequences * o.seq_len && m.formats == o.formats &&
-         m.method == (o.method == QuantMethod::GPTQ ? "gptq" : "rtn") &&
+  return m.version == kMeasurementVersion && m.model == o.model.string() &&
+         m.calib_hash == calib_hash && m.calib_tokens == o.calib_tokens / o.seq_len * o.seq_len &&
+         m.seq_len == o.seq_len && m.probe_tokens == probe_sequences * o.seq_len &&
+         m.formats == o.formats && m.method == (o.method == QuantMethod::GPTQ ? "gptq" : "rtn") &&
          same_candidates(m, o.formats);
 }
 
@@ -426,7 +463,8 @@ nlohmann::json measurement_to_json(const Measurement& m) {
                        {"kld_per_objective", t.kld_per_objective},
                        {"candidates", cands}});
   }
-  return {{"model", m.model},
+  return {{"version", m.version},
+          {"model", m.model},
           {"calibration",
            {{"fnv1a64", m.calib_hash},
             {"tokens", m.calib_tokens},
@@ -447,6 +485,7 @@ nlohmann::json measurement_to_json(const Measurement& m) {
 Measurement measurement_from_json(const nlohmann::json& j, const std::string& source) {
   Measurement m;
   try {
+    m.version = j.value("version", 1);
     m.model = j.at("model").get<std::string>();
     const auto& c = j.at("calibration");
     m.calib_hash = c.at("fnv1a64").get<uint64_t>();

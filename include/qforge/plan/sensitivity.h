@@ -66,7 +66,12 @@ struct PhaseSeconds {
   double tables = 0, statistics = 0, quantize = 0, probes = 0;
 };
 
+// Version 2: the head (or a tied table) measured by GPTQ as quantize writes it with GPTQ (version
+// 1 measured it by RTN); a saved measurement of another version is not reused.
+inline constexpr int kMeasurementVersion = 2;
+
 struct Measurement {
+  int version = kMeasurementVersion;
   std::string model;  // the model directory as given
   uint64_t calib_hash = 0;
   int64_t calib_tokens = 0, probe_tokens = 0;
