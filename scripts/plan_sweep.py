@@ -18,6 +18,8 @@ Writes OUT/results.json (resumable: points already there are not rerun) and prin
       --calib ../shared/data/calib.txt --text ../shared/data/valid.txt --eval-tokens 65536 \
       --calib-tokens 16384 --uniform int4-g128,int3-g128,int8-channel --rtn int4-g128 --out OUT
   scripts/plan_sweep.py --report OUT/results.json
+  scripts/plan_sweep.py --reeval OUT/results.json --qforge Q --text VALID --eval-tokens 65536 \
+      -o OUT/results-65536.json      # the same quantized files on more tokens
 """
 import argparse
 import json
@@ -251,11 +253,13 @@ def report(state):
         print(f"| {r['kind']} | {r['label']} | {r['bpw']:.4f} | {r['written_bytes']} "
               f"({r['max_bytes']}) | {pred} | {r['kld_mean']:.5f} | "
               f"{r['ppl']:.4f} | {100 * r['top1']:.2f}% |")
+    tokens = sorted({r["tokens"] for r in results})
+    print(f"\nscored tokens per point: {', '.join(map(str, tokens))}")
     step = state.get("smallest_step_bytes")
     planned = sorted((r for r in results if r["kind"] == "plan"), key=lambda r: r["bpw"])
     met = [r for r in planned if r["written_bytes"] <= r["max_bytes"] and
            (step is None or r["max_bytes"] - r["written_bytes"] < step)]
-    print(f"\nbudgets met (written quantized bytes <= budget, less than one smallest format step "
+    print(f"budgets met (written quantized bytes <= budget, less than one smallest format step "
           f"({step} bytes) under it): {len(met)} of {len(planned)}")
     if len(planned) >= 2:
         rho = spearman([r["predicted_kld"] for r in planned], [r["kld_mean"] for r in planned])
@@ -290,8 +294,46 @@ def report(state):
               f"quantize, wall) right after it {gs:.1f} s: ratio {ms / gs:.2f}")
 
 
+def reeval(argv):
+    """Evaluates the points of a sweep again on another number of tokens, from the files it wrote
+    (nothing is quantized again); resumable like the sweep. Kinds and labels as in the report."""
+    ap = argparse.ArgumentParser(prog="plan_sweep.py --reeval")
+    ap.add_argument("results", help="the sweep's results.json (its q-* folders beside it)")
+    ap.add_argument("--qforge", required=True)
+    ap.add_argument("--text", required=True)
+    ap.add_argument("--eval-tokens", type=int, required=True)
+    ap.add_argument("--kinds", default="plan,uniform", help="which kinds of points")
+    ap.add_argument("--llamacpp", default="", help="LABEL=FILE.gguf,... for llamacpp points")
+    ap.add_argument("--threads", default="2")
+    ap.add_argument("-o", "--output", required=True)
+    a = ap.parse_args(argv)
+    src = json.load(open(a.results))
+    out = json.load(open(a.output)) if os.path.exists(a.output) else dict(
+        src, eval_tokens=a.eval_tokens, results=[])
+    done = {(r["kind"], r["label"]) for r in out["results"]}
+    ggufs = dict(item.split("=", 1) for item in filter(None, a.llamacpp.split(",")))
+    kinds = a.kinds.split(",")
+    # Smallest first: the low-bit points, where the plans and the uniform formats differ most.
+    for r in sorted(src["results"], key=lambda r: (r["bpw"], r["kind"])):
+        if r["kind"] not in kinds or (r["kind"], r["label"]) in done:
+            continue
+        path = ggufs.get(r["label"]) if r["kind"] == "llamacpp" else os.path.join(
+            os.path.dirname(a.results), "q-" + r["kind"] + "-" + r["label"])
+        if not path or not os.path.exists(path):
+            print(f"skipping {r['kind']} {r['label']}: no {path}", file=sys.stderr)
+            continue
+        e = json.loads(run([a.qforge, "eval", path, "--ref", src["model"], "--text", a.text,
+                            "--max-tokens", str(a.eval_tokens), "--json", "-t", a.threads]))
+        out["results"].append(dict(r, kld_mean=e["kld_mean"], ppl=e["ppl"], ref_ppl=e["ref_ppl"],
+                                    top1=e["top1_agreement"], tokens=e["tokens"]))
+        json.dump(out, open(a.output, "w"), indent=1)
+    report(out)
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--report":
         report(json.load(open(sys.argv[2])))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--reeval":
+        reeval(sys.argv[2:])
     else:
         main()

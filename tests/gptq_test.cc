@@ -230,6 +230,31 @@ TEST(GptqChunked, WithIdentityHessianEqualsRoundToNearest) {
   for (size_t i = 0; i < rtn.size(); ++i) ASSERT_EQ(parts[i], rtn[i]) << i;
 }
 
+// The planner quantizes one matrix in many formats against one H: the factor made once must give
+// every format exactly what a call of its own gives, in any order (nothing in it is consumed).
+TEST(Gptq, AFactorSharedByManyFormatsGivesEachItsOwnCallsResult) {
+  Problem p = random_problem(24, 256, 21);
+  for (int64_t j = 0; j < p.cols; ++j) {  // one dead input as well
+    p.h[9 * p.cols + j] = 0;
+    p.h[j * p.cols + 9] = 0;
+  }
+  for (const bool act_order : {false, true}) {
+    GptqOptions o;
+    o.act_order = act_order;
+    const GptqFactor shared = gptq_factor(p.h, p.cols, o);
+    for (const auto& [bits, group] : {std::pair{4, 32}, {3, 128}, {4, 256}, {2, 64}}) {
+      SymmetricIntQuantizer own_q(bits, group, p.rows, p.cols),
+          shared_q(bits, group, p.rows, p.cols);
+      const GptqResult own = gptq_quantize(p.w.data(), p.rows, p.cols, p.h, own_q, o);
+      const GptqResult via = gptq_quantize(p.w.data(), p.rows, p.h, shared, shared_q);
+      ASSERT_EQ(via.q, own.q) << bits << "-bit g" << group << " act_order " << act_order;
+      EXPECT_EQ(via.objective, own.objective);
+      EXPECT_EQ(via.dead_columns, 1);
+      EXPECT_EQ(via.damp_used, own.damp_used);
+    }
+  }
+}
+
 TEST(Gptq, RefusesAHessianOfTheWrongSize) {
   const int64_t rows = 4, cols = 32;
   std::vector<float> w(rows * cols, 1.0f);

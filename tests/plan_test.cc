@@ -11,6 +11,7 @@
 #include <random>
 
 #include "qforge/core/error.h"
+#include "qforge/core/thread_pool.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/kernels/kl.h"
 #include "qforge/plan/knapsack.h"
@@ -275,6 +276,8 @@ TEST(Sensitivity, MeasuresEveryTensorAndPlansWithinTheBudget) {
   o.seq_len = 64;
   o.probe_tokens = 64;
   o.formats = "int3-g64,int4-g64,int8-channel";
+  const int threads = ThreadPool::global().size();
+  ThreadPool::set_global_threads(3);  // candidates side by side (compared with 1 thread below)
   const plan::Measurement m = plan::measure_sensitivity(o);
   ASSERT_FALSE(m.tensors.empty());
   EXPECT_TRUE(plan::measurement_matches(m, o, m.calib_hash));
@@ -300,6 +303,44 @@ TEST(Sensitivity, MeasuresEveryTensorAndPlansWithinTheBudget) {
   const plan::Measurement back = plan::measurement_from_json(plan::measurement_to_json(m), "m");
   EXPECT_EQ(back.tensors.size(), m.tensors.size());
   EXPECT_EQ(back.tensors[3].candidates[1].objective, m.tensors[3].candidates[1].objective);
+
+  EXPECT_GT(m.phase_seconds.quantize, 0);
+  EXPECT_GT(m.phase_seconds.probes, 0);
+  EXPECT_LE(m.phase_seconds.tables + m.phase_seconds.statistics + m.phase_seconds.quantize +
+                m.phase_seconds.probes,
+            m.seconds);
+
+  // The candidates run side by side on the pool's threads: one thread gives the same numbers.
+  ThreadPool::set_global_threads(1);
+  const plan::Measurement serial = plan::measure_sensitivity(o);
+  ThreadPool::set_global_threads(threads);
+  ASSERT_EQ(serial.tensors.size(), m.tensors.size());
+  for (size_t i = 0; i < m.tensors.size(); ++i)
+    for (size_t c = 0; c < m.tensors[i].candidates.size(); ++c) {
+      const plan::CandidateMeasure &a = m.tensors[i].candidates[c],
+                                   &b = serial.tensors[i].candidates[c];
+      EXPECT_EQ(a.objective, b.objective) << m.tensors[i].name << " " << a.format;
+      EXPECT_NEAR(a.kld_predicted, b.kld_predicted, 1e-6 * a.kld_predicted + 1e-12)
+          << m.tensors[i].name << " " << a.format;
+    }
+
+  plan::Measurement older = m;  // made before the head was measured by GPTQ: measured again
+  older.version = 1;
+  EXPECT_FALSE(plan::measurement_matches(older, o, m.calib_hash));
+
+  // The tied table is quantized by GPTQ as the head (quantize_model's rule), so it is measured
+  // so: against the RTN measurement, GPTQ lowers the table's damage at 3 bits (the probe tokens
+  // are calibration tokens, whose logits GPTQ's objective protects).
+  plan::MeasureOptions rtn = o;
+  rtn.method = QuantMethod::RTN;
+  const plan::Measurement by_rtn = plan::measure_sensitivity(rtn);
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    if (m.tensors[i].kind != QuantizableTensor::Kind::Linear) {
+      EXPECT_LT(m.tensors[i].candidates[0].kld_measured,
+                0.95 * by_rtn.tensors[i].candidates[0].kld_measured)
+          << m.tensors[i].name;
+    }
+  }
 
   const QuantPlan p = plan::plan_for_budget(m, {Budget::Kind::BitsPerWeight, 4.5});
   EXPECT_LE(p.budget.bits_per_weight, 4.5);

@@ -1,9 +1,11 @@
 #include "qforge/plan/sensitivity.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "qforge/core/error.h"
 #include "qforge/core/mapped_file.h"
@@ -18,6 +20,10 @@ namespace qforge::plan {
 namespace {
 
 using Kind = QuantizableTensor::Kind;
+
+double elapsed_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 const char* kind_name(Kind k) {
   return k == Kind::Linear ? "linear" : k == Kind::Embedding ? "embedding" : "head";
@@ -129,28 +135,59 @@ TensorMeasure tensor_measure(const QuantizableTensor& t,
   return tm;
 }
 
-// The embedding or the head: each candidate is measured end to end (RTN with the format's own
-// encoder, as `qforge quantize` writes them).
+// A table (embedding or head) in format f as `qforge quantize` writes it: the table GPTQ takes as
+// the head (head_h: its input Hessian; the head, or a tied table) by GPTQ in the same chunks of
+// rows, any other by RTN with the format's own encoder.
+std::vector<float> table_values(const Matrix& table, const formats::Format& f,
+                                const std::vector<double>* head_h, const GptqOptions& gptq) {
+  std::vector<float> out(static_cast<size_t>(table.rows * table.cols));
+  if (head_h != nullptr) {
+    GptqChunks c = gptq_table_chunks(table, f);
+    c.sink = [&](int64_t r0, int64_t, const std::vector<float>& q, const ColumnQuantizer&) {
+      std::copy(q.begin(), q.end(), out.begin() + r0 * table.cols);
+    };
+    gptq_quantize_chunked(c, *head_h, gptq);
+    return out;
+  }
+  const std::vector<float> w = table.to_f32();
+  const std::vector<std::byte> bytes = f.encode(w.data(), table.rows, table.cols);
+  f.decode(bytes.data(), table.rows, table.cols, out.data());
+  return out;
+}
+
+// The embedding or the head: each candidate is measured end to end.
 void measure_table(const QuantizableTensor& t, TensorMeasure& tm, ModelWeights& weights,
-                   Probe& probe, int layers, const std::function<void()>& step) {
-  const std::vector<float> w = t.weight->to_f32();
+                   const std::vector<double>* head_h, const GptqOptions& gptq, Probe& probe,
+                   int layers, const std::function<void()>& step) {
   const bool tied = weights.lm_head.data == weights.embedding.data;
   Matrix& slot = t.kind == Kind::Embedding ? weights.embedding : weights.lm_head;
   const Matrix original = slot;
-  std::vector<float> dequantized(w.size());
+  const bool as_head = t.kind == Kind::Head || tied;  // quantize_model's gptq_head_table
   for (CandidateMeasure& c : tm.candidates) {
-    const formats::Format& f = formats::find_format(c.format);
-    const std::vector<std::byte> bytes = f.encode(w.data(), t.rows, t.cols);
-    f.decode(bytes.data(), t.rows, t.cols, dequantized.data());
+    const std::vector<float> values =
+        table_values(original, formats::find_format(c.format), as_head ? head_h : nullptr, gptq);
     slot = Matrix{original.name, DType::F32, t.rows, t.cols,
-                  reinterpret_cast<const std::byte*>(dequantized.data())};
+                  reinterpret_cast<const std::byte*>(values.data())};
     if (tied) weights.lm_head = slot;
     c.kld_measured = t.kind == Kind::Embedding ? probe.kld_from(0, true) : probe.kld_from(layers);
     c.kld_predicted = c.kld_measured;
+    slot = original;
+    if (tied) weights.lm_head = original;
     step();
   }
-  slot = original;
-  if (tied) weights.lm_head = original;
+}
+
+// The head's input Hessian: the final-normed hidden states of the unquantized model on the
+// calibration text (x: the residual stream after the last layer).
+std::vector<double> head_hessian(const Transformer& model, const std::vector<std::vector<float>>& x,
+                                 int len, int dim) {
+  InputStatistics stats(dim);
+  std::vector<float> normed(static_cast<size_t>(len) * dim);
+  for (const auto& xs : x) {
+    model.final_norm(xs.data(), len, normed.data());
+    stats.add(normed.data(), len);
+  }
+  return stats.hessian();
 }
 
 // Input statistics of every linear group of layer l (inputs from the unquantized model).
@@ -172,33 +209,87 @@ std::array<std::unique_ptr<InputStatistics>, kLinearGroups> layer_statistics(
   return stats;
 }
 
-// A linear under every candidate: the layer objective after GPTQ (or RTN) with the shared H; the
-// probe candidate (every candidate with probe_all) also end to end.
-void measure_linear(Matrix& slot, int layer, const std::vector<double>& h, TensorMeasure& tm,
-                    const MeasureOptions& o, Probe& probe, const std::function<void()>& step) {
-  const Matrix original = slot;
-  const std::vector<float> w = slot.to_f32();
-  std::vector<double> h_diag(static_cast<size_t>(slot.cols));
-  for (int64_t i = 0; i < slot.cols; ++i) h_diag[i] = h[static_cast<size_t>(i * slot.cols + i)];
-  for (CandidateMeasure& c : tm.candidates) {
-    auto q = quantizer_maker(formats::find_format(c.format))(w.data(), slot.rows, slot.cols);
-    std::vector<float> values;
-    if (o.method == QuantMethod::GPTQ) {
-      GptqResult g = gptq_quantize(w.data(), slot.rows, slot.cols, h, *q, o.gptq);
-      c.objective = g.objective;
-      values = std::move(g.q);
-    } else {
-      values = rtn_quantize(w.data(), slot.rows, slot.cols, *q, h_diag.data());
-      c.objective = layer_objective(w.data(), values.data(), slot.rows, slot.cols, h);
+// One matrix of a linear group under one candidate format.
+struct CandidateJob {
+  Matrix* slot;
+  const std::vector<float>* weights;  // the matrix in f32
+  const formats::Format* format;
+  CandidateMeasure* result;
+  bool probe;                 // measured end to end: keep its values
+  std::vector<float> values;  // the quantized values (probe candidates only)
+};
+
+// The layer objective of every job, after GPTQ (or RTN) with the group's shared H. The jobs run
+// side by side, one per thread (BLAS is single-threaded here, so one GPTQ uses one core), largest
+// first, each thread taking the next job when done; GPTQ's factor of H is made once for all.
+void quantize_candidates(std::vector<CandidateJob>& jobs, const std::vector<double>& h,
+                         const MeasureOptions& o, ThreadPool& pool) {
+  const int64_t cols = jobs.front().slot->cols;
+  std::optional<GptqFactor> factor;
+  if (o.method == QuantMethod::GPTQ) factor = gptq_factor(h, cols, o.gptq);
+  std::vector<double> h_diag(static_cast<size_t>(cols));
+  for (int64_t i = 0; i < cols; ++i) h_diag[i] = h[static_cast<size_t>(i * cols + i)];
+  std::stable_sort(jobs.begin(), jobs.end(), [](const CandidateJob& a, const CandidateJob& b) {
+    return a.slot->rows > b.slot->rows;
+  });
+  std::atomic<size_t> next{0};
+  pool.parallel_for(static_cast<size_t>(pool.size()), [&](size_t, size_t, int) {
+    for (size_t i = next++; i < jobs.size(); i = next++) {
+      CandidateJob& j = jobs[i];
+      const float* w = j.weights->data();
+      const int64_t rows = j.slot->rows;
+      auto q = quantizer_maker(*j.format)(w, rows, cols);
+      std::vector<float> values;
+      if (factor) {
+        GptqResult g = gptq_quantize(w, rows, h, *factor, *q);
+        j.result->objective = g.objective;
+        values = std::move(g.q);
+      } else {
+        values = rtn_quantize(w, rows, cols, *q, h_diag.data());
+        j.result->objective = layer_objective(w, values.data(), rows, cols, h);
+      }
+      if (j.probe) j.values = std::move(values);
     }
-    if (o.probe_all || c.format == tm.probe_format) {
-      slot = Matrix{original.name, DType::F32, slot.rows, slot.cols,
-                    reinterpret_cast<const std::byte*>(values.data())};
-      c.kld_measured = probe.kld_from(layer);
-      slot = original;
+  });
+}
+
+// Every linear of one group (same input, same H) under every candidate: the layer objectives,
+// then the probe candidates (every candidate with probe_all) end to end, one at a time.
+void measure_group(const std::vector<Matrix*>& linears, int layer, const std::vector<double>& h,
+                   const std::map<std::string, TensorMeasure*>& measures, const MeasureOptions& o,
+                   Probe& probe, ThreadPool& pool, PhaseSeconds& seconds,
+                   const std::function<void()>& step) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::vector<float>> weights;
+  weights.reserve(linears.size());
+  std::vector<CandidateJob> jobs;
+  for (Matrix* slot : linears) {
+    weights.push_back(slot->to_f32());
+    TensorMeasure& tm = *measures.at(slot->name);
+    for (CandidateMeasure& c : tm.candidates)
+      jobs.push_back({slot,
+                      &weights.back(),
+                      &formats::find_format(c.format),
+                      &c,
+                      o.probe_all || c.format == tm.probe_format,
+                      {}});
+  }
+  if (jobs.empty()) return;
+  quantize_candidates(jobs, h, o, pool);
+  seconds.quantize += elapsed_since(t0);
+
+  t0 = std::chrono::steady_clock::now();
+  for (CandidateJob& j : jobs) {
+    if (j.probe) {
+      const Matrix original = *j.slot;
+      *j.slot = Matrix{original.name, DType::F32, original.rows, original.cols,
+                       reinterpret_cast<const std::byte*>(j.values.data())};
+      j.result->kld_measured = probe.kld_from(layer);
+      *j.slot = original;
     }
     step();
   }
+  seconds.probes += elapsed_since(t0);
 }
 
 // Predicted KLD of a linear's candidates: the probe's measured KLD per unit of objective.
@@ -251,22 +342,22 @@ Measurement measure_sensitivity(const MeasureOptions& o,
       (o.probe_tokens + o.seq_len - 1) / o.seq_len, 1, static_cast<int64_t>(sequences.size())));
   out.probe_tokens = static_cast<int64_t>(n_probe) * o.seq_len;
   const std::vector<QuantizableTensor> tensors = quantizable_tensors(m.weights);
-  std::map<std::string, size_t> index;
+  std::map<std::string, TensorMeasure*> index;
   int total = 0, done = 0;
-  for (size_t i = 0; i < out.tensors.size(); ++i) {
-    index[out.tensors[i].name] = i;
-    total += static_cast<int>(out.tensors[i].candidates.size());
+  for (TensorMeasure& tm : out.tensors) {
+    index[tm.name] = &tm;
+    total += static_cast<int>(tm.candidates.size());
   }
   auto step = [&] {
     if (progress) progress(++done, total);
   };
 
-  Transformer model(m.config, m.weights, ThreadPool::global());
+  ThreadPool& pool = ThreadPool::global();
+  Transformer model(m.config, m.weights, pool);
+  auto t_phase = std::chrono::steady_clock::now();
   Probe probe(model,
               std::vector<std::vector<int32_t>>(sequences.begin(), sequences.begin() + n_probe));
-  for (const QuantizableTensor& t : tensors)
-    if (t.kind != Kind::Linear)
-      measure_table(t, out.tensors[index.at(t.name)], m.weights, probe, m.config.num_layers, step);
+  out.phase_seconds.tables = elapsed_since(t_phase);
 
   const int len = o.seq_len;
   KVCache cache = model.new_cache(len, /*shared_layers=*/true);
@@ -276,24 +367,36 @@ Measurement measure_sensitivity(const MeasureOptions& o,
     model.embed(sequences[s], x[s].data());
   }
   for (int l = 0; l < m.config.num_layers; ++l) {
+    t_phase = std::chrono::steady_clock::now();
     auto stats = layer_statistics(model, cache, l, x, len);
+    out.phase_seconds.statistics += elapsed_since(t_phase);
     for (int g = 0; g < kLinearGroups; ++g) {
       const auto group = static_cast<LinearGroup>(g);
       const std::vector<Matrix*> linears = linears_of_group(m.weights.layers[l], group);
       if (linears.empty() || !stats[g]) continue;
       const std::vector<double> h = stats[g]->hessian();
       stats[g].reset();
-      for (Matrix* w : linears)
-        measure_linear(*w, l, h, out.tensors[index.at(w->name)], o, probe, step);
+      measure_group(linears, l, h, index, o, probe, pool, out.phase_seconds, step);
     }
+    t_phase = std::chrono::steady_clock::now();
     for (auto& xs : x) model.run_layer(l, xs.data(), len, 0, cache);
+    out.phase_seconds.statistics += elapsed_since(t_phase);
     for (int g = 0; g < kLinearGroups; ++g)
       for (const Matrix* w : linears_of_group(m.weights.layers[l], static_cast<LinearGroup>(g)))
         m.weights.release(*w);
   }
+  // The tables last: the head's Hessian needs the calibration text through every layer.
+  t_phase = std::chrono::steady_clock::now();
+  std::vector<double> head_h;
+  if (o.method == QuantMethod::GPTQ) head_h = head_hessian(model, x, len, m.config.hidden_size);
+  for (const QuantizableTensor& t : tensors)
+    if (t.kind != Kind::Linear)
+      measure_table(t, *index.at(t.name), m.weights, head_h.empty() ? nullptr : &head_h, o.gptq,
+                    probe, m.config.num_layers, step);
+  out.phase_seconds.tables += elapsed_since(t_phase);
   for (TensorMeasure& tm : out.tensors)
     if (tm.kind == Kind::Linear) predict_linear(tm);
-  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.seconds = elapsed_since(t0);
   return out;
 }
 
@@ -335,10 +438,10 @@ bool same_candidates(const Measurement& m, const std::string& spec) {
 bool measurement_matches(const Measurement& m, const MeasureOptions& o, uint64_t calib_hash) {
   const int64_t probe_sequences =
       std::max<int64_t>(1, (o.probe_tokens + o.seq_len - 1) / o.seq_len);
-  return m.model == o.model.string() && m.calib_hash == calib_hash &&
-         m.calib_tokens == o.calib_tokens / o.seq_len * o.seq_len && m.seq_len == o.seq_len &&
-         m.probe_tokens == probe_sequences * o.seq_len && m.formats == o.formats &&
-         m.method == (o.method == QuantMethod::GPTQ ? "gptq" : "rtn") &&
+  return m.version == kMeasurementVersion && m.model == o.model.string() &&
+         m.calib_hash == calib_hash && m.calib_tokens == o.calib_tokens / o.seq_len * o.seq_len &&
+         m.seq_len == o.seq_len && m.probe_tokens == probe_sequences * o.seq_len &&
+         m.formats == o.formats && m.method == (o.method == QuantMethod::GPTQ ? "gptq" : "rtn") &&
          same_candidates(m, o.formats);
 }
 
@@ -360,7 +463,8 @@ nlohmann::json measurement_to_json(const Measurement& m) {
                        {"kld_per_objective", t.kld_per_objective},
                        {"candidates", cands}});
   }
-  return {{"model", m.model},
+  return {{"version", m.version},
+          {"model", m.model},
           {"calibration",
            {{"fnv1a64", m.calib_hash},
             {"tokens", m.calib_tokens},
@@ -370,12 +474,18 @@ nlohmann::json measurement_to_json(const Measurement& m) {
           {"formats", m.formats},
           {"other_bytes", m.other_bytes},
           {"seconds", m.seconds},
+          {"phase_seconds",
+           {{"tables", m.phase_seconds.tables},
+            {"statistics", m.phase_seconds.statistics},
+            {"quantize", m.phase_seconds.quantize},
+            {"probes", m.phase_seconds.probes}}},
           {"tensors", tensors}};
 }
 
 Measurement measurement_from_json(const nlohmann::json& j, const std::string& source) {
   Measurement m;
   try {
+    m.version = j.value("version", 1);
     m.model = j.at("model").get<std::string>();
     const auto& c = j.at("calibration");
     m.calib_hash = c.at("fnv1a64").get<uint64_t>();
@@ -386,6 +496,11 @@ Measurement measurement_from_json(const nlohmann::json& j, const std::string& so
     m.formats = j.at("formats").get<std::string>();
     m.other_bytes = j.at("other_bytes").get<uint64_t>();
     m.seconds = j.value("seconds", 0.0);
+    if (j.contains("phase_seconds")) {  // older measurements have only the total
+      const auto& p = j.at("phase_seconds");
+      m.phase_seconds = {p.at("tables").get<double>(), p.at("statistics").get<double>(),
+                         p.at("quantize").get<double>(), p.at("probes").get<double>()};
+    }
     for (const auto& t : j.at("tensors")) {
       TensorMeasure tm;
       tm.name = t.at("name").get<std::string>();

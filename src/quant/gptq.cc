@@ -119,85 +119,99 @@ std::vector<float> rtn_quantize(const float* w, int64_t rows, int64_t cols,
   return q;
 }
 
-GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols,
-                         const std::vector<double>& h_in, ColumnQuantizer& quantizer,
-                         const GptqOptions& o) {
+GptqFactor gptq_factor(const std::vector<double>& h_in, int64_t cols, const GptqOptions& o) {
   check(static_cast<int64_t>(h_in.size()) == cols * cols, "GPTQ: Hessian is not {}x{}", cols, cols);
   check(o.damp >= 0, "GPTQ: dampening must be >= 0 (got {})", o.damp);
-  const int64_t gs = quantizer.group_size() > 0 ? quantizer.group_size() : cols;
-  // Groups must not straddle a lazy-update block, so that a group's scales are chosen from fully
-  // updated weights: round the block size up to a multiple of the group size.
-  int64_t block = std::max<int64_t>(1, o.block_size);
-  if (gs < cols && block % gs != 0) block = (block + gs - 1) / gs * gs;
-  if (gs >= cols) block = std::max(block, int64_t{1});
-
-  GptqResult res;
-  std::vector<double> h(h_in);
-  std::vector<double> w(w_in, w_in + rows * cols);
-  // Dead inputs (always zero in calibration): nothing to preserve, quantize the weights to zero.
+  GptqFactor f;
+  f.cols = cols;
+  f.block_size = std::max<int64_t>(1, o.block_size);
+  f.act_order = o.act_order;
+  f.refit_rounds = o.refit_rounds;
+  f.dead.assign(static_cast<size_t>(cols), false);
+  f.diag.resize(static_cast<size_t>(cols));
   for (int64_t i = 0; i < cols; ++i) {
-    if (h[i * cols + i] == 0.0) {
-      h[i * cols + i] = 1.0;
-      for (int64_t r = 0; r < rows; ++r) w[r * cols + i] = 0.0;
-      ++res.dead_columns;
-    }
+    f.dead[i] = h_in[i * cols + i] == 0.0;
+    f.diag[i] = f.dead[i] ? 1.0 : h_in[i * cols + i];
   }
-  std::vector<double> diag(static_cast<size_t>(cols));
-  for (int64_t i = 0; i < cols; ++i) diag[i] = h[i * cols + i];
-
   // Column order: act-order processes the most important inputs (largest H_ii) first.
-  std::vector<int64_t> perm(static_cast<size_t>(cols));
-  std::iota(perm.begin(), perm.end(), 0);
-  if (o.act_order) {
-    std::stable_sort(perm.begin(), perm.end(),
-                     [&](int64_t a, int64_t b) { return diag[a] > diag[b]; });
-    // Static groups: all scales fixed now from the cleaned weights, in the original order.
-    for (int64_t g = 0, c0 = 0; c0 < cols; ++g, c0 += gs)
-      choose_group_scales(quantizer, g, w.data(), rows, cols, c0, std::min(gs, cols - c0),
-                          diag.data());
-  }
-  // Permuted copies (moves without act-order: perm is the identity). Peak memory matters here:
-  // H is cols^2 doubles (19 MB for a 1536-wide input), so no more than two copies live at once.
-  std::vector<double> wp, hp;
-  if (o.act_order) {
-    wp.resize(static_cast<size_t>(rows * cols));
-    hp.resize(static_cast<size_t>(cols * cols));
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) wp[r * cols + c] = w[r * cols + perm[c]];
-    for (int64_t i = 0; i < cols; ++i)
-      for (int64_t j = 0; j < cols; ++j) hp[i * cols + j] = h[perm[i] * cols + perm[j]];
-  } else {
-    wp = std::move(w);
-    hp = std::move(h);
-  }
-  std::vector<double>().swap(w);
-  std::vector<double>().swap(h);
+  f.perm.resize(static_cast<size_t>(cols));
+  std::iota(f.perm.begin(), f.perm.end(), 0);
+  if (o.act_order)
+    std::stable_sort(f.perm.begin(), f.perm.end(),
+                     [&](int64_t a, int64_t b) { return f.diag[a] > f.diag[b]; });
+  // P H Pᵀ with dead inputs' diagonal set to 1 (their rows and columns of H are zero).
+  std::vector<double> hp(static_cast<size_t>(cols * cols));
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      hp[i * cols + j] = i == j ? f.diag[f.perm[i]] : h_in[f.perm[i] * cols + f.perm[j]];
 
   // Dampening λ = damp · mean(diag H); raised tenfold until the factorisation succeeds.
   const double mean_diag =
-      std::accumulate(diag.begin(), diag.end(), 0.0) / static_cast<double>(cols);
+      std::accumulate(f.diag.begin(), f.diag.end(), 0.0) / static_cast<double>(cols);
   double damp = o.damp * mean_diag;
-  std::vector<double> u;
   for (int attempt = 0;; ++attempt) {
-    u = hp;
-    for (int64_t i = 0; i < cols; ++i) u[i * cols + i] += damp;
-    if (inverse_cholesky_upper(u, cols)) break;
+    f.u = hp;
+    for (int64_t i = 0; i < cols; ++i) f.u[i * cols + i] += damp;
+    if (inverse_cholesky_upper(f.u, cols)) break;
     check(attempt < 6, "GPTQ: Hessian is not positive definite even with dampening {}", damp);
     damp = std::max(damp * 10, 1e-8 * std::max(mean_diag, 1.0));
   }
-  std::vector<double>().swap(hp);
-  res.damp_used = damp;
+  f.damp_used = damp;
+  return f;
+}
+
+GptqResult gptq_quantize(const float* w, int64_t rows, int64_t cols, const std::vector<double>& h,
+                         ColumnQuantizer& quantizer, const GptqOptions& o) {
+  return gptq_quantize(w, rows, h, gptq_factor(h, cols, o), quantizer);
+}
+
+GptqResult gptq_quantize(const float* w_in, int64_t rows, const std::vector<double>& h_in,
+                         const GptqFactor& f, ColumnQuantizer& quantizer) {
+  const int64_t cols = f.cols;
+  check(static_cast<int64_t>(h_in.size()) == cols * cols, "GPTQ: Hessian is not {}x{}", cols, cols);
+  const int64_t gs = quantizer.group_size() > 0 ? quantizer.group_size() : cols;
+  // Groups must not straddle a lazy-update block, so that a group's scales are chosen from fully
+  // updated weights: round the block size up to a multiple of the group size.
+  int64_t block = f.block_size;
+  if (gs < cols && block % gs != 0) block = (block + gs - 1) / gs * gs;
+
+  GptqResult res;
+  res.damp_used = f.damp_used;
+  // Dead inputs (always zero in calibration): nothing to preserve, quantize the weights to zero.
+  std::vector<double> w(w_in, w_in + rows * cols);
+  for (int64_t i = 0; i < cols; ++i) {
+    if (!f.dead[i]) continue;
+    for (int64_t r = 0; r < rows; ++r) w[r * cols + i] = 0.0;
+    ++res.dead_columns;
+  }
+  const std::vector<int64_t>& perm = f.perm;
+  if (f.act_order) {
+    // Static groups: all scales fixed now from the cleaned weights, in the original order.
+    for (int64_t g = 0, c0 = 0; c0 < cols; ++g, c0 += gs)
+      choose_group_scales(quantizer, g, w.data(), rows, cols, c0, std::min(gs, cols - c0),
+                          f.diag.data());
+  }
+  // The weights in processing order (a move without act-order: perm is the identity).
+  std::vector<double> wp;
+  if (f.act_order) {
+    wp.resize(static_cast<size_t>(rows * cols));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) wp[r * cols + c] = w[r * cols + perm[c]];
+    std::vector<double>().swap(w);
+  } else {
+    wp = std::move(w);
+  }
 
   // Round 1 chooses each group's scales as GPTQ reaches it; each later round re-runs GPTQ under
   // the scales the previous refit left (kept only while it lowers the objective).
-  const int rounds = std::max(1, o.refit_rounds);
+  const int rounds = std::max(1, f.refit_rounds);
   const std::vector<double> w_start = rounds > 1 ? wp : std::vector<double>{};
-  res.q =
-      quantize_columns(std::move(wp), u, perm, rows, cols, block, quantizer, !o.act_order, diag);
-  for (int round = 1; round <= o.refit_rounds; ++round) {
+  res.q = quantize_columns(std::move(wp), f.u, perm, rows, cols, block, quantizer, !f.act_order,
+                           f.diag);
+  for (int round = 1; round <= f.refit_rounds; ++round) {
     if (round > 1) {
       std::vector<float> again =
-          quantize_columns(w_start, u, perm, rows, cols, block, quantizer, false, diag);
+          quantize_columns(w_start, f.u, perm, rows, cols, block, quantizer, false, f.diag);
       if (!(layer_objective(w_in, again.data(), rows, cols, h_in) <
             layer_objective(w_in, res.q.data(), rows, cols, h_in)))
         break;
@@ -215,6 +229,7 @@ GptqChunkedResult gptq_quantize_chunked(const GptqChunks& c, const std::vector<d
                                         const GptqOptions& o, bool measure_rtn) {
   check(c.chunk_rows > 0, "GPTQ: chunk_rows must be positive (got {})", c.chunk_rows);
   GptqChunkedResult res;
+  const GptqFactor factor = gptq_factor(h, c.cols, o);  // every chunk of rows shares H
   std::vector<float> w;
   for (int64_t r0 = 0; r0 < c.rows; r0 += c.chunk_rows) {
     const int64_t r1 = std::min(c.rows, r0 + c.chunk_rows), n = r1 - r0;
@@ -228,7 +243,7 @@ GptqChunkedResult gptq_quantize_chunked(const GptqChunks& c, const std::vector<d
       res.objective_rtn += layer_objective(w.data(), rtn.data(), n, c.cols, h);
     }
     const auto q = c.make(w.data(), n, c.cols);
-    GptqResult g = gptq_quantize(w.data(), n, c.cols, h, *q, o);
+    GptqResult g = gptq_quantize(w.data(), n, h, factor, *q);
     res.objective += g.objective;
     res.dead_columns = g.dead_columns;
     c.sink(r0, r1, g.q, *q);

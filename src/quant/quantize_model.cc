@@ -654,6 +654,21 @@ void quantize_layers(const QuantizeOptions& o, LoadedModel& m, const OutputLayou
 // an embedding row's error reaches only the positions holding that token (GPTQ against RTN for a
 // tied table was not measured apart; see docs/RESULTS.md).
 
+}  // namespace
+
+GptqChunks gptq_table_chunks(const Matrix& table, const formats::Format& f) {
+  GptqChunks c;
+  c.rows = table.rows;
+  c.cols = table.cols;
+  // Formats with per-tensor state (a global scale) see the whole head at once.
+  if (f.header_bytes() > 0 || f.info().block < 0) c.chunk_rows = table.rows;
+  c.read = [&table](int64_t r0, int64_t r1, float* out) { table.rows_to_f32(r0, r1 - r0, out); };
+  c.make = quantizer_maker(f);
+  return c;
+}
+
+namespace {
+
 // The table GPTQ quantizes as the head: with GPTQ, the head (or a tied table) when it is
 // quantized, unless rotated (the rotation folds the final norm into the head's rows).
 std::string gptq_head_table(const QuantizeOptions& o, const OutputLayout& layout, bool rotated) {
@@ -671,13 +686,7 @@ void quantize_head(const LoadedModel& m, const OutputLayout& layout, const GptqO
   check(static_cast<int64_t>(h.size()) == src.cols * src.cols,
         "{}: no head statistics were collected", name);
   const auto t0 = std::chrono::steady_clock::now();
-  GptqChunks c;
-  c.rows = src.rows;
-  c.cols = src.cols;
-  // Formats with per-tensor state (a global scale) see the whole head at once.
-  if (f.header_bytes() > 0 || f.info().block < 0) c.chunk_rows = src.rows;
-  c.read = [&](int64_t r0, int64_t r1, float* out) { src.rows_to_f32(r0, r1 - r0, out); };
-  c.make = quantizer_maker(f);
+  GptqChunks c = gptq_table_chunks(src, f);
   c.sink = [&](int64_t r0, int64_t, const std::vector<float>& q, const ColumnQuantizer& quantizer) {
     const std::vector<std::byte> bytes = format_quantizer(quantizer).pack(q.data());
     writer.write(name + ".packed", bytes.data(), bytes.size(),

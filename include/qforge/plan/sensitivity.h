@@ -59,7 +59,19 @@ struct MeasureOptions {
   bool probe_all = false;      // (b) for every candidate of every tensor (to check (a))
 };
 
+// Where a measurement's time went (wall seconds): the embedding and head under every candidate
+// (encode, decode, probe); the calibration forward and input statistics; the linears' GPTQ (or
+// RTN) under every candidate; their end-to-end probes.
+struct PhaseSeconds {
+  double tables = 0, statistics = 0, quantize = 0, probes = 0;
+};
+
+// Version 2: the head (or a tied table) measured by GPTQ as quantize writes it with GPTQ (version
+// 1 measured it by RTN); a saved measurement of another version is not reused.
+inline constexpr int kMeasurementVersion = 2;
+
 struct Measurement {
+  int version = kMeasurementVersion;
   std::string model;  // the model directory as given
   uint64_t calib_hash = 0;
   int64_t calib_tokens = 0, probe_tokens = 0;
@@ -68,6 +80,7 @@ struct Measurement {
   std::vector<TensorMeasure> tensors;
   uint64_t other_bytes = 0;  // every other tensor of the model (norms, biases) as stored
   double seconds = 0;
+  PhaseSeconds phase_seconds;
 };
 
 // The frame of a measurement without errors: every quantizable tensor with the exact bytes of

@@ -64,6 +64,29 @@ struct GptqResult {
 GptqResult gptq_quantize(const float* w, int64_t rows, int64_t cols, const std::vector<double>& h,
                          ColumnQuantizer& quantizer, const GptqOptions& options = {});
 
+// What GPTQ derives from H alone, before it sees a weight: the dead inputs, the column order and
+// the upper Cholesky factor U of the damped (H + λI)⁻¹. Every matrix and every format quantized
+// against the same H and options shares it (q/k/v, gate/up, the planner's candidates), so the
+// O(cols³) factorisation runs once, not once per call. Read-only once made: safe to share
+// between threads.
+struct GptqFactor {
+  int64_t cols = 0;
+  std::vector<bool> dead;     // H_ii = 0: inputs always zero in calibration
+  std::vector<double> diag;   // diag(H), dead entries set to 1 (scale searches' importance)
+  std::vector<int64_t> perm;  // processing order (act-order: decreasing H_ii; else identity)
+  std::vector<double> u;      // [cols, cols] upper Cholesky factor of (P H Pᵀ + λI)⁻¹
+  double damp_used = 0;       // λ actually used (raised if H was not positive definite)
+  int64_t block_size = 128;   // lazy batch width (before rounding up to the group size)
+  bool act_order = false;
+  int refit_rounds = 1;  // GptqOptions::refit_rounds
+};
+
+GptqFactor gptq_factor(const std::vector<double>& h, int64_t cols, const GptqOptions& options = {});
+
+// gptq_quantize with a factor made from the same h and options (h still gives the objective).
+GptqResult gptq_quantize(const float* w, int64_t rows, const std::vector<double>& h,
+                         const GptqFactor& factor, ColumnQuantizer& quantizer);
+
 // GPTQ of a tall matrix a chunk of rows at a time, so that only `chunk_rows` rows live in f32/f64
 // at once: an output head has vocab rows but its Hessian is only cols x cols. GPTQ never moves
 // error between rows and every row uses the same H⁻¹ factor, so whenever a row's scales depend

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "qforge/formats/format.h"
 #include "qforge/io/tokenizer.h"
 #include "qforge/quant/awq.h"
 #include "qforge/quant/layer_transforms.h"
@@ -112,6 +113,12 @@ QuantizeReport quantize_model_to_gguf(const QuantizeOptions& options,
 // (io/gguf_model.h gguf_overhead_bytes, with the general.name it writes): the overhead of a --size
 // budget for a .gguf output.
 uint64_t gguf_output_overhead_bytes(const LoadedModel& model, const std::filesystem::path& output);
+
+// How GPTQ takes an output head (or a tied table, quantized as the head) in format f: its vocab
+// rows a chunk at a time (all at once for formats with per-tensor state); read and make are set,
+// sink is the caller's. Shared by quantize_model and the planner's measurement, so the planner
+// measures the head exactly as it will be written.
+GptqChunks gptq_table_chunks(const Matrix& table, const formats::Format& f);
 
 // FNV-1a 64-bit: a stable fingerprint of the calibration text for the metadata.
 uint64_t fnv1a64(std::string_view data);
