@@ -60,24 +60,19 @@ def load_eval(path):
 
 
 def print_paired(w):
-    """qforge's best row of each (format, method) minus each peer's, with the SE of the difference."""
+    """Each qforge row of a (format, method) minus each peer's, with the SE of the difference."""
     rows = []
     for what in dict.fromkeys(r[0] for r in ROWS):
-        ours = [(name, load_eval(w / f"{name}.eval.json")) for wh, name, tool in ROWS
-                if wh == what and tool.startswith("qforge")]
-        ours = [(n, e) for n, e in ours if e]
-        if not ours:
-            continue
-        best_name, best = min(ours, key=lambda ne: ne[1]["kld_mean"])
-        for wh, name, tool in ROWS:
-            peer = load_eval(w / f"{name}.eval.json") if wh == what and not tool.startswith("qforge") else None
-            d = paired(best, peer) if peer else None
-            if d is None:
-                continue
-            diff, se = d
-            z = f"{diff / se:+.1f}" if se > 0 else "—"
-            rows.append(f"| {what} | {best_name} − {tool} | {diff:+.6f} | {se:.6f} | {z} | "
-                        f"{100 * diff / peer['kld_mean']:+.1f}% |")
+        evals = [(name, tool, load_eval(w / f"{name}.eval.json")) for wh, name, tool in ROWS if wh == what]
+        for ours_name, _, ours in (r for r in evals if r[1].startswith("qforge") and r[2]):
+            for _, peer_tool, peer in (r for r in evals if not r[1].startswith("qforge") and r[2]):
+                d = paired(ours, peer)
+                if d is None:
+                    continue
+                diff, se = d
+                z = f"{diff / se:+.1f}" if se > 0 else "—"
+                rows.append(f"| {what} | {ours_name} − {peer_tool} | {diff:+.6f} | {se:.6f} | {z} | "
+                            f"{100 * diff / peer['kld_mean']:+.1f}% |")
     if rows:
         print("\n| format, method | paired difference | mean KLD difference | SE | in SEs | relative to the peer |")
         print("|---|---|---|---|---|---|")
