@@ -36,6 +36,25 @@ TEST(Quantize, RtnInt8IsNearlyLossless) {
   EXPECT_GT(r.top1_agreement, 0.97);
 }
 
+TEST(Quantize, KldPerWindowAddsUpToTheMeanAndGivesItsStandardError) {
+  const QuantizeOptions o = base("rtn8_windows", "int8-channel", QuantMethod::RTN);
+  quantize_model(o);
+  const ComparisonResult r = compare_to_original(o.output);
+  // compare_to_embedded: windows of 128 + 1 tokens overlapping by one.
+  ASSERT_EQ(static_cast<int64_t>(r.window_klds.size()), (r.tokens + 127) / 128);
+  int64_t tokens = 0;
+  double sum = 0;
+  for (const ClusterSum& w : r.window_klds) {
+    tokens += w.tokens;
+    sum += w.sum;
+  }
+  EXPECT_EQ(tokens, r.tokens);
+  EXPECT_NEAR(sum / static_cast<double>(tokens), r.kld_mean, 1e-12 * r.kld_mean);
+  EXPECT_GT(r.kld_mean_stderr, 0.0);
+  EXPECT_LT(r.kld_mean_stderr, r.kld_mean);
+  EXPECT_EQ(r.kld_mean_stderr, clustered_stderr(r.window_klds));
+}
+
 TEST(Quantize, GptqBeatsRtnOnEveryLayerObjectiveAndOnKld) {
   if (testing::sanitized()) GTEST_SKIP() << "slow under sanitizers";
   for (const char* format : {"int4-g64", "q4_k"}) {

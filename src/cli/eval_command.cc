@@ -40,6 +40,18 @@ double planned_kld(const LoadedModel& m) {
   return record["plan"].value("predicted_kld", 0.0);
 }
 
+// Each window's KLD sum and token count, so that two evaluations on the same text can be compared
+// pairwise (scripts/peers/compare_table.py: the standard error of a KLD difference).
+void add_window_klds(nlohmann::json& j, const std::vector<ClusterSum>& windows) {
+  nlohmann::json sums = nlohmann::json::array(), tokens = nlohmann::json::array();
+  for (const ClusterSum& w : windows) {
+    sums.push_back(w.sum);
+    tokens.push_back(w.tokens);
+  }
+  j["window_kld_sums"] = std::move(sums);
+  j["window_tokens"] = std::move(tokens);
+}
+
 void print_comparison(const EvalOpts& o, const LoadedModel& m, const LoadedModel& rm,
                       const ComparisonResult& r, int threads, const std::string& inference) {
   if (o.json) {
@@ -50,6 +62,7 @@ void print_comparison(const EvalOpts& o, const LoadedModel& m, const LoadedModel
                         {"ref_ppl", r.ref_ppl},
                         {"delta_ppl", r.ppl - r.ref_ppl},
                         {"kld_mean", r.kld_mean},
+                        {"kld_mean_stderr", r.kld_mean_stderr},
                         {"kld_median", r.kld_median},
                         {"kld_p99", r.kld_p99},
                         {"kld_max", r.kld_max},
@@ -62,6 +75,7 @@ void print_comparison(const EvalOpts& o, const LoadedModel& m, const LoadedModel
                         {"threads", threads},
                         {"inference", inference}};
     if (const double p = planned_kld(m); p > 0) j["predicted_kld"] = p;
+    add_window_klds(j, r.window_klds);
     fmt::print("{}\n", j.dump());
     return;
   }
@@ -69,8 +83,9 @@ void print_comparison(const EvalOpts& o, const LoadedModel& m, const LoadedModel
              m.source.string(), rm.source.string(), o.text, r.tokens, o.ctx);
   fmt::print("perplexity  {:.4f}  (reference {:.4f}, delta {:+.4f}, {:+.3f}%)\n", r.ppl, r.ref_ppl,
              r.ppl - r.ref_ppl, 100 * (r.ppl / r.ref_ppl - 1));
-  fmt::print("KLD         mean {:.6f}  median {:.6f}  p99 {:.6f}  max {:.4f}\n", r.kld_mean,
-             r.kld_median, r.kld_p99, r.kld_max);
+  fmt::print(
+      "KLD         mean {:.6f} ± {:.6f} (standard error)  median {:.6f}  p99 {:.6f}  max {:.4f}\n",
+      r.kld_mean, r.kld_mean_stderr, r.kld_median, r.kld_p99, r.kld_max);
   if (const double p = planned_kld(m); p > 0)
     fmt::print("            the plan predicted mean {:.6f} (on its calibration probe)\n", p);
   fmt::print("top-1       {:.3f}% same top token\n", 100 * r.top1_agreement);

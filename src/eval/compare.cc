@@ -61,10 +61,12 @@ ComparisonResult compare_models(Transformer& model, Transformer& reference,
   std::vector<double> klds;
   double nll = 0, ref_nll = 0, dp = 0;
   int64_t agree = 0;
+  ComparisonResult r;
   for_each_window(
       model, tokens, options,
       [&](std::span<const int32_t> window, const float* logits) {
         const size_t len = window.size();
+        ClusterSum window_kld{.tokens = static_cast<int64_t>(len - 1)};
         {
           // The reference is the exact model: f32 products even when the model runs fast ones.
           kernels::ScopedPrefillKernel exact(kernels::PrefillKernel::Exact);
@@ -75,14 +77,15 @@ ComparisonResult compare_models(Transformer& model, Transformer& reference,
               {logits + i * vocab, static_cast<size_t>(vocab)},
               {ref_logits.data() + i * vocab, static_cast<size_t>(vocab)}, window[i + 1]);
           klds.push_back(t.kld);
+          window_kld.sum += t.kld;
           nll += t.nll;
           ref_nll += t.ref_nll;
           dp += t.p - t.ref_p;
           agree += t.same_top1;
         }
+        r.window_klds.push_back(window_kld);
       },
       progress);
-  ComparisonResult r;
   r.tokens = static_cast<int64_t>(klds.size());
   const double n = static_cast<double>(r.tokens);
   r.ppl = std::exp(nll / n);
@@ -91,6 +94,7 @@ ComparisonResult compare_models(Transformer& model, Transformer& reference,
   for (double k : klds) sum += k;
   r.kld_mean = sum / n;
   r.kld_max = *std::max_element(klds.begin(), klds.end());
+  r.kld_mean_stderr = clustered_stderr(r.window_klds);
   r.kld_median = quantile(klds, 0.5);
   r.kld_p99 = quantile(klds, 0.99);
   r.top1_agreement = static_cast<double>(agree) / n;

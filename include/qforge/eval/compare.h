@@ -1,19 +1,26 @@
 // Quality of a model relative to a reference model on the same text, in one streaming pass that
 // runs both (no logit files): perplexity of each, KL-divergence(ref ‖ model) per token (mean,
-// median, 99th percentile), top-1 agreement and the mean change in the correct token's probability.
+// median, 99th percentile, and the standard error of the mean), top-1 agreement and the mean change
+// in the correct token's probability.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <vector>
 
 #include "qforge/eval/perplexity.h"
+#include "qforge/eval/statistics.h"
 
 namespace qforge {
 
 struct ComparisonResult {
   double ppl = 0, ref_ppl = 0;
   double kld_mean = 0, kld_median = 0, kld_p99 = 0, kld_max = 0;
+  double kld_mean_stderr = 0;  // of kld_mean, the windows as independent clusters (statistics.h)
+  // Per evaluation window, its KLD sum and predicted tokens: two models evaluated on the same text
+  // have the same windows, so the standard error of their KLD difference follows (paired).
+  std::vector<ClusterSum> window_klds;
   double top1_agreement = 0;  // fraction of positions whose argmax agrees
   double delta_p_mean = 0;    // mean of p_model(correct) - p_ref(correct)
   int64_t tokens = 0;
