@@ -20,6 +20,7 @@ Writes OUT/results.json (resumable: points already there are not rerun) and prin
   scripts/plan_sweep.py --report OUT/results.json
   scripts/plan_sweep.py --reeval OUT/results.json --qforge Q --text VALID --eval-tokens 65536 \
       -o OUT/results-65536.json      # the same quantized files on more tokens
+  scripts/plan_sweep.py --repredict MEASUREMENT.json OUT/results.json   # uniform points, re-predicted
 """
 import argparse
 import json
@@ -330,9 +331,26 @@ def reeval(argv):
     report(out)
 
 
+def repredict(measurement_path, results_path):
+    """The uniform GPTQ points of a sweep predicted again from another measurement (their files do
+    not depend on the measurement): predicted before, predicted now, measured."""
+    m = json.load(open(measurement_path))
+    print("| uniform format | bpw | predicted (sweep's measurement) | predicted (this one) | "
+          "measured KLD | measured / predicted now |")
+    print("|---|---|---|---|---|---|")
+    for r in sorted(json.load(open(results_path))["results"], key=lambda r: r["bpw"]):
+        if r["kind"] != "uniform":
+            continue
+        now = uniform_plan(m, r["label"])["predicted_kld"]
+        print(f"| {r['label']} | {r['bpw']:.4f} | {r['predicted_kld']:.5f} | {now:.5f} | "
+              f"{r['kld_mean']:.5f} | {r['kld_mean'] / now:.3f} |")
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--report":
         report(json.load(open(sys.argv[2])))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--repredict":
+        repredict(sys.argv[2], sys.argv[3])
     elif len(sys.argv) > 1 and sys.argv[1] == "--reeval":
         reeval(sys.argv[2:])
     else:
