@@ -162,7 +162,9 @@ TEST(GgufImportance, WeightedEncodingIsNeverWorseThanPlainUnderItsWeightsAndClea
       }
       std::printf("%-7s %s importance: weighted error %.4fx the plain encoder's\n", name,
                   importance == &imp ? "imatrix-like" : "all-equal   ", so / sp);
-      if (importance == &imp) EXPECT_LT(so, 0.97 * sp) << name;
+      if (importance == &imp) {
+        EXPECT_LT(so, 0.97 * sp) << name;
+      }
     }
   }
 }
