@@ -23,9 +23,10 @@ namespace qforge {
 namespace {
 
 // Logits of `tokens` fed one at a time (the decode path), [tokens][vocab].
-std::vector<float> decode_logits(const LoadedModel& m, const std::vector<int32_t>& tokens) {
+std::vector<float> decode_logits(const LoadedModel& m, const InferenceOptions& inference,
+                                 const std::vector<int32_t>& tokens) {
   ThreadPool pool(2);
-  Transformer model(m.config, m.weights, pool, m.inference);
+  Transformer model(m.config, m.weights, pool, inference);
   KVCache cache = model.new_cache(static_cast<int>(tokens.size()));
   const size_t vocab = static_cast<size_t>(m.config.vocab_size);
   std::vector<float> logits(tokens.size() * vocab);
@@ -35,9 +36,10 @@ std::vector<float> decode_logits(const LoadedModel& m, const std::vector<int32_t
 }
 
 // Logits of `tokens` in one forward call (the prefill path), [tokens][vocab].
-std::vector<float> prefill_logits(const LoadedModel& m, const std::vector<int32_t>& tokens) {
+std::vector<float> prefill_logits(const LoadedModel& m, const InferenceOptions& inference,
+                                  const std::vector<int32_t>& tokens) {
   ThreadPool pool(2);
-  Transformer model(m.config, m.weights, pool, m.inference);
+  Transformer model(m.config, m.weights, pool, inference);
   KVCache cache = model.new_cache(static_cast<int>(tokens.size()));
   std::vector<float> logits(tokens.size() * static_cast<size_t>(m.config.vocab_size));
   model.forward(tokens, 0, cache, logits.data(), true);
@@ -72,14 +74,14 @@ void expect_real_equals_simulated(const char* format) {
   ASSERT_TRUE(kernels::runs_int8_activations(m.weights.layers[0].wq, 1)) << format;
   std::vector<int32_t> ids = testing::sample_ids(m);
   ids.resize(96);
-  const std::vector<float> real = decode_logits(m, ids);
+  const std::vector<float> real = decode_logits(m, m.inference, ids);
   const bool real_prefill = kernels::runs_int8_activations(m.weights.layers[0].wq, 96);
-  const std::vector<float> real_batch = prefill_logits(m, ids);
-  kernels::q8::set_enabled(false);  // the f32 simulation of the same model
-  ASSERT_FALSE(kernels::runs_int8_activations(m.weights.layers[0].wq, 1));
-  const std::vector<float> simulated = decode_logits(m, ids);
-  const std::vector<float> simulated_batch = prefill_logits(m, ids);
-  kernels::q8::set_enabled(true);
+  const std::vector<float> real_batch = prefill_logits(m, m.inference, ids);
+  // The f32 simulation of the same model (what `eval --ref-simulated-activations` runs).
+  InferenceOptions simulation = m.inference;
+  simulation.integer_activations = false;
+  const std::vector<float> simulated = decode_logits(m, simulation, ids);
+  const std::vector<float> simulated_batch = prefill_logits(m, simulation, ids);
   const size_t vocab = static_cast<size_t>(m.config.vocab_size);
   const Agreement decode = agreement(real, simulated, ids, vocab);
   EXPECT_LE(decode.top1_differ, 1) << format << " decode";

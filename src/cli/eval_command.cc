@@ -27,6 +27,7 @@ struct EvalOpts {
   int64_t max_tokens = 0, chunks = 0;
   int batch = 0;
   bool json = false;
+  bool ref_simulated_activations = false;
   int threads = 0;
   std::string kernels = "exact";
   KvOptions kv;
@@ -175,6 +176,10 @@ void add_eval_command(CLI::App& app) {
       "--ref", o->ref,
       "Reference model (e.g. the unquantized original): also report its PPL, "
       "KL-divergence(ref||model), top-1 agreement and mean delta-p of the correct token");
+  cmd->add_flag("--ref-simulated-activations", o->ref_simulated_activations,
+                "Run the reference's int8 activations (W8A8/W4A8) through the f32 simulation "
+                "instead of the integer kernels: with --ref MODEL it checks the integer path "
+                "against its definition");
   cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
   cmd->add_option("--dump-logits", o->dump_logits,
                   "Instead of evaluating, write the first window's tokens (I32 [n], n = "
@@ -186,6 +191,8 @@ void add_eval_command(CLI::App& app) {
   cmd->callback([o] {
     apply_threads(o->threads);
     apply_kernels(o->kernels);
+    check(!o->ref_simulated_activations || !o->ref.empty(),
+          "--ref-simulated-activations describes the reference: give --ref MODEL too");
     LoadOptions lo;
     if (!o->tokenizer.empty()) lo.tokenizer = o->tokenizer;
     LoadedModel m = load_model(o->model, lo);
@@ -222,6 +229,7 @@ void add_eval_command(CLI::App& app) {
       LoadOptions rlo;
       rlo.require_tokenizer = false;
       LoadedModel rm = load_model(o->ref, rlo);
+      if (o->ref_simulated_activations) rm.inference.integer_activations = false;
       Transformer reference(rm.config, rm.weights, pool, rm.inference);
       const ComparisonResult r = compare_models(
           model, reference, ids, po,

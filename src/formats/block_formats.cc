@@ -29,8 +29,6 @@ const float kNf4Levels[16] = {-1.0f,
                               0.7229568362236023f,
                               1.0f};
 
-namespace {
-
 int scale_bytes(ScaleType t) {
   switch (t) {
     case ScaleType::F16:
@@ -44,6 +42,8 @@ int scale_bytes(ScaleType t) {
   }
   return 0;
 }
+
+namespace {
 
 const char* scale_name(ScaleType t) {
   switch (t) {
@@ -465,8 +465,8 @@ void BlockFormat::read_header(const std::byte* p, GroupScale* tensor, float* glo
 GroupScale BlockFormat::read_group_scale(const std::byte* p, float global) const {
   GroupScale gs;
   const ScaleType st = s_.scale;
-  gs.scale = load_scale(p, st) * (st == ScaleType::NvFp4 ? global : 1.0f);
-  if (st == ScaleType::NvFp4 && gs.scale == 0.0f) gs.scale = global;
+  gs.scale =
+      st == ScaleType::NvFp4 ? nvfp4_group_scale(load_scale(p, st), global) : load_scale(p, st);
   if (s_.element == Element::IntAsym) gs.zero = static_cast<uint8_t>(p[scale_bytes(st)]);
   return gs;
 }

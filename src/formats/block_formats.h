@@ -28,6 +28,17 @@ std::unique_ptr<Format> make_block_format(const BlockSpec& spec);
 // The spec of a format made by make_block_format; null for any other format.
 const BlockSpec* block_spec(const Format& f);
 
+// Bytes one stored scale of type t takes (NvFp4: its E4M3 byte; the f32 tensor scale is in the
+// header).
+int scale_bytes(ScaleType t);
+
+// An NVFP4 group's scale: its E4M3 value times the tensor's f32 scale. A zero (written for an
+// all-zero block, where any scale decodes the same) stands for the tensor scale itself.
+inline float nvfp4_group_scale(float e4m3_value, float tensor_scale) {
+  const float s = e4m3_value * tensor_scale;
+  return s == 0.0f ? tensor_scale : s;
+}
+
 // Decoded values of every E8M0 and E4M3 scale code (what the formats compute, as lookups).
 struct ScaleCodeValues {
   float e8m0[256], e4m3[256];

@@ -39,9 +39,7 @@ Geometry geometry(const BlockSpec& s, int64_t cols) {
   Geometry g;
   g.width = s.granularity == Granularity::Block ? s.block : cols;
   g.groups = cols / g.width;
-  g.scale_bytes = s.scale == ScaleType::F32                                   ? 4
-                  : (s.scale == ScaleType::F16 || s.scale == ScaleType::BF16) ? 2
-                                                                              : 1;
+  g.scale_bytes = static_cast<size_t>(scale_bytes(s.scale));
   g.code_bytes = static_cast<size_t>(g.width * s.bits / 8);
   if (is_nvfp4(s)) {
     g.header = 4;

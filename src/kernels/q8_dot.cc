@@ -61,7 +61,7 @@ bool int_groups(const Matrix& w, IntGroups* g) {
   g->bits = s->bits;
   g->width = s->granularity == formats::Granularity::Row ? w.cols : s->block;
   g->scale = s->scale;
-  g->scale_bytes = s->scale == formats::ScaleType::F32 ? 4 : 2;
+  g->scale_bytes = static_cast<size_t>(formats::scale_bytes(s->scale));
   g->group_bytes = g->scale_bytes + static_cast<size_t>(g->width * g->bits / 8);
   return g->width % kBlock == 0;
 }
@@ -86,10 +86,7 @@ bool fp4_groups(const Matrix& w, Fp4Groups* g) {
     return false;
   g->width = s->granularity == formats::Granularity::Row ? w.cols : s->block;
   g->scale = s->scale;
-  g->scale_bytes = s->scale == formats::ScaleType::F32    ? 4
-                   : s->scale == formats::ScaleType::F16  ? 2
-                   : s->scale == formats::ScaleType::BF16 ? 2
-                                                          : 1;
+  g->scale_bytes = static_cast<size_t>(formats::scale_bytes(s->scale));
   g->group_bytes = g->scale_bytes + static_cast<size_t>(g->width / 2);
   if (s->scale == formats::ScaleType::NvFp4) {
     if (w.header == nullptr) return false;
@@ -587,6 +584,27 @@ struct Fp4GroupsKernel {
   }
 };
 
+// Half the value of every 8-bit scale code of E8M0 or NVFP4 (with its tensor scale), as the
+// format decodes it. Kept per thread and rebuilt only when the scale type or the tensor scale
+// changes (once per matrix at most), not for every range of rows.
+const float* half_scale_table(formats::ScaleType type, float tensor_scale) {
+  struct Table {
+    formats::ScaleType type = formats::ScaleType::F16;  // no table built yet
+    float tensor_scale = 0.0f;
+    std::array<float, 256> half;
+  };
+  thread_local Table t;
+  if (t.type == type && t.tensor_scale == tensor_scale) return t.half.data();
+  const formats::ScaleCodeValues& codes = formats::scale_code_values();
+  for (int c = 0; c < 256; ++c)
+    t.half[c] = 0.5f * (type == formats::ScaleType::E8M0
+                            ? codes.e8m0[c]
+                            : formats::nvfp4_group_scale(codes.e4m3[c], tensor_scale));
+  t.type = type;
+  t.tensor_scale = tensor_scale;
+  return t.half.data();
+}
+
 // The fp4 kernel for w's scale type, with the table of its 8-bit scale codes (halved) at hand.
 template <int kT>
 void fp4_rows(const Matrix& w, int64_t r0, int64_t r1, const Activations& a, float* y, int64_t ldy,
@@ -594,16 +612,8 @@ void fp4_rows(const Matrix& w, int64_t r0, int64_t r1, const Activations& a, flo
   using formats::ScaleType;
   Fp4Groups f;
   fp4_groups(w, &f);
-  thread_local std::array<float, 256> half_scales;
-  if (f.scale == ScaleType::E8M0 || f.scale == ScaleType::NvFp4) {
-    const formats::ScaleCodeValues& codes = formats::scale_code_values();
-    for (int c = 0; c < 256; ++c) {
-      float s = f.scale == ScaleType::E8M0 ? codes.e8m0[c] : codes.e4m3[c] * f.tensor_scale;
-      if (f.scale == ScaleType::NvFp4 && s == 0.0f) s = f.tensor_scale;  // as the format decodes
-      half_scales[c] = 0.5f * s;
-    }
-    f.half_scale_of_code = half_scales.data();
-  }
+  if (f.scale == ScaleType::E8M0 || f.scale == ScaleType::NvFp4)
+    f.half_scale_of_code = half_scale_table(f.scale, f.tensor_scale);
   using Rows = void (*)(const Matrix&, const Fp4Groups&, int64_t, int64_t, const Activations&,
                         float*, int64_t, const float*);
   static constexpr Rows kByScaleType[] = {// in ScaleType's order

@@ -57,6 +57,8 @@ std::string InferenceOptions::describe() const {
   if (activations != formats::ActivationFormat::None)
     parts.push_back("activations " + formats::activation_format_name(activations) + " per token");
   if (kv.quantized()) parts.push_back("KV " + kv.describe());
+  if (activations != formats::ActivationFormat::None && !integer_activations)
+    parts.push_back("activation quantization simulated in f32");
   if (online_hadamard_down) parts.push_back("online Hadamard before down_proj");
   if (parts.empty()) return "none";
   std::string s = parts[0];
@@ -269,7 +271,7 @@ void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
   // (int8 x int -> int32, per-token and per-channel scales); elsewhere (prefill, formats without an
   // integer kernel, calibration hooks) they are simulated in f32 with the same rounding.
   auto integer_input = [&](LinearGroup g, std::initializer_list<const Matrix*> linears) {
-    if (!options_.quantizes_input(l, g) || hooks != nullptr ||
+    if (!options_.quantizes_input(l, g) || hooks != nullptr || !options_.integer_activations ||
         options_.activations != formats::ActivationFormat::Int8)
       return kn::InputQuant::None;
     for (const Matrix* m : linears)

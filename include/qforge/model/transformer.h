@@ -50,6 +50,10 @@ struct InferenceOptions {
   formats::ActivationFormat activations = formats::ActivationFormat::None;
   // Which linear groups of which layer get quantized inputs; empty = all of them.
   std::vector<std::array<bool, kLinearGroups>> activation_groups;
+  // Run int8 activations through the integer kernels where a format has them (W8A8/W4A8 for
+  // real); false keeps the f32 simulation everywhere, the definition the integer path is checked
+  // against.
+  bool integer_activations = true;
   // QuaRot's online rotation: the input of down_proj is multiplied by an orthonormal Hadamard
   // matrix (whose transpose was folded into down_proj's weights when the model was rotated).
   bool online_hadamard_down = false;
