@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -199,6 +200,10 @@ class BlockFormat final : public Format {
                                                  int64_t cols) const override;
   void decode_rows(const std::byte* header, const std::byte* data, int64_t rows, int64_t cols,
                    float* out) const override;
+  // Fused kernels for 4- and 8-bit codes (the SIMD decoders' table lookups and conversions).
+  bool has_fused_dot() const override { return s_.bits == 4 || s_.bits == 8; }
+  bool dot_rows(const std::byte* header, const std::byte* data, int64_t rows, int64_t cols,
+                const float* x, int64_t n_tokens, float* y, int64_t ldy) const override;
   void decode_reference(const std::byte* data, int64_t rows, int64_t cols,
                         float* out) const override {
     decode_rows_reference(data, data + header_bytes(), rows, cols, out);
@@ -325,6 +330,18 @@ class BlockFormat final : public Format {
 
  private:
   void read_header(const std::byte* p, GroupScale* tensor, float* global) const;
+  // How decode_rows and dot_rows read a row's codes.
+  struct RowCodes {
+    enum class Kind : uint8_t { Bits, Nibbles, Bytes } kind = Kind::Bytes;
+    float unit[32] = {};  // Nibbles: unit value of each code; Bits (FP6): of each magnitude
+    simd::ByteCode byte_code = simd::ByteCode::MinusZero;
+    simd::BitCode bit_code = simd::BitCode::MinusZero;
+  };
+  // Calls per_row(r, row, codes) for rows [0, rows), each row's groups with their scales and zeros.
+  template <class PerRow>
+  void for_each_row(const std::byte* header, const std::byte* data, int64_t rows, int64_t cols,
+                    PerRow per_row) const;
+
   void decode_rows_reference(const std::byte* header, const std::byte* data, int64_t rows,
                              int64_t cols, float* out) const;
   GroupScale read_group_scale(const std::byte* p, float global) const;
@@ -502,11 +519,9 @@ void BlockFormat::decode_rows_reference(const std::byte* header, const std::byte
   }
 }
 
-void BlockFormat::decode_rows(const std::byte* header, const std::byte* data, int64_t rows,
-                              int64_t cols, float* out) const {
-  const bool packed = s_.bits != 4 && s_.bits != 8;  // LSB-first codes of 2, 3, 5, 6 or 7 bits
-  if (packed && s_.element == Element::Mini && s_.bits != 6)
-    return decode_rows_reference(header, data, rows, cols, out);
+template <class PerRow>
+void BlockFormat::for_each_row(const std::byte* header, const std::byte* data, int64_t rows,
+                               int64_t cols, PerRow per_row) const {
   GroupScale tensor;
   float global = 1.0f;
   read_header(header, &tensor, &global);
@@ -514,7 +529,6 @@ void BlockFormat::decode_rows(const std::byte* header, const std::byte* data, in
   const bool asym = s_.element == Element::IntAsym;
   const int64_t width = group_width(cols), groups = cols / width;
   const size_t prefix = per_tensor() ? 0 : scale_zero_bytes();
-  const auto* end = reinterpret_cast<const uint8_t*>(data) + rows * row_bytes(cols);
   std::vector<float> scales(static_cast<size_t>(groups), tensor.scale);
   std::vector<int32_t> zeros(static_cast<size_t>(groups), tensor.zero);
   simd::RowGroups row{.codes = nullptr,
@@ -523,24 +537,24 @@ void BlockFormat::decode_rows(const std::byte* header, const std::byte* data, in
                       .width = width,
                       .scales = scales.data(),
                       .zeros = zeros.data()};
-  float unit[32] = {};
-  simd::ByteCode byte_code = simd::ByteCode::MinusZero;
-  simd::BitCode bit_code = simd::BitCode::MinusZero;
-  if (packed) {
+  RowCodes codes;
+  if (s_.bits != 4 && s_.bits != 8) {  // LSB-first codes of 2, 3, 5, 6 or 7 bits
+    codes.kind = RowCodes::Kind::Bits;
     if (s_.element == Element::IntSym) std::fill(zeros.begin(), zeros.end(), -qmin());
     if (s_.element == Element::Mini) {  // FP6: sign and magnitude, like every MiniFloat
-      bit_code = simd::BitCode::SignMagnitude;
-      for (int c = 0; c < 32; ++c) unit[c] = unit_value(static_cast<uint32_t>(c), 0);
+      codes.bit_code = simd::BitCode::SignMagnitude;
+      for (int c = 0; c < 32; ++c) codes.unit[c] = unit_value(static_cast<uint32_t>(c), 0);
     }
   } else if (s_.bits == 4) {
-    for (int c = 0; c < 16; ++c) unit[c] = unit_value(static_cast<uint32_t>(c), 0);
+    codes.kind = RowCodes::Kind::Nibbles;
+    for (int c = 0; c < 16; ++c) codes.unit[c] = unit_value(static_cast<uint32_t>(c), 0);
     if (!asym) row.zeros = nullptr;
   } else if (s_.element == Element::IntSym) {
     std::fill(zeros.begin(), zeros.end(), -qmin());  // code = q - qmin
   } else if (s_.element == Element::MxInt8) {
-    byte_code = simd::ByteCode::MxInt8;
+    codes.byte_code = simd::ByteCode::MxInt8;
   } else if (s_.element == Element::Mini) {
-    byte_code = s_.mini->exp_bits == 4 ? simd::ByteCode::E4M3 : simd::ByteCode::E5M2;
+    codes.byte_code = s_.mini->exp_bits == 4 ? simd::ByteCode::E4M3 : simd::ByteCode::E5M2;
   }
   const ScaleCodeValues& scale_table = scale_code_values();
   for (int64_t r = 0; r < rows; ++r) {
@@ -563,23 +577,56 @@ void BlockFormat::decode_rows(const std::byte* header, const std::byte* data, in
           for (int64_t g = 0; g < groups; ++g) scales[g] = scale_table.e8m0[b[g * stride]];
           break;
         case ScaleType::NvFp4:
-          for (int64_t g = 0; g < groups; ++g) {
-            const float s = scale_table.e4m3[b[g * stride]] * global;
-            scales[g] = s == 0.0f ? global : s;
-          }
+          for (int64_t g = 0; g < groups; ++g)
+            scales[g] = nvfp4_group_scale(scale_table.e4m3[b[g * stride]], global);
           break;
       }
       if (asym)
         for (int64_t g = 0; g < groups; ++g) zeros[g] = b[g * stride + scale_bytes(s_.scale)];
     }
-    if (packed)
-      simd::decode_row_bits(row, s_.bits, bit_code, unit, end, out + r * cols);
-    else if (s_.bits == 4)
-      simd::decode_row_nibbles(row, unit, out + r * cols);
-    else
-      simd::decode_row_bytes(row, byte_code, out + r * cols);
+    per_row(r, row, codes);
     p += groups * row.stride;
   }
+}
+
+void BlockFormat::decode_rows(const std::byte* header, const std::byte* data, int64_t rows,
+                              int64_t cols, float* out) const {
+  if (s_.bits != 4 && s_.bits != 8 && s_.element == Element::Mini && s_.bits != 6)
+    return decode_rows_reference(header, data, rows, cols, out);
+  const auto* end = reinterpret_cast<const uint8_t*>(data) + rows * row_bytes(cols);
+  for_each_row(header, data, rows, cols,
+               [&](int64_t r, const simd::RowGroups& row, const RowCodes& codes) {
+                 switch (codes.kind) {
+                   case RowCodes::Kind::Bits:
+                     return simd::decode_row_bits(row, s_.bits, codes.bit_code, codes.unit, end,
+                                                  out + r * cols);
+                   case RowCodes::Kind::Nibbles:
+                     return simd::decode_row_nibbles(row, codes.unit, out + r * cols);
+                   case RowCodes::Kind::Bytes:
+                     return simd::decode_row_bytes(row, codes.byte_code, out + r * cols);
+                 }
+               });
+}
+
+bool BlockFormat::dot_rows(const std::byte* header, const std::byte* data, int64_t rows,
+                           int64_t cols, const float* x, int64_t n_tokens, float* y,
+                           int64_t ldy) const {
+  if (!has_fused_dot()) return false;
+  std::array<float, 8> sums;
+  for_each_row(
+      header, data, rows, cols, [&](int64_t r, const simd::RowGroups& row, const RowCodes& codes) {
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += static_cast<int64_t>(sums.size())) {
+          const int64_t nt = std::min<int64_t>(sums.size(), n_tokens - t0);
+          const float* xt = x + t0 * cols;
+          if (codes.kind == RowCodes::Kind::Nibbles)
+            simd::dot_row_nibbles(row, codes.unit, xt, nt, static_cast<size_t>(cols), sums.data());
+          else
+            simd::dot_row_bytes(row, codes.byte_code, xt, nt, static_cast<size_t>(cols),
+                                sums.data());
+          for (int64_t t = 0; t < nt; ++t) y[(t0 + t) * ldy + r] = sums[t];
+        }
+      });
+  return true;
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "formats/gguf_codec.h"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -676,6 +677,141 @@ void DecodeGguf(GgufType type, const uint8_t* blocks, int64_t nblocks, float* ou
   }
 }
 
+// --- Fused decode-and-dot: the decoders above, with each decoded vector multiplied straight
+// into the activations of up to kDotTokens tokens instead of stored (decode, 1-8 tokens).
+
+// Per-token sums in registers; one decoded weight vector serves every token.
+template <int kT>
+struct TokenSums {
+  VF acc[kT];
+  float tail[kT] = {};
+  HWY_INLINE TokenSums() {
+    for (VF& a : acc) a = hn::Zero(DF());
+  }
+  HWY_INLINE void Add(VF w, const float* HWY_RESTRICT x, size_t ldx, int64_t col) {
+    for (int t = 0; t < kT; ++t) acc[t] = hn::MulAdd(w, hn::LoadU(DF(), x + t * ldx + col), acc[t]);
+  }
+  HWY_INLINE void AddOne(float w, const float* HWY_RESTRICT x, size_t ldx, int64_t col) {
+    for (int t = 0; t < kT; ++t) tail[t] += w * x[t * ldx + col];
+  }
+  HWY_INLINE void Store(float* out) const {
+    for (int t = 0; t < kT; ++t) out[t] = hn::GetLane(hn::SumOfLanes(DF(), acc[t])) + tail[t];
+  }
+};
+
+template <int kT, bool kZero>
+void DotRowNibblesT(const RowGroups& row, const float* unit, const float* HWY_RESTRICT x,
+                    size_t ldx, float* out) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const Table16 unit_table = LoadTable(unit);
+  const int64_t vector_end = row.width - row.width % N;
+  TokenSums<kT> sums;
+  for (int64_t g = 0; g < row.groups; ++g) {
+    const float scale = row.scales[g];
+    const float zero = kZero ? static_cast<float>(row.zeros[g]) : 0.0f;
+    Table16 tab;  // the decoder's table: the same weights, bit for bit
+    for (size_t k = 0; k < Table16::kSlices; ++k)
+      tab.slice[k] =
+          hn::Mul(kZero ? hn::Sub(unit_table.slice[k], hn::Set(df, zero)) : unit_table.slice[k],
+                  hn::Set(df, scale));
+    const uint8_t* p = row.codes + g * row.stride;
+    const int64_t col = g * row.width;
+    int64_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+    for (; i < vector_end; i += N)
+      sums.Add(Lookup16(tab, SequentialNibbles(p + i / 2)), x, ldx, col + i);
+#endif
+    for (; i < row.width; ++i)
+      sums.AddOne((unit[(p[i >> 1] >> ((i & 1) * 4)) & 15] - zero) * scale, x, ldx, col + i);
+  }
+  (void)vector_end;
+  sums.Store(out);
+}
+
+template <int kT, ByteCode kKind>
+void DotRowBytesT(const RowGroups& row, const float* HWY_RESTRICT x, size_t ldx, float* out) {
+  const DF df;
+  const DI di;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  TokenSums<kT> sums;
+  for (int64_t g = 0; g < row.groups; ++g) {
+    const auto scale = hn::Set(df, row.scales[g]);
+    const auto zero = hn::Set(di, row.zeros ? row.zeros[g] : 0);
+    const uint8_t* p = row.codes + g * row.stride;
+    const int64_t col = g * row.width;
+    int64_t i = 0;
+    for (; i + N <= row.width; i += N)
+      sums.Add(hn::Mul(ByteUnits<kKind>(p + i, zero), scale), x, ldx, col + i);
+    if (i < row.width) {  // tail: decoded from a zero-padded copy, as the decoder does
+      HWY_ALIGN uint8_t tmp[kTable] = {};
+      HWY_ALIGN float w[kTable];
+      std::memcpy(tmp, p + i, static_cast<size_t>(row.width - i));
+      hn::Store(hn::Mul(ByteUnits<kKind>(tmp, zero), scale), df, w);
+      for (int64_t j = 0; i + j < row.width; ++j) sums.AddOne(w[j], x, ldx, col + i + j);
+    }
+  }
+  sums.Store(out);
+}
+
+// Tokens in passes of up to kDotTokens, so that the sums stay in registers.
+template <class PassOf>
+HWY_INLINE void DotInPasses(int64_t n_tokens, const float* x, size_t ldx, float* out,
+                            PassOf pass_of) {
+  for (int64_t t = 0; t < n_tokens; t += kDotTokens) {
+    const float* xt = x + t * ldx;
+    switch (std::min<int64_t>(kDotTokens, n_tokens - t)) {
+      case 1:
+        pass_of(std::integral_constant<int, 1>())(xt, out + t);
+        break;
+      case 2:
+        pass_of(std::integral_constant<int, 2>())(xt, out + t);
+        break;
+      case 3:
+        pass_of(std::integral_constant<int, 3>())(xt, out + t);
+        break;
+      default:
+        pass_of(std::integral_constant<int, 4>())(xt, out + t);
+        break;
+    }
+  }
+}
+
+void DotRowNibbles(const RowGroups& row, const float* unit, const float* x, int64_t n_tokens,
+                   size_t ldx, float* out) {
+  DotInPasses(n_tokens, x, ldx, out, [&](auto kT) {
+    return [&](const float* xt, float* o) {
+      if (row.zeros)
+        DotRowNibblesT<decltype(kT)::value, true>(row, unit, xt, ldx, o);
+      else
+        DotRowNibblesT<decltype(kT)::value, false>(row, unit, xt, ldx, o);
+    };
+  });
+}
+
+template <ByteCode kKind>
+void DotRowBytesK(const RowGroups& row, const float* x, int64_t n_tokens, size_t ldx, float* out) {
+  DotInPasses(n_tokens, x, ldx, out, [&](auto kT) {
+    return [&](const float* xt, float* o) {
+      DotRowBytesT<decltype(kT)::value, kKind>(row, xt, ldx, o);
+    };
+  });
+}
+
+void DotRowBytes(const RowGroups& row, ByteCode kind, const float* x, int64_t n_tokens, size_t ldx,
+                 float* out) {
+  switch (kind) {
+    case ByteCode::MinusZero:
+      return DotRowBytesK<ByteCode::MinusZero>(row, x, n_tokens, ldx, out);
+    case ByteCode::MxInt8:
+      return DotRowBytesK<ByteCode::MxInt8>(row, x, n_tokens, ldx, out);
+    case ByteCode::E4M3:
+      return DotRowBytesK<ByteCode::E4M3>(row, x, n_tokens, ldx, out);
+    case ByteCode::E5M2:
+      return DotRowBytesK<ByteCode::E5M2>(row, x, n_tokens, ldx, out);
+  }
+}
+
 }  // namespace qforge::formats::simd::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -686,6 +822,18 @@ HWY_EXPORT(DecodeRowNibbles);
 HWY_EXPORT(DecodeRowBytes);
 HWY_EXPORT(DecodeRowBits);
 HWY_EXPORT(DecodeGguf);
+HWY_EXPORT(DotRowNibbles);
+HWY_EXPORT(DotRowBytes);
+
+void dot_row_nibbles(const RowGroups& row, const float unit[16], const float* x, int64_t n_tokens,
+                     size_t ldx, float* out) {
+  HWY_DYNAMIC_DISPATCH(DotRowNibbles)(row, unit, x, n_tokens, ldx, out);
+}
+
+void dot_row_bytes(const RowGroups& row, ByteCode kind, const float* x, int64_t n_tokens,
+                   size_t ldx, float* out) {
+  HWY_DYNAMIC_DISPATCH(DotRowBytes)(row, kind, x, n_tokens, ldx, out);
+}
 
 void decode_row_nibbles(const RowGroups& row, const float unit[16], float* out) {
   HWY_DYNAMIC_DISPATCH(DecodeRowNibbles)(row, unit, out);

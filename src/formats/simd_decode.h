@@ -3,6 +3,7 @@
 // checks every compiled target against Format::decode_reference).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -43,6 +44,15 @@ enum class BitCode : uint8_t {
 // Bytes up to `end` (exclusive) may be read, not only the groups'.
 void decode_row_bits(const RowGroups& row, int bits, BitCode kind, const float* magnitudes,
                      const uint8_t* end, float* out);
+
+// Fused decode-and-dot for decoding a few tokens: out[t] = sum_i w_i x[t * ldx + i] for
+// t < n_tokens, w the row the decoder above would write (the same values, bit for bit), without
+// storing it. Only the summation order differs from decoding, then dotting.
+constexpr int kDotTokens = 4;  // tokens per pass over the row (sums kept in registers)
+void dot_row_nibbles(const RowGroups& row, const float unit[16], const float* x, int64_t n_tokens,
+                     size_t ldx, float* out);
+void dot_row_bytes(const RowGroups& row, ByteCode kind, const float* x, int64_t n_tokens,
+                   size_t ldx, float* out);
 
 // GGUF block types with a SIMD decoder.
 enum class GgufType : uint8_t {

@@ -14,6 +14,7 @@
 #include "kernels/onednn_gemm.h"
 #include "kernels/q8_dot.h"
 #include "qforge/core/error.h"
+#include "qforge/formats/format.h"
 #include "qforge/kernels/kernels.h"
 
 namespace qforge::kernels {
@@ -95,11 +96,19 @@ void plain_rows(const Matrix& w, const float* x, int64_t n_tokens, float* y, int
   }
 }
 
-// Packed weights without an integer kernel: rows are decoded a few at a time into an L1/L2-resident
-// f32 buffer and each decoded row serves every token (one unpack per weight per matmul).
+// Packed weights without an integer kernel: decoded in registers and dotted with every token where
+// the format has a fused kernel; else rows are decoded a few at a time into an L1/L2-resident f32
+// buffer and each decoded row serves every token (one unpack per weight per matmul).
 void packed_rows(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
                  const float* bias, int64_t r0, int64_t r1) {
   const int64_t cols = w.cols;
+  // Formats with a fused decode-and-dot kernel never store their weights.
+  if (w.format->dot_rows(w.header, w.row(r0), r1 - r0, cols, x, n_tokens, y + r0, ldy)) {
+    if (bias)
+      for (int64_t t = 0; t < n_tokens; ++t)
+        for (int64_t r = r0; r < r1; ++r) y[t * ldy + r] += bias[r];
+    return;
+  }
   const int64_t chunk = std::max<int64_t>(1, kDecodeBufferFloats / cols);
   thread_local std::vector<float> buf;
   buf.resize(static_cast<size_t>(std::min<int64_t>(chunk, w.rows) * cols));
@@ -292,7 +301,8 @@ std::string matmul_path(const Matrix& w, int64_t n_tokens, InputQuant input) {
   if (!w.packed()) return n_tokens <= kGemvMaxTokens ? "simd gemv" : "widened tiles + sgemm";
   if (n_tokens > kPackedGemvMaxTokens) return "decoded tiles + sgemm";
   const q8::Layout layout = q8::layout_for(w);
-  return layout != q8::Layout::None ? q8::layout_name(layout) : "decoded rows + simd dot";
+  if (layout != q8::Layout::None) return q8::layout_name(layout);
+  return w.format->has_fused_dot() ? "fused decode + simd dot" : "decoded rows + simd dot";
 }
 
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,

@@ -92,6 +92,17 @@ class Format {
   // none), `data` the first row to decode. SIMD where the format has a fast path.
   virtual void decode_rows(const std::byte* header, const std::byte* data, int64_t rows,
                            int64_t cols, float* out) const = 0;
+  // Decoding a few tokens without storing the weights: for rows [0, rows) from `data` (header as
+  // for decode_rows) and n_tokens inputs x [n_tokens, cols], y[t * ldy + r] = row r . x[t].
+  // The weights are the ones decode_rows writes; only the summation order differs. Returns false
+  // (nothing written) when the format has no such kernel (has_fused_dot() false): the caller
+  // decodes, then dots.
+  virtual bool has_fused_dot() const { return false; }
+  virtual bool dot_rows(const std::byte* /*header*/, const std::byte* /*data*/, int64_t /*rows*/,
+                        int64_t /*cols*/, const float* /*x*/, int64_t /*n_tokens*/, float* /*y*/,
+                        int64_t /*ldy*/) const {
+    return false;
+  }
   // A whole tensor (header included) -> f32 [rows, cols].
   void decode(const std::byte* data, int64_t rows, int64_t cols, float* out) const {
     decode_rows(data, data + header_bytes(), rows, cols, out);
