@@ -21,6 +21,7 @@ Writes OUT/results.json (resumable: points already there are not rerun) and prin
   scripts/plan_sweep.py --reeval OUT/results.json --qforge Q --text VALID --eval-tokens 65536 \
       -o OUT/results-65536.json      # the same quantized files on more tokens
   scripts/plan_sweep.py --repredict MEASUREMENT.json OUT/results.json   # uniform points, re-predicted
+  scripts/plan_sweep.py --same-tensors A/model.safetensors B/model.safetensors  # exit 0: same
 
 --uniform-from OLD_OUT takes the uniform files (and, on the same tokens, their evaluations) of an
 earlier sweep instead of quantizing them again: a uniform format's file does not depend on the
@@ -94,13 +95,40 @@ def smallest_step(measurement):
     return step
 
 
-def safetensors_bytes(path):
-    """Bytes of every tensor in a safetensors file, by name (read from its header)."""
+def safetensors_header(path):
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
+        return json.loads(f.read(n)), 8 + n
+
+
+def safetensors_bytes(path):
+    """Bytes of every tensor in a safetensors file, by name (read from its header)."""
+    header, _ = safetensors_header(path)
     return {k: v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items()
             if k != "__metadata__"}
+
+
+def same_tensors(a, b):
+    """Whether two quantized models hold the same tensors byte for byte (the metadata, which
+    records the plan and its predicted KLD, aside): the check --uniform-from asks for."""
+    (ha, start_a), (hb, start_b) = safetensors_header(a), safetensors_header(b)
+    ha.pop("__metadata__", None)
+    hb.pop("__metadata__", None)
+    if ha.keys() != hb.keys():
+        print(f"the tensor names differ: {sorted(set(ha) ^ set(hb))[:8]}")
+        return False
+    differ = []
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        for name in sorted(ha):
+            ta, tb = ha[name], hb[name]
+            fa.seek(start_a + ta["data_offsets"][0])
+            fb.seek(start_b + tb["data_offsets"][0])
+            size = ta["data_offsets"][1] - ta["data_offsets"][0]
+            if (ta["dtype"], ta["shape"]) != (tb["dtype"], tb["shape"]) or \
+                    fa.read(size) != fb.read(tb["data_offsets"][1] - tb["data_offsets"][0]):
+                differ.append(name)
+    print(f"{len(ha)} tensors, {len(differ)} differ" + (f", e.g. {differ[:4]}" if differ else ""))
+    return not differ
 
 
 def quantized_bytes(qdir, measurement):
@@ -411,6 +439,8 @@ if __name__ == "__main__":
         report(json.load(open(sys.argv[2])))
     elif len(sys.argv) > 1 and sys.argv[1] == "--repredict":
         repredict(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--same-tensors":
+        sys.exit(0 if same_tensors(sys.argv[2], sys.argv[3]) else 1)
     elif len(sys.argv) > 1 and sys.argv[1] == "--reeval":
         reeval(sys.argv[2:])
     else:
