@@ -177,8 +177,10 @@ def main():
                          "q-uniform-F folder is in one of them is taken from that file, not "
                          "quantized again (its bytes do not depend on the measurement; check that "
                          "the binary still writes the same bytes before relying on this), and "
-                         "that sweep's evaluation of it, or of a --llamacpp file of the same size, "
-                         "is taken if it was on the same number of tokens")
+                         "that sweep's evaluation of it if it was on the same number of tokens")
+    ap.add_argument("--llamacpp-evals-from", default="",
+                    help="DIR,...: earlier sweeps whose evaluations of the --llamacpp files (same "
+                         "label and size) on the same number of tokens are taken")
     ap.add_argument("--threads", default="2")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -243,7 +245,7 @@ def main():
         label, path = item.split("=", 1)
         if ("llamacpp", label) in done:
             continue
-        e = earlier_llamacpp_eval(a.uniform_from, a.model, label, path, a.eval_tokens)
+        e = earlier_llamacpp_eval(a.llamacpp_evals_from, a.model, label, path, a.eval_tokens)
         if not e:
             e = json.loads(run([q, "eval", path, "--ref", a.model, "--text", a.text,
                                 "--max-tokens", str(a.eval_tokens), "--json", "-t", a.threads]))
@@ -324,7 +326,7 @@ def earlier_eval(sweep_dir, model, kind, label, eval_tokens, file_bytes=None):
 
 
 def earlier_llamacpp_eval(dirs, model, label, path, eval_tokens):
-    """A llama.cpp file's evaluation from an earlier sweep (--uniform-from), or None."""
+    """A llama.cpp file's evaluation from an earlier sweep (--llamacpp-evals-from), or None."""
     for d in filter(None, dirs.split(",")):
         e = earlier_eval(d, model, "llamacpp", label, eval_tokens, os.path.getsize(path))
         if e:
