@@ -21,6 +21,11 @@ Writes OUT/results.json (resumable: points already there are not rerun) and prin
   scripts/plan_sweep.py --reeval OUT/results.json --qforge Q --text VALID --eval-tokens 65536 \
       -o OUT/results-65536.json      # the same quantized files on more tokens
   scripts/plan_sweep.py --repredict MEASUREMENT.json OUT/results.json   # uniform points, re-predicted
+  scripts/plan_sweep.py --same-tensors A/model.safetensors B/model.safetensors  # exit 0: same
+
+--uniform-from OLD_OUT takes the uniform files (and, on the same tokens, their evaluations) of an
+earlier sweep instead of quantizing them again: a uniform format's file does not depend on the
+measurement, but it does on the binary, so check first that this binary writes the same tensors.
 """
 import argparse
 import json
@@ -90,13 +95,40 @@ def smallest_step(measurement):
     return step
 
 
-def safetensors_bytes(path):
-    """Bytes of every tensor in a safetensors file, by name (read from its header)."""
+def safetensors_header(path):
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
+        return json.loads(f.read(n)), 8 + n
+
+
+def safetensors_bytes(path):
+    """Bytes of every tensor in a safetensors file, by name (read from its header)."""
+    header, _ = safetensors_header(path)
     return {k: v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items()
             if k != "__metadata__"}
+
+
+def same_tensors(a, b):
+    """Whether two quantized models hold the same tensors byte for byte (the metadata, which
+    records the plan and its predicted KLD, aside): the check --uniform-from asks for."""
+    (ha, start_a), (hb, start_b) = safetensors_header(a), safetensors_header(b)
+    ha.pop("__metadata__", None)
+    hb.pop("__metadata__", None)
+    if ha.keys() != hb.keys():
+        print(f"the tensor names differ: {sorted(set(ha) ^ set(hb))[:8]}")
+        return False
+    differ = []
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        for name in sorted(ha):
+            ta, tb = ha[name], hb[name]
+            fa.seek(start_a + ta["data_offsets"][0])
+            fb.seek(start_b + tb["data_offsets"][0])
+            size = ta["data_offsets"][1] - ta["data_offsets"][0]
+            if (ta["dtype"], ta["shape"]) != (tb["dtype"], tb["shape"]) or \
+                    fa.read(size) != fb.read(tb["data_offsets"][1] - tb["data_offsets"][0]):
+                differ.append(name)
+    print(f"{len(ha)} tensors, {len(differ)} differ" + (f", e.g. {differ[:4]}" if differ else ""))
+    return not differ
 
 
 def quantized_bytes(qdir, measurement):
@@ -140,6 +172,15 @@ def main():
     ap.add_argument("--plans-first", action="store_true",
                     help="run every plan before the uniform formats (more budgets when time is "
                          "short; the uniform anchors follow)")
+    ap.add_argument("--uniform-from", default="",
+                    help="DIR,...: earlier sweeps' --out folders. A uniform GPTQ point whose "
+                         "q-uniform-F folder is in one of them is taken from that file, not "
+                         "quantized again (its bytes do not depend on the measurement; check that "
+                         "the binary still writes the same bytes before relying on this), and "
+                         "that sweep's evaluation of it if it was on the same number of tokens")
+    ap.add_argument("--llamacpp-evals-from", default="",
+                    help="DIR,...: earlier sweeps whose evaluations of the --llamacpp files (same "
+                         "label and size) on the same number of tokens are taken")
     ap.add_argument("--threads", default="2")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -204,8 +245,10 @@ def main():
         label, path = item.split("=", 1)
         if ("llamacpp", label) in done:
             continue
-        e = json.loads(run([q, "eval", path, "--ref", a.model, "--text", a.text, "--max-tokens",
-                            str(a.eval_tokens), "--json", "-t", a.threads]))
+        e = earlier_llamacpp_eval(a.llamacpp_evals_from, a.model, label, path, a.eval_tokens)
+        if not e:
+            e = json.loads(run([q, "eval", path, "--ref", a.model, "--text", a.text,
+                                "--max-tokens", str(a.eval_tokens), "--json", "-t", a.threads]))
         qbytes = gguf_matrix_bytes(q, path)
         state["results"].append({
             "kind": "llamacpp", "label": label, "method": "llamacpp",
@@ -222,12 +265,22 @@ def main():
             path = plan_at(*path)
         p = json.load(open(path))
         qdir = os.path.join(a.out, "q-" + kind + "-" + label)
+        earlier = earlier_file(a.uniform_from, kind, label)
         t = time.time()
-        run([q, "quantize", a.model, "--plan", path, "--method", method, "-o", qdir, "--force"] +
-            common)
-        quant_seconds = time.time() - t
-        e = json.loads(run([q, "eval", qdir, "--ref", a.model, "--text", a.text, "--max-tokens",
-                            str(a.eval_tokens), "--json", "-t", a.threads]))
+        if earlier:
+            if not os.path.lexists(qdir):
+                os.symlink(earlier, qdir)  # so --reeval and the recount find it beside the rest
+        else:
+            run([q, "quantize", a.model, "--plan", path, "--method", method, "-o", qdir,
+                 "--force"] + common)
+        quant_seconds = None if earlier else time.time() - t
+        # The same file on the same tokens gives the same evaluation: take the earlier sweep's.
+        e = earlier and earlier_eval(os.path.dirname(earlier), a.model, kind, label,
+                                     a.eval_tokens)
+        evaluated_in = os.path.dirname(earlier) if e else a.out
+        if not e:
+            e = json.loads(run([q, "eval", qdir, "--ref", a.model, "--text", a.text,
+                                "--max-tokens", str(a.eval_tokens), "--json", "-t", a.threads]))
         state["results"].append({
             "kind": kind, "label": label, "method": method,
             "bpw": p["budget"]["bits_per_weight"], "max_bytes": p["budget"]["max_bytes"],
@@ -235,13 +288,50 @@ def main():
             "file_bytes": os.path.getsize(os.path.join(qdir, "model.safetensors")),
             "predicted_kld": p["predicted_kld"], "kld_mean": e["kld_mean"], "ppl": e["ppl"],
             "ref_ppl": e["ref_ppl"], "top1": e["top1_agreement"], "tokens": e["tokens"],
-            "quantize_seconds": quant_seconds,
+            "quantize_seconds": quant_seconds, "quantized_in": earlier or qdir,
+            "evaluated_in": evaluated_in,
             "formats": sorted({t["format"] for t in p["tensors"].values()})})
-        if kind == "uniform" and "gptq_seconds" not in state:
+        if kind == "uniform" and quant_seconds and "gptq_seconds" not in state:
             state["gptq_seconds"] = quant_seconds  # the run right after the measurement
         save()
         print(json.dumps(state["results"][-1]), file=sys.stderr, flush=True)
     report(state)
+
+
+def earlier_file(dirs, kind, label):
+    """The folder of a uniform GPTQ point an earlier sweep wrote (--uniform-from), or None."""
+    if kind != "uniform":
+        return None
+    for d in filter(None, dirs.split(",")):
+        qdir = os.path.realpath(os.path.join(d, "q-" + kind + "-" + label))
+        if os.path.exists(os.path.join(qdir, "model.safetensors")):
+            return qdir
+    return None
+
+
+def earlier_eval(sweep_dir, model, kind, label, eval_tokens, file_bytes=None):
+    """The evaluation an earlier sweep in `sweep_dir` recorded for this point, as `qforge eval
+    --json` would print it, if it evaluated the same model on the same number of tokens (and, for
+    llama.cpp's files, a file of the same size)."""
+    path = os.path.join(sweep_dir, "results.json")
+    if not os.path.exists(path):
+        return None
+    s = json.load(open(path))
+    if s["model"] != model or s["eval_tokens"] != eval_tokens:
+        return None
+    r = next((r for r in s["results"] if (r["kind"], r["label"]) == (kind, label) and
+              file_bytes in (None, r.get("file_bytes"))), None)
+    return r and {"kld_mean": r["kld_mean"], "ppl": r["ppl"], "ref_ppl": r["ref_ppl"],
+                  "top1_agreement": r["top1"], "tokens": r["tokens"]}
+
+
+def earlier_llamacpp_eval(dirs, model, label, path, eval_tokens):
+    """A llama.cpp file's evaluation from an earlier sweep (--llamacpp-evals-from), or None."""
+    for d in filter(None, dirs.split(",")):
+        e = earlier_eval(d, model, "llamacpp", label, eval_tokens, os.path.getsize(path))
+        if e:
+            return e
+    return None
 
 
 def report(state):
@@ -351,6 +441,8 @@ if __name__ == "__main__":
         report(json.load(open(sys.argv[2])))
     elif len(sys.argv) > 1 and sys.argv[1] == "--repredict":
         repredict(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--same-tensors":
+        sys.exit(0 if same_tensors(sys.argv[2], sys.argv[3]) else 1)
     elif len(sys.argv) > 1 and sys.argv[1] == "--reeval":
         reeval(sys.argv[2:])
     else:

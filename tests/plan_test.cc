@@ -12,6 +12,7 @@
 
 #include "qforge/core/error.h"
 #include "qforge/core/thread_pool.h"
+#include "qforge/eval/compare.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/kernels/kl.h"
 #include "qforge/plan/knapsack.h"
@@ -327,6 +328,8 @@ TEST(Sensitivity, MeasuresEveryTensorAndPlansWithinTheBudget) {
   plan::Measurement older = m;  // made before the head was measured by GPTQ: measured again
   older.version = 1;
   EXPECT_FALSE(plan::measurement_matches(older, o, m.calib_hash));
+  older.version = 2;  // before GGUF embeddings were measured as written: no GGUF candidate here
+  EXPECT_TRUE(plan::measurement_matches(older, o, m.calib_hash));
 
   // The tied table is quantized by GPTQ as the head (quantize_model's rule), so it is measured
   // so: against the RTN measurement, GPTQ lowers the table's damage at 3 bits (the probe tokens
@@ -351,6 +354,67 @@ TEST(Sensitivity, MeasuresEveryTensorAndPlansWithinTheBudget) {
   EXPECT_NEAR(qforge_record(q.output)["plan"]["predicted_kld"].get<double>(), p.predicted_kld,
               1e-12);
   EXPECT_GT(r.linears.size(), 0u);
+}
+
+// quantize with GPTQ writes an (untied) embedding in a GGUF type with the rows of calibration
+// tokens re-encoded by the weighted search; the measurement measures it so: its KLD for the
+// embedding in q3_k is the KLD of the file quantize writes with only the embedding in q3_k, on
+// the probe tokens. The RTN measurement (plain encoder, as quantize without calibration writes
+// it) differs from that by about 1%; the GPTQ measurement did too before it re-encoded seen rows.
+TEST(Sensitivity, MeasuresAGgufEmbeddingAsQuantizeWritesIt) {
+  if (testing::sanitized()) GTEST_SKIP() << "slow under sanitizers";
+  // An untied model: the embedded one rotated (the head then carries the final norm), unquantized.
+  QuantizeOptions untie =
+      testing::embedded_quantize_options("plan_untied", "int4-g64", QuantMethod::RTN);
+  untie.keep = {"."};
+  untie.rotate = RotationOptions{false, 7};
+  quantize_model(untie);
+  plan::MeasureOptions o;
+  o.model = untie.output;
+  o.calib = testing::source_dir() / "data/sample.txt";
+  o.calib_tokens = 256;
+  o.seq_len = 64;
+  o.probe_tokens = 64;
+  o.formats = "q3_k";
+  const plan::Measurement by_gptq = plan::measure_sensitivity(o);
+  plan::MeasureOptions rtn = o;
+  rtn.method = QuantMethod::RTN;
+  const plan::Measurement by_rtn = plan::measure_sensitivity(rtn);
+  const auto embedding = std::find_if(by_gptq.tensors.begin(), by_gptq.tensors.end(), [](auto& t) {
+    return t.kind == QuantizableTensor::Kind::Embedding;
+  });
+  ASSERT_NE(embedding, by_gptq.tensors.end());
+  ASSERT_EQ(embedding->candidates.size(), 1u);
+  const double measured = embedding->candidates[0].kld_measured;
+  const double plain =
+      by_rtn.tensors[embedding - by_gptq.tensors.begin()].candidates[0].kld_measured;
+
+  // The truth: quantize (GPTQ, same calibration) with a plan of the embedding alone, and the
+  // written model's KLD against the unquantized one on the probe tokens (the first sequence).
+  QuantizeOptions q = testing::embedded_quantize_options("plan_embedding", "", QuantMethod::GPTQ);
+  q.model = untie.output;
+  q.calib_tokens = o.calib_tokens;
+  q.seq_len = o.seq_len;
+  q.plan = QuantPlan{};
+  q.plan->method = "gptq";
+  q.plan->tensors[embedding->name] = {
+      "q3_k", embedding->rows, embedding->cols, embedding->candidates[0].bytes, measured, 0};
+  quantize_model(q);
+  LoadedModel written = load_model(q.output), original = load_model(untie.output);
+  uint64_t hash = 0;
+  const std::vector<int32_t> probe =
+      calibration_sequences(o.calib, *original.tokenizer, o.calib_tokens, o.seq_len, &hash).front();
+  ThreadPool pool(2);
+  Transformer tw(written.config, written.weights, pool, written.inference),
+      tr(original.config, original.weights, pool, original.inference);
+  const double truth = compare_models(tw, tr, probe, {o.seq_len - 1, 0}).kld_mean;
+  EXPECT_NEAR(measured, truth, 1e-3 * truth);
+  EXPECT_GT(std::abs(plain - truth), 5e-3 * truth);  // the test can tell the two encodings apart
+
+  plan::Measurement older = by_gptq;  // version 2 encoded every row plainly: measured again
+  older.version = 2;
+  EXPECT_FALSE(plan::measurement_matches(older, o, by_gptq.calib_hash));
+  EXPECT_TRUE(plan::measurement_matches(by_gptq, o, by_gptq.calib_hash));
 }
 
 }  // namespace

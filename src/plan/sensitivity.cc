@@ -137,9 +137,11 @@ TensorMeasure tensor_measure(const QuantizableTensor& t,
 
 // A table (embedding or head) in format f as `qforge quantize` writes it: the table GPTQ takes as
 // the head (head_h: its input Hessian; the head, or a tied table) by GPTQ in the same chunks of
-// rows, any other by RTN with the format's own encoder.
+// rows, any other by the format's own encoder with the rows of calibration tokens (seen)
+// re-encoded by the weighted search.
 std::vector<float> table_values(const Matrix& table, const formats::Format& f,
-                                const std::vector<double>* head_h, const GptqOptions& gptq) {
+                                const std::vector<double>* head_h, const GptqOptions& gptq,
+                                const std::vector<uint8_t>& seen) {
   std::vector<float> out(static_cast<size_t>(table.rows * table.cols));
   if (head_h != nullptr) {
     GptqChunks c = gptq_table_chunks(table, f);
@@ -150,22 +152,24 @@ std::vector<float> table_values(const Matrix& table, const formats::Format& f,
     return out;
   }
   const std::vector<float> w = table.to_f32();
-  const std::vector<std::byte> bytes = f.encode(w.data(), table.rows, table.cols);
+  const std::vector<std::byte> bytes =
+      encode_embedding_table(f, w.data(), table.rows, table.cols, seen);
   f.decode(bytes.data(), table.rows, table.cols, out.data());
   return out;
 }
 
 // The embedding or the head: each candidate is measured end to end.
 void measure_table(const QuantizableTensor& t, TensorMeasure& tm, ModelWeights& weights,
-                   const std::vector<double>* head_h, const GptqOptions& gptq, Probe& probe,
-                   int layers, const std::function<void()>& step) {
+                   const std::vector<double>* head_h, const GptqOptions& gptq,
+                   const std::vector<uint8_t>& seen, Probe& probe, int layers,
+                   const std::function<void()>& step) {
   const bool tied = weights.lm_head.data == weights.embedding.data;
   Matrix& slot = t.kind == Kind::Embedding ? weights.embedding : weights.lm_head;
   const Matrix original = slot;
   const bool as_head = t.kind == Kind::Head || tied;  // quantize_model's gptq_head_table
   for (CandidateMeasure& c : tm.candidates) {
-    const std::vector<float> values =
-        table_values(original, formats::find_format(c.format), as_head ? head_h : nullptr, gptq);
+    const std::vector<float> values = table_values(original, formats::find_format(c.format),
+                                                   as_head ? head_h : nullptr, gptq, seen);
     slot = Matrix{original.name, DType::F32, t.rows, t.cols,
                   reinterpret_cast<const std::byte*>(values.data())};
     if (tied) weights.lm_head = slot;
@@ -387,12 +391,17 @@ Measurement measure_sensitivity(const MeasureOptions& o,
   }
   // The tables last: the head's Hessian needs the calibration text through every layer.
   t_phase = std::chrono::steady_clock::now();
+  // As quantize with GPTQ (which reads calibration text) writes the tables; RTN reads none.
   std::vector<double> head_h;
-  if (o.method == QuantMethod::GPTQ) head_h = head_hessian(model, x, len, m.config.hidden_size);
+  std::vector<uint8_t> seen;
+  if (o.method == QuantMethod::GPTQ) {
+    head_h = head_hessian(model, x, len, m.config.hidden_size);
+    seen = calibration_tokens_seen(sequences, m.weights.embedding.rows);
+  }
   for (const QuantizableTensor& t : tensors)
     if (t.kind != Kind::Linear)
       measure_table(t, *index.at(t.name), m.weights, head_h.empty() ? nullptr : &head_h, o.gptq,
-                    probe, m.config.num_layers, step);
+                    seen, probe, m.config.num_layers, step);
   out.phase_seconds.tables += elapsed_since(t_phase);
   for (TensorMeasure& tm : out.tensors)
     if (tm.kind == Kind::Linear) predict_linear(tm);
@@ -433,16 +442,26 @@ bool same_candidates(const Measurement& m, const std::string& spec) {
   return true;
 }
 
+// Version 2 differs from 3 only in the embedding's candidates that re-encode seen rows.
+bool current_version(const Measurement& m) {
+  if (m.version == kMeasurementVersion) return true;
+  if (m.version != 2) return false;
+  for (const TensorMeasure& t : m.tensors)
+    for (const CandidateMeasure& c : t.candidates)
+      if (reencodes_seen_rows(formats::find_format(c.format))) return false;
+  return true;
+}
+
 }  // namespace
 
 bool measurement_matches(const Measurement& m, const MeasureOptions& o, uint64_t calib_hash) {
   const int64_t probe_sequences =
       std::max<int64_t>(1, (o.probe_tokens + o.seq_len - 1) / o.seq_len);
-  return m.version == kMeasurementVersion && m.model == o.model.string() &&
-         m.calib_hash == calib_hash && m.calib_tokens == o.calib_tokens / o.seq_len * o.seq_len &&
-         m.seq_len == o.seq_len && m.probe_tokens == probe_sequences * o.seq_len &&
-         m.formats == o.formats && m.method == (o.method == QuantMethod::GPTQ ? "gptq" : "rtn") &&
-         same_candidates(m, o.formats);
+  return m.model == o.model.string() && m.calib_hash == calib_hash &&
+         m.calib_tokens == o.calib_tokens / o.seq_len * o.seq_len && m.seq_len == o.seq_len &&
+         m.probe_tokens == probe_sequences * o.seq_len && m.formats == o.formats &&
+         m.method == (o.method == QuantMethod::GPTQ ? "gptq" : "rtn") &&
+         same_candidates(m, o.formats) && current_version(m);
 }
 
 nlohmann::json measurement_to_json(const Measurement& m) {

@@ -446,7 +446,26 @@ std::vector<SafetensorsWriter::Entry> native_entries(const LoadedModel& m,
 // ---------------------------------------------------------------------------------------------
 // Phase 5: tensors that need no layer: copied, or rotated / quantized now (embedding and head).
 
-// The embedding rows of tokens the calibration text holds (token frequencies > 0).
+// Re-encodes the embedding rows of tokens seen in calibration with the format's
+// importance-weighted search (GGUF types: llama.cpp's imatrix encoders, kept per block only where
+// they beat the plain encoder). An embedding row's error reaches exactly the positions holding its
+// token, so a token's frequency weighs its whole row; GGUF blocks never span rows, so that weight
+// cannot change a row's best encoding, only whether the costlier search is worth running. Tokens
+// the calibration text never holds keep the plain (RTN) encoding, bit for bit.
+void encode_seen_rows(const formats::Format& f, const float* w, int64_t rows, int64_t cols,
+                      const std::vector<uint8_t>& seen, std::vector<std::byte>& bytes) {
+  if (!reencodes_seen_rows(f)) return;
+  const std::vector<float> importance(static_cast<size_t>(cols), 1.0f);
+  const size_t row_bytes = f.row_bytes(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!seen[static_cast<size_t>(r)]) continue;
+    const std::vector<std::byte> row = f.encode(w + r * cols, 1, cols, importance.data());
+    std::copy(row.begin(), row.end(), bytes.begin() + static_cast<ptrdiff_t>(r * row_bytes));
+  }
+}
+
+}  // namespace
+
 std::vector<uint8_t> calibration_tokens_seen(const std::vector<std::vector<int32_t>>& sequences,
                                              int64_t vocab) {
   std::vector<uint8_t> seen(static_cast<size_t>(vocab), 0);
@@ -456,23 +475,19 @@ std::vector<uint8_t> calibration_tokens_seen(const std::vector<std::vector<int32
   return seen;
 }
 
-// Re-encodes the embedding rows of tokens seen in calibration with the format's
-// importance-weighted search (GGUF types: llama.cpp's imatrix encoders, kept per block only where
-// they beat the plain encoder). An embedding row's error reaches exactly the positions holding its
-// token, so a token's frequency weighs its whole row; GGUF blocks never span rows, so that weight
-// cannot change a row's best encoding, only whether the costlier search is worth running. Tokens
-// the calibration text never holds keep the plain (RTN) encoding, bit for bit.
-void encode_seen_rows(const formats::Format& f, const float* w, int64_t rows, int64_t cols,
-                      const std::vector<uint8_t>& seen, std::vector<std::byte>& bytes) {
-  if (f.info().family != "gguf" || f.header_bytes() != 0) return;
-  const std::vector<float> importance(static_cast<size_t>(cols), 1.0f);
-  const size_t row_bytes = f.row_bytes(cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    if (!seen[static_cast<size_t>(r)]) continue;
-    const std::vector<std::byte> row = f.encode(w + r * cols, 1, cols, importance.data());
-    std::copy(row.begin(), row.end(), bytes.begin() + static_cast<ptrdiff_t>(r * row_bytes));
-  }
+bool reencodes_seen_rows(const formats::Format& f) {
+  return f.info().family == "gguf" && f.header_bytes() == 0;
 }
+
+std::vector<std::byte> encode_embedding_table(const formats::Format& f, const float* w,
+                                              int64_t rows, int64_t cols,
+                                              const std::vector<uint8_t>& seen) {
+  std::vector<std::byte> bytes = f.encode(w, rows, cols);
+  if (static_cast<int64_t>(seen.size()) == rows) encode_seen_rows(f, w, rows, cols, seen, bytes);
+  return bytes;
+}
+
+namespace {
 
 // Writes the embedding or the head: quantized (RTN, the format's own encoder; the embedding rows
 // of seen tokens with the weighted encoder), rotated in chunks of rows, or copied.
@@ -492,9 +507,9 @@ void write_table(SafetensorsWriter& writer, const LoadedModel& m, const OutputLa
   if (auto it = layout.tables.find(name); it != layout.tables.end()) {
     std::vector<float> all(static_cast<size_t>(rows * cols));
     rows_f32(0, rows, all.data());
-    std::vector<std::byte> bytes = it->second.format->encode(all.data(), rows, cols);
-    if (!is_head && static_cast<int64_t>(seen.size()) == rows)
-      encode_seen_rows(*it->second.format, all.data(), rows, cols, seen, bytes);
+    const std::vector<std::byte> bytes =
+        is_head ? it->second.format->encode(all.data(), rows, cols)
+                : encode_embedding_table(*it->second.format, all.data(), rows, cols, seen);
     writer.write(name + ".packed", bytes.data(), bytes.size());
   } else if (rot) {
     std::vector<float> chunk(static_cast<size_t>(std::min(rows, kRows) * cols));

@@ -67,8 +67,11 @@ struct PhaseSeconds {
 };
 
 // Version 2: the head (or a tied table) measured by GPTQ as quantize writes it with GPTQ (version
-// 1 measured it by RTN); a saved measurement of another version is not reused.
-inline constexpr int kMeasurementVersion = 2;
+// 1 measured it by RTN). Version 3: the embedding's GGUF candidates with the rows of calibration
+// tokens re-encoded by the weighted search, as quantize writes them with GPTQ (version 2 encoded
+// every row plainly). A saved measurement of another version is not reused, except a version 2
+// without GGUF candidates (the same numbers).
+inline constexpr int kMeasurementVersion = 3;
 
 struct Measurement {
   int version = kMeasurementVersion;

@@ -120,6 +120,19 @@ uint64_t gguf_output_overhead_bytes(const LoadedModel& model, const std::filesys
 // measures the head exactly as it will be written.
 GptqChunks gptq_table_chunks(const Matrix& table, const formats::Format& f);
 
+// The embedding rows of tokens the calibration text holds (token frequencies > 0).
+std::vector<uint8_t> calibration_tokens_seen(const std::vector<std::vector<int32_t>>& sequences,
+                                             int64_t vocab);
+// Whether format f re-encodes an embedding's calibration-token rows with its weighted search (GGUF
+// block types: llama.cpp's imatrix encoders).
+bool reencodes_seen_rows(const formats::Format& f);
+// The embedding (a table not quantized as the head) in format f as quantize_model writes it: the
+// format's own encoder, then the rows of `seen` (calibration_tokens_seen; empty: none, as without
+// calibration) re-encoded by the weighted search. Shared with the planner's measurement.
+std::vector<std::byte> encode_embedding_table(const formats::Format& f, const float* w,
+                                              int64_t rows, int64_t cols,
+                                              const std::vector<uint8_t>& seen);
+
 // FNV-1a 64-bit: a stable fingerprint of the calibration text for the metadata.
 uint64_t fnv1a64(std::string_view data);
 
