@@ -24,12 +24,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       {"model.layers.0.mlp.up_proj.weight_scale", qforge::DType::F16},
       {"lm_head.weight", qforge::DType::BF16}};
   try {
-    const std::string record = qforge::record_from_compressed_tensors_config(
-        std::string_view(reinterpret_cast<const char*>(data), size), tensors);
     // Kept in a variable: a range-for over a temporary's member would outlive the temporary.
-    const nlohmann::json parsed = nlohmann::json::parse(record);
-    for (const auto& [name, e] : parsed.at("tensors").items())
-      qforge::formats::find_format(e.at("format").get<std::string>());
+    const qforge::QuantizationRecord record = qforge::record_from_compressed_tensors_config(
+        std::string_view(reinterpret_cast<const char*>(data), size), tensors);
+    for (const auto& [name, e] : record.tensors) qforge::formats::find_format(e.format);
   } catch (const qforge::Error&) {
   }
   return 0;

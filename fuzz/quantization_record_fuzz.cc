@@ -39,8 +39,10 @@ struct Model {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const Model m;
   try {
-    const qforge::InferenceOptions o = qforge::inference_from_record(
-        std::string_view(reinterpret_cast<const char*>(data), size), m.config, m.layers);
+    const qforge::InferenceOptions o =
+        qforge::inference_from_record(qforge::parse_quantization_record(std::string_view(
+                                          reinterpret_cast<const char*>(data), size)),
+                                      m.config, m.layers);
     o.kv.validate(m.config);  // what the forward pass would check again
     if (!o.activation_groups.empty() &&
         static_cast<int>(o.activation_groups.size()) != m.config.num_layers)

@@ -13,7 +13,8 @@
 # --formats gguf`, then `qforge quantize --plan`) at the bits of llama.cpp's file (the bytes of its
 # embedding, linears and head, from `qforge info`), with its ratios to both presets. The plan's
 # sensitivity measurement is kept in $WORK (or $MEASUREMENTS) and reused by every preset and run;
-# FORMATS (default gguf) is the plan's --formats.
+# FORMATS (default gguf) is the plan's --formats. QUANTIZE_ARGS adds options to qforge's quantize
+# (e.g. "--act-order") for an ablation; the llama.cpp side is the same.
 # Usage: scripts/gguf_quality.sh ["MODELS"] ["PRESETS"] [CHUNKS] [QFORGE_BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -97,7 +98,7 @@ for name in $MODELS; do
     fi
     log "$name $p: qforge quantize --method gptq"
     resume "$qf" || "$Q" quantize "$M" -o "$qf" --format "$p" --method gptq --calib "$CALIB" \
-      --calib-tokens $((CALIB_CHUNKS * 512)) --seq-len 512 --force > "$qf.log" 2>&1
+      --calib-tokens $((CALIB_CHUNKS * 512)) --seq-len 512 --force ${QUANTIZE_ARGS:-} > "$qf.log" 2>&1
     log "$name $p: llama-perplexity --kl-divergence (both)"
     read -r k_ll e_ll < <(kld "$ll" "$WORK/$name.logits" reuse)
     read -r k_qf e_qf < <(kld "$qf" "$WORK/$name.logits")

@@ -35,10 +35,7 @@ struct EvalOpts {
 
 // The KLD a plan predicted for this model (`qforge plan`), from its quantization record; 0: none.
 double planned_kld(const LoadedModel& m) {
-  if (m.quantization_record.empty()) return 0;
-  const auto record = nlohmann::json::parse(m.quantization_record, nullptr, false);
-  if (!record.is_object() || !record.contains("plan") || !record["plan"].is_object()) return 0;
-  return record["plan"].value("predicted_kld", 0.0);
+  return m.quantization_record ? m.quantization_record->planned_kld() : 0.0;
 }
 
 // Each window's KLD sum and token count, so that two evaluations on the same text can be compared

@@ -2,7 +2,6 @@
 #include <fmt/format.h>
 
 #include <map>
-#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -56,22 +55,19 @@ void add_info_command(CLI::App& app) {
                m.tensors.size(), dt);
     fmt::print("decode reads: {} of weights per token{}\n",
                human_bytes(static_cast<double>(t.weight_bytes_per_token())),
-               m.quantization_record.empty() ? "" : " (quantized weights read packed, as stored)");
-    if (!m.quantization_record.empty()) {
-      const auto r = nlohmann::json::parse(m.quantization_record);
+               m.quantization_record ? " (quantized weights read packed, as stored)" : "");
+    if (m.quantization_record) {
+      const QuantizationRecord& r = *m.quantization_record;
       std::map<std::string, int> formats;
-      const auto tensors = r.value("tensors", nlohmann::json::object());
-      for (const auto& [name, t] : tensors.items()) ++formats[t.value("format", std::string("?"))];
+      for (const auto& [name, t] : r.tensors) ++formats[t.format];
       std::string fs;
       for (const auto& [f, n] : formats)
         fs += fmt::format("{}{} x{}", fs.empty() ? "" : ", ", f, n);
-      std::string how = r.value("method", std::string("?"));
-      if (r.contains("smooth") && r["smooth"].is_object())
-        how = fmt::format("smooth {} + {}", r["smooth"].value("alpha", 0.0), how);
-      if (r.contains("rotation") && r["rotation"].is_object())
-        how += r["rotation"].value("online_down", false) ? " + rotation (online)" : " + rotation";
+      std::string how = r.method.empty() ? "?" : r.method;
+      if (r.smooth_alpha) how = fmt::format("smooth {} + {}", *r.smooth_alpha, how);
+      if (r.rotation) how += r.rotation->online_down ? " + rotation (online)" : " + rotation";
       fmt::print("quantized:    {} ({}; qforge {})\n", fs, how,
-                 r.value("tool_version", std::string("?")));
+                 r.tool_version.empty() ? "?" : r.tool_version);
       fmt::print("inference:    {}\n", m.inference.describe());
     }
     if (!opts->no_tensors) {

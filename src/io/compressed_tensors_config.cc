@@ -132,8 +132,8 @@ std::string activation_format(const json& a, const std::string& tensor) {
 
 }  // namespace
 
-std::string record_from_compressed_tensors_config(std::string_view config,
-                                                  const std::map<std::string, DType>& tensors) {
+QuantizationRecord record_from_compressed_tensors_config(
+    std::string_view config, const std::map<std::string, DType>& tensors) {
   try {
     const json c = json::parse(config);
     check(c.is_object() && c.value("quant_method", std::string()) == "compressed-tensors",
@@ -158,7 +158,8 @@ std::string record_from_compressed_tensors_config(std::string_view config,
         modules.insert(name.substr(0, name.size() - 7));
     }
 
-    json out_tensors = json::object();
+    QuantizationRecord record;
+    record.quant_method = "compressed-tensors";
     std::string act_format;
     bool first = true;
     for (const std::string& m : modules) {
@@ -193,14 +194,13 @@ std::string record_from_compressed_tensors_config(std::string_view config,
             tensor, act, act_format);
       first = false;
       act_format = act;
-      json e = {{"format", format}, {"layout", "compressed-tensors"}, {"ct_format", ct_format}};
-      if (!act.empty()) e["input_activations"] = act;
-      out_tensors[tensor] = e;
+      TensorRecord& t = record.tensors[tensor] = TensorRecord::stored_as(format);
+      t.layout = "compressed-tensors";
+      t.ct_format = ct_format;
+      t.input_activations = act;
     }
-    json record = {{"quant_method", "compressed-tensors"}, {"tensors", out_tensors}};
-    if (!act_format.empty())
-      record["activations"] = {{"format", act_format}, {"strategy", "token"}, {"dynamic", true}};
-    return record.dump();
+    if (!act_format.empty()) record.activations = ActivationsRecord::per_token(act_format);
+    return record;
   } catch (const json::exception& e) {
     fail("malformed compressed-tensors quantization_config: {}", e.what());
   } catch (const std::regex_error& e) {

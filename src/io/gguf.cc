@@ -1,15 +1,12 @@
 #include "qforge/io/gguf.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 
 #include "qforge/core/error.h"
+#include "qforge/io/atomic_tensor_file.h"
 
 namespace qforge::gguf {
 namespace {
@@ -485,85 +482,62 @@ void MetadataWriter::add_i32s(std::string_view k, const std::vector<int32_t>& v)
   for (int32_t x : v) put(bytes_, x);
 }
 
-Writer::Writer(std::filesystem::path path, const MetadataWriter& metadata,
-               const std::vector<Entry>& tensors)
-    : path_(std::move(path)), tmp_(path_.string() + ".tmp-qforge") {
+namespace {
+
+// The header of a GGUF v3 file (magic, counts, metadata, tensor infos, padded to the alignment)
+// and where each tensor's bytes go after it.
+struct GgufLayout {
+  std::string header;
+  std::map<std::string, AtomicTensorFile::Slot> slots;
+  uint64_t data_bytes = 0;
+};
+
+GgufLayout gguf_layout(const std::filesystem::path& path, const MetadataWriter& metadata,
+                       const std::vector<Writer::Entry>& tensors) {
   check(!metadata.has("general.alignment"), "{}: general.alignment is set by the writer",
-        path_.string());
-  std::string header("GGUF");
+        path.string());
+  GgufLayout out;
+  std::string& header = out.header;
+  header = "GGUF";
   put<uint32_t>(header, 3);
   put<uint64_t>(header, tensors.size());
   put<uint64_t>(header, metadata.count());
   header += metadata.bytes();
-  uint64_t offset = 0;
-  for (const Entry& e : tensors) {
-    check(e.type != nullptr, "{}: tensor '{}' has no type", path_.string(), e.name);
-    check(!slots_.contains(e.name), "{}: tensor '{}' listed twice", path_.string(), e.name);
-    const uint64_t size = tensor_bytes(*e.type, e.ne, path_.string() + ": tensor '" + e.name + "'");
+  uint64_t& offset = out.data_bytes;
+  for (const Writer::Entry& e : tensors) {
+    check(e.type != nullptr, "{}: tensor '{}' has no type", path.string(), e.name);
+    check(!out.slots.contains(e.name), "{}: tensor '{}' listed twice", path.string(), e.name);
+    const uint64_t size = tensor_bytes(*e.type, e.ne, path.string() + ": tensor '" + e.name + "'");
     put_string(header, e.name);
     put<uint32_t>(header, static_cast<uint32_t>(e.ne.size()));
     for (int64_t n : e.ne) put<uint64_t>(header, static_cast<uint64_t>(n));
     put<uint32_t>(header, e.type->id);
     put<uint64_t>(header, offset);
-    slots_[e.name] = Slot{offset, size, 0};
-    offset = align_up(offset + size, kDefaultAlignment);
+    out.slots[e.name] = {offset, size};
+    offset = align_up(offset + size, kDefaultAlignment);  // the padding after the last one too
   }
   header.append(align_up(header.size(), kDefaultAlignment) - header.size(), '\0');
-  data_start_ = header.size();
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail("{}: cannot create: {}", tmp_.string(), std::strerror(errno));
-  write_at(header.data(), header.size(), 0);
-  // The final size up front (padding included): a full disk fails here, before any work.
-  if (::ftruncate(fd_, static_cast<off_t>(data_start_ + offset)) != 0)
-    fail("{}: cannot size to {} bytes: {}", tmp_.string(), data_start_ + offset,
-         std::strerror(errno));
+  return out;
 }
 
-Writer::~Writer() {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    std::error_code ec;
-    std::filesystem::remove(tmp_, ec);
-  }
+AtomicTensorFile open_gguf(std::filesystem::path path, const MetadataWriter& metadata,
+                           const std::vector<Writer::Entry>& tensors) {
+  GgufLayout l = gguf_layout(path, metadata, tensors);
+  return AtomicTensorFile(std::move(path), l.header, std::move(l.slots), l.data_bytes);
 }
 
-void Writer::write_at(const void* data, size_t bytes, uint64_t pos) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::pwrite(fd_, p, std::min<size_t>(bytes, 1u << 30), static_cast<off_t>(pos));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("{}: write failed: {}", tmp_.string(), std::strerror(errno));
-    p += n;
-    pos += static_cast<uint64_t>(n);
-    bytes -= static_cast<size_t>(n);
-  }
-}
+}  // namespace
+
+Writer::Writer(std::filesystem::path path, const MetadataWriter& metadata,
+               const std::vector<Entry>& tensors)
+    : file_(open_gguf(std::move(path), metadata, tensors)) {}
 
 void Writer::write(const std::string& name, const void* data, size_t bytes, size_t offset) {
-  auto it = slots_.find(name);
-  check(it != slots_.end(), "{}: tensor '{}' is not in the header", path_.string(), name);
-  Slot& s = it->second;
-  check(offset <= s.size && bytes <= s.size - offset,
-        "{}: tensor '{}': writing {} bytes at {} overflows its {} bytes", path_.string(), name,
-        bytes, offset, s.size);
-  write_at(data, bytes, data_start_ + s.begin + offset);
-  s.written += bytes;
+  file_.write(name, data, bytes, offset);
 }
 
 void Writer::commit() {
-  check(fd_ >= 0, "{}: already committed", path_.string());
-  for (const auto& [name, s] : slots_)
-    check(s.written == s.size, "{}: tensor '{}': {} of {} bytes written", path_.string(), name,
-          s.written, s.size);
-  if (::fsync(fd_) != 0) fail("{}: cannot flush: {}", tmp_.string(), std::strerror(errno));
-  ::close(fd_);
-  fd_ = -1;
-  std::error_code ec;
-  std::filesystem::rename(tmp_, path_, ec);
-  if (ec) {
-    std::filesystem::remove(tmp_, ec);
-    fail("{}: cannot rename into place: {}", path_.string(), ec.message());
-  }
+  file_.commit();
 }
 
 }  // namespace qforge::gguf

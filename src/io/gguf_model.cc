@@ -187,9 +187,9 @@ struct GgufStorage {
 };
 
 // One GGUF tensor as a Hugging Face view: a float dtype keeps its shape; a block type becomes
-// "<name>.packed" (U8, its bytes) with the format recorded in `packed_formats`.
-void add_tensor(GgufStorage& s, nlohmann::json& packed_formats, const gguf::TensorInfo& t,
-                const std::string& arch, const ModelConfig& c) {
+// "<name>.packed" (U8, its bytes) with the format recorded in `packed`.
+void add_tensor(GgufStorage& s, std::map<std::string, TensorRecord>& packed,
+                const gguf::TensorInfo& t, const std::string& arch, const ModelConfig& c) {
   const std::string& label = s.file->label();
   std::string name;
   try {
@@ -216,7 +216,7 @@ void add_tensor(GgufStorage& s, nlohmann::json& packed_formats, const gguf::Tens
     v = TensorView{name, *t.type->dtype, t.shape(), data};
   } else {
     check(t.ne.size() == 2, "{}: quantized tensor '{}' must be a matrix", label, t.name);
-    packed_formats[name] = {{"format", std::string(t.type->format)}};
+    packed[name] = TensorRecord::stored_as(std::string(t.type->format), t.ne[1], t.ne[0]);
     v = TensorView{name + ".packed", DType::U8, {static_cast<int64_t>(t.nbytes)}, data};
   }
   s.views[v.name] = v;
@@ -273,7 +273,7 @@ GgufModelSource open_gguf_model(const fs::path& path) {
   const gguf::File& f = *storage->file;
   GgufModelSource m;
   m.config = config_from_gguf(f);
-  nlohmann::json packed = nlohmann::json::object();
+  std::map<std::string, TensorRecord> packed;
   for (const gguf::TensorInfo& t : f.tensors())
     add_tensor(*storage, packed, t, m.config.model_type, m.config);
   TensorSource& s = m.tensors;
@@ -282,7 +282,7 @@ GgufModelSource open_gguf_model(const fs::path& path) {
     auto it = st->views.find(name);
     return it == st->views.end() ? nullptr : &it->second;
   };
-  s.packed_formats = std::move(packed);
+  s.packed_tensors = std::move(packed);
   s.storage.push_back(storage);
   s.release_pages = [file = storage->file](const std::byte* p, size_t n) { file->release(p, n); };
   for (const auto& [name, v] : storage->views) s.listing.push_back(v);
@@ -376,15 +376,12 @@ struct PackedWeight {
 // has no type for is refused here, naming the tensor, before anything is written.
 std::map<std::string, PackedWeight> packed_weights(const LoadedModel& m) {
   std::map<std::string, PackedWeight> out;
-  if (m.quantization_record.empty()) return out;
-  const auto record = nlohmann::json::parse(m.quantization_record);
-  const auto tensors = record.value("tensors", nlohmann::json::object());
-  for (const auto& item : tensors.items()) {
-    const std::string name = item.key();  // not a structured binding: the lambda below uses it
-    const nlohmann::json& entry = item.value();
-    const std::string format = entry.value("format", std::string());
+  if (!m.quantization_record) return out;
+  for (const auto& [key, entry] : m.quantization_record->tensors) {
+    const std::string& name = key;  // not the structured binding: the lambda below uses it
+    const std::string& format = entry.format;
     const gguf::TypeTraits* type = gguf::type_of_format(format);
-    check(type != nullptr && entry.value("layout", std::string("qforge")) == "qforge",
+    check(type != nullptr && entry.layout == "qforge",
           "{}: tensor '{}' is quantized as {}, which has no GGUF type (GGUF types: q4_0 q4_1 "
           "q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs)",
           m.source.string(), name, format);

@@ -29,7 +29,7 @@ TensorSource safetensors_source(const fs::path& dir) {
   s.find = [store](const std::string& name) { return store.find(name); };
   for (const auto& f : store.files()) {
     s.storage.push_back(f);
-    auto it = f->metadata().find("qforge.quantization");
+    auto it = f->metadata().find(kQuantizationRecordKey);
     if (it != f->metadata().end()) s.record = it->second;
   }
   s.release_pages = [files = store.files()](const std::byte* p, size_t n) {
@@ -48,24 +48,24 @@ class HfTensorMapper {
   explicit HfTensorMapper(const TensorSource& source) : source_(source), dir_(source.path) {
     if (!source.record.empty()) {
       try {
-        quantization_ = nlohmann::json::parse(source.record);
-        record_ = quantization_.is_object() ? source.record : "";
-      } catch (const nlohmann::json::exception& e) {
+        record_ = parse_quantization_record(source.record);
+      } catch (const Error& e) {
         fail("{}: malformed qforge.quantization metadata: {}", dir_.string(), e.what());
       }
-    } else if (!source.packed_formats.empty()) {
-      quantization_ = {{"tensors", source.packed_formats}};
+      quantized_ = record_->tensors;
+    } else {
+      quantized_ = source.packed_tensors;
+      read_foreign_config();
     }
-    if (record_.empty()) read_foreign_config();
   }
   std::vector<std::shared_ptr<const void>> take_buffers() { return std::move(buffers_); }
-  const std::string& record() const { return record_; }
+  std::optional<QuantizationRecord> take_record() { return std::move(record_); }
 
   // The inference options the quantization record asks for (io/quantization_record.h).
   InferenceOptions inference(const ModelConfig& c, const ModelWeights& w) const {
-    if (record_.empty()) return {};
+    if (!record_) return {};
     try {
-      return inference_from_record(record_, c, w.layers);
+      return inference_from_record(*record_, c, w.layers);
     } catch (const Error& e) {
       fail("{}: {}", dir_.string(), e.what());
     }
@@ -124,28 +124,24 @@ class HfTensorMapper {
     } catch (const Error& e) {
       fail("{}: {}", dir_.string(), e.what());
     }
-    quantization_ = nlohmann::json::parse(record_);
+    quantized_ = record_->tensors;
   }
 
-  bool is_quantized(const std::string& name) const {
-    return quantization_.is_object() && quantization_.contains("tensors") &&
-           quantization_["tensors"].contains(name);
-  }
+  bool is_quantized(const std::string& name) const { return quantized_.contains(name); }
 
   // A quantized linear in its format's bytes: qforge's layout ("<name>.packed") is used where it
   // is mapped; compressed-tensors' ("<module>.weight_packed", ...) is repacked once into qforge's
   // layout (same codes and scales, arranged differently) and its mapped pages are dropped.
   Matrix packed(const std::string& name, int64_t rows, int64_t cols) const {
-    const auto& entry = quantization_["tensors"][name];
-    const std::string format = entry.value("format", std::string());
-    const std::string layout = entry.value("layout", std::string("qforge"));
+    const TensorRecord& entry = quantized_.at(name);
+    const std::string& format = entry.format;
     const auto& f = formats::find_format(format);
     try {
       f.check_shape(name, rows, cols);
     } catch (const Error& e) {
       fail("{}: {}", dir_.string(), e.what());
     }
-    if (layout != "compressed-tensors") {
+    if (entry.layout != "compressed-tensors") {
       const TensorView* tv = source_.find(name + ".packed");
       check(tv != nullptr, "{}: missing tensor '{}.packed'", dir_.string(), name);
       check(tv->nbytes() == f.encoded_bytes(rows, cols),
@@ -164,7 +160,7 @@ class HfTensorMapper {
           sources.push_back(t);
           return std::span<const std::byte>(t->data, t->nbytes());
         },
-        entry.value("ct_format", std::string()) == "int-quantized"));
+        entry.ct_format == "int-quantized"));
     if (source_.release_pages)
       for (const TensorView* t : sources) source_.release_pages(t->data, t->nbytes());
     buffers_.push_back(buf);
@@ -173,13 +169,14 @@ class HfTensorMapper {
 
   const TensorSource& source_;
   const fs::path& dir_;
-  nlohmann::json quantization_;
-  std::string record_;  // its text as stored, when it is a JSON object ("" otherwise)
+  std::optional<QuantizationRecord> record_;       // qforge's own, or read from compressed-tensors
+  std::map<std::string, TensorRecord> quantized_;  // the tensors stored quantized, by name
   mutable std::vector<std::shared_ptr<const void>> buffers_;
 };
 
 ModelWeights map_hf_weights(const ModelConfig& c, const TensorSource& source,
-                            InferenceOptions* inference, std::string* record) {
+                            InferenceOptions* inference,
+                            std::optional<QuantizationRecord>* record) {
   HfTensorMapper m(source);
   const int64_t d = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.intermediate_size,
                 hd = c.head_dim, v = c.vocab_size;
@@ -226,7 +223,7 @@ ModelWeights map_hf_weights(const ModelConfig& c, const TensorSource& source,
   w.release_pages = source.release_pages;
   for (auto& b : m.take_buffers()) w.storage.push_back(std::move(b));
   *inference = m.inference(c, w);
-  *record = m.record();
+  *record = m.take_record();
   return w;
 }
 

@@ -1,10 +1,6 @@
 #include "qforge/io/safetensors.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -12,6 +8,7 @@
 #include <set>
 
 #include "qforge/core/error.h"
+#include "qforge/io/atomic_tensor_file.h"
 
 namespace qforge {
 namespace {
@@ -223,87 +220,65 @@ std::vector<const TensorView*> TensorStore::all() const {
   return out;
 }
 
-SafetensorsWriter::SafetensorsWriter(std::filesystem::path path, const std::vector<Entry>& entries,
-                                     const std::map<std::string, std::string>& metadata)
-    : path_(std::move(path)), tmp_(path_.string() + ".tmp-qforge") {
+namespace {
+
+// The header of a safetensors file (8-byte length, JSON, padded to 8 bytes) and where each
+// tensor's bytes go after it.
+struct SafetensorsLayout {
+  std::string header;
+  std::map<std::string, AtomicTensorFile::Slot> slots;
+  uint64_t data_bytes = 0;
+};
+
+SafetensorsLayout safetensors_layout(const std::filesystem::path& path,
+                                     const std::vector<SafetensorsWriter::Entry>& entries,
+                                     const std::map<std::string, std::string>& metadata) {
+  SafetensorsLayout out;
   nlohmann::ordered_json header;
   if (!metadata.empty()) header["__metadata__"] = metadata;
-  uint64_t offset = 0;
-  for (const Entry& e : entries) {
-    check(!slots_.contains(e.name), "{}: tensor '{}' listed twice", path_.string(), e.name);
+  uint64_t& offset = out.data_bytes;
+  for (const SafetensorsWriter::Entry& e : entries) {
+    check(!out.slots.contains(e.name), "{}: tensor '{}' listed twice", path.string(), e.name);
     uint64_t numel = 1;
     for (int64_t d : e.shape) {
-      check(d >= 0, "{}: tensor '{}': negative dimension", path_.string(), e.name);
+      check(d >= 0, "{}: tensor '{}': negative dimension", path.string(), e.name);
       numel *= static_cast<uint64_t>(d);
     }
     const uint64_t size = numel * dtype_size(e.dtype);
     header[e.name] = {{"dtype", dtype_name(e.dtype)},
                       {"shape", e.shape},
                       {"data_offsets", {offset, offset + size}}};
-    slots_[e.name] = Slot{offset, size, 0};
+    out.slots[e.name] = {offset, size};
     offset += size;
   }
   std::string h = header.dump();
   h.append((8 - h.size() % 8) % 8, ' ');  // data buffer starts 8-byte aligned
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail("{}: cannot create: {}", tmp_.string(), std::strerror(errno));
-  char len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
-  data_start_ = 8 + h.size();
-  std::string prefix(len, 8);
-  prefix += h;
-  write_at(prefix.data(), prefix.size(), 0);
-  // The file's final size up front: a full disk fails here, before any work is spent.
-  if (::ftruncate(fd_, static_cast<off_t>(data_start_ + offset)) != 0)
-    fail("{}: cannot size to {} bytes: {}", tmp_.string(), data_start_ + offset,
-         std::strerror(errno));
+  out.header.resize(8);
+  for (int i = 0; i < 8; ++i) out.header[i] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
+  out.header += h;
+  return out;
 }
 
-void SafetensorsWriter::write_at(const void* data, size_t bytes, uint64_t pos) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::pwrite(fd_, p, std::min<size_t>(bytes, 1u << 30), static_cast<off_t>(pos));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("{}: write failed: {}", tmp_.string(), std::strerror(errno));
-    p += n;
-    pos += static_cast<uint64_t>(n);
-    bytes -= static_cast<size_t>(n);
-  }
+AtomicTensorFile open_safetensors(std::filesystem::path path,
+                                  const std::vector<SafetensorsWriter::Entry>& entries,
+                                  const std::map<std::string, std::string>& metadata) {
+  SafetensorsLayout l = safetensors_layout(path, entries, metadata);
+  return AtomicTensorFile(std::move(path), l.header, std::move(l.slots), l.data_bytes);
 }
 
-SafetensorsWriter::~SafetensorsWriter() {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    std::error_code ec;
-    std::filesystem::remove(tmp_, ec);
-  }
-}
+}  // namespace
+
+SafetensorsWriter::SafetensorsWriter(std::filesystem::path path, const std::vector<Entry>& entries,
+                                     const std::map<std::string, std::string>& metadata)
+    : file_(open_safetensors(std::move(path), entries, metadata)) {}
 
 void SafetensorsWriter::write(const std::string& name, const void* data, size_t bytes,
                               size_t offset) {
-  auto it = slots_.find(name);
-  check(it != slots_.end(), "{}: tensor '{}' is not in the header", path_.string(), name);
-  Slot& s = it->second;
-  check(offset + bytes <= s.size, "{}: tensor '{}': writing {} bytes at {} overflows its {} bytes",
-        path_.string(), name, bytes, offset, s.size);
-  write_at(data, bytes, data_start_ + s.begin + offset);
-  s.written += bytes;
+  file_.write(name, data, bytes, offset);
 }
 
 void SafetensorsWriter::commit() {
-  check(fd_ >= 0, "{}: already committed", path_.string());
-  for (const auto& [name, s] : slots_)
-    check(s.written == s.size, "{}: tensor '{}': {} of {} bytes written", path_.string(), name,
-          s.written, s.size);
-  if (::fsync(fd_) != 0) fail("{}: cannot flush: {}", tmp_.string(), std::strerror(errno));
-  ::close(fd_);
-  fd_ = -1;
-  std::error_code ec;
-  std::filesystem::rename(tmp_, path_, ec);
-  if (ec) {
-    std::filesystem::remove(tmp_, ec);
-    fail("{}: cannot rename into place: {}", path_.string(), ec.message());
-  }
+  file_.commit();
 }
 
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,

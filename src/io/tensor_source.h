@@ -4,12 +4,13 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "qforge/core/tensor.h"
+#include "qforge/io/quantization_record.h"
 
 namespace qforge {
 
@@ -19,8 +20,8 @@ struct TensorSource {
   std::function<const TensorView*(const std::string&)> find;
   // The "qforge.quantization" record of a qforge-native model (JSON text), or empty.
   std::string record;
-  // Block-quantized weights stored as "<name>.packed" (U8) without a record: {name: {"format": f}}.
-  nlohmann::json packed_formats = nlohmann::json::object();
+  // Block-quantized weights stored as "<name>.packed" (U8) without a record, by name.
+  std::map<std::string, TensorRecord> packed_tensors;
   // Keeps the views' bytes alive; drops resident pages of a finished layer (may be empty).
   std::vector<std::shared_ptr<const void>> storage;
   std::function<void(const std::byte*, size_t)> release_pages;

@@ -16,6 +16,7 @@
 #include "qforge/io/gguf.h"
 #include "qforge/io/gguf_model.h"
 #include "qforge/io/model_loader.h"
+#include "qforge/io/quantization_record.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/quant/format_quantizer.h"
 #include "qforge/quant/plan.h"
@@ -88,12 +89,10 @@ void write_as_f32(SafetensorsWriter& writer, const std::string& name, DType dtyp
   }
 }
 
-nlohmann::json kv_record(const KvCacheFormat& kv) {
-  if (!kv.quantized()) return nullptr;
-  return {{"type", formats::kv_type_name(kv.type)},
-          {"keys", kv.keys_per_channel ? "channel" : "token"},
-          {"keys_pre_rope", kv.keys_pre_rope},
-          {"group", kv.group}};
+std::optional<KvCacheRecord> kv_record(const KvCacheFormat& kv) {
+  if (!kv.quantized()) return std::nullopt;
+  return KvCacheRecord{formats::kv_type_name(kv.type), kv.keys_per_channel ? "channel" : "token",
+                       kv.keys_pre_rope, kv.group};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,67 +326,47 @@ OutputLayout layout_of(const QuantPlan& plan, const std::vector<QuantizableTenso
 // Phase 3: the record, everything needed to reproduce the output (and to run it: activations,
 // KV cache). The per-tensor objectives are added as the layers are quantized.
 
-nlohmann::json quantization_record(const QuantizeOptions& o, const QuantPlan& plan,
-                                   const OutputLayout& layout, const QuantizeReport& report) {
+QuantizationRecord quantization_record(const QuantizeOptions& o, const QuantPlan& plan,
+                                       const OutputLayout& layout, const QuantizeReport& report) {
   const bool act_quantized = o.activations != formats::ActivationFormat::None;
-  nlohmann::json per_tensor = nlohmann::json::object();
+  QuantizationRecord r;
   for (const auto& [name, tp] : layout.linears) {
-    per_tensor[name] = {{"format", tp.format->name()},
-                        {"shape", {tp.rows, tp.cols}},
-                        {"layout", tp.scheme ? "compressed-tensors" : "qforge"}};
-    if (tp.scheme) per_tensor[name]["ct_format"] = tp.scheme->format;
-    if (act_quantized)
-      per_tensor[name]["input_activations"] = formats::activation_format_name(o.activations);
+    TensorRecord& t = r.tensors[name];
+    t = TensorRecord::stored_as(tp.format->name(), tp.rows, tp.cols);
+    if (tp.scheme) {
+      t.layout = "compressed-tensors";
+      t.ct_format = tp.scheme->format;
+    }
+    if (act_quantized) t.input_activations = formats::activation_format_name(o.activations);
   }
   for (const auto& [name, tp] : layout.tables)
-    per_tensor[name] = {
-        {"format", tp.format->name()}, {"shape", {tp.rows, tp.cols}}, {"layout", "qforge"}};
+    r.tensors[name] = TensorRecord::stored_as(tp.format->name(), tp.rows, tp.cols);
   for (const auto& [name, p] : plan.tensors)
-    if (p.predicted_kld > 0) per_tensor[name]["predicted_kld"] = p.predicted_kld;
-  nlohmann::json fallbacks = nlohmann::json::array();
+    if (p.predicted_kld > 0) r.tensors[name].predicted_kld = p.predicted_kld;
   for (const auto& fb : report.fallbacks)
-    fallbacks.push_back({{"tensor", fb.tensor}, {"format", fb.format}, {"fallback", fb.fallback}});
-  nlohmann::json qc = {
-      {"quant_method", "qforge"},
-      {"format", o.plan ? "mixed" : o.format},
-      {"method", report.method},
-      {"tool_version", QFORGE_VERSION},
-      {"calibration",
-       {{"file", o.calib.string()},
-        {"tokens", report.calib_tokens},
-        {"fnv1a64", fmt::format("{:016x}", report.calib_hash)},
-        {"seq_len", o.seq_len}}},
-      {"gptq",
-       {{"damp", o.gptq.damp},
-        {"block_size", o.gptq.block_size},
-        {"act_order", o.gptq.act_order},
-        {"refit_rounds", o.gptq.refit_rounds}}},
-      {"smooth", o.smooth_alpha ? nlohmann::json({{"alpha", *o.smooth_alpha}}) : nullptr},
-      {"rotation", o.rotate ? nlohmann::json({{"kind", "hadamard"},
-                                              {"seed", o.rotate->seed},
-                                              {"online_down", o.rotate->online_down}})
-                            : nullptr},
-      {"activations",
-       o.activations == formats::ActivationFormat::None
-           ? nlohmann::json(nullptr)
-           : nlohmann::json({{"format", formats::activation_format_name(o.activations)},
-                             {"strategy", "token"},
-                             {"dynamic", true}})},
-      {"kv_cache", kv_record(o.kv)},
-      {"fallbacks", fallbacks},
-      {"tensors", per_tensor}};
+    r.fallbacks.push_back({fb.tensor, fb.format, fb.fallback});
+  r.format = o.plan ? "mixed" : o.format;
+  r.method = report.method;
+  r.tool_version = QFORGE_VERSION;
+  r.calibration = CalibrationRecord{o.calib.string(), report.calib_tokens,
+                                    fmt::format("{:016x}", report.calib_hash), o.seq_len};
+  r.gptq = GptqRecord{o.gptq.damp, o.gptq.block_size, o.gptq.act_order, o.gptq.refit_rounds};
+  r.smooth_alpha = o.smooth_alpha;
+  if (o.rotate) r.rotation = RotationRecord{"hadamard", o.rotate->seed, o.rotate->online_down};
+  if (act_quantized)
+    r.activations = ActivationsRecord::per_token(formats::activation_format_name(o.activations));
+  r.kv_cache = kv_record(o.kv);
   if (o.plan) {
-    nlohmann::json p = plan_to_json(plan);
-    p.erase("tensors");  // each tensor's share is in "tensors"
-    p["file"] = o.plan_source;
-    qc["plan"] = p;
+    r.plan = plan_to_json(plan);
+    r.plan.erase("tensors");  // each tensor's share is in "tensors"
+    r.plan["file"] = o.plan_source;
   }
   if (o.awq)
-    qc["awq"] = {{"grid", o.awq_options.grid},
-                 {"clip", o.awq_clip},
-                 {"clip_grid", o.awq_options.clip_grid},
-                 {"max_shrink", o.awq_options.max_shrink}};
-  return qc;
+    r.awq = {{"grid", o.awq_options.grid},
+             {"clip", o.awq_clip},
+             {"clip_grid", o.awq_options.clip_grid},
+             {"max_shrink", o.awq_options.max_shrink}};
+  return r;
 }
 
 // Whether vLLM can serve the output as compressed-tensors: every quantized weight has a scheme.
@@ -618,7 +597,7 @@ void write_linear(SafetensorsWriter& writer, const output::TensorPlan& tp, const
 void quantize_layers(const QuantizeOptions& o, LoadedModel& m, const OutputLayout& layout,
                      const std::vector<std::vector<int32_t>>& sequences,
                      const std::vector<LayerTransform*>& transforms, SafetensorsWriter& writer,
-                     nlohmann::json& per_tensor, QuantizeReport& report,
+                     std::map<std::string, TensorRecord>& per_tensor, QuantizeReport& report,
                      std::vector<double>& head_hessian,
                      const std::function<void(int, int)>& progress) {
   const bool data_free = sequences.empty();
@@ -651,8 +630,8 @@ void quantize_layers(const QuantizeOptions& o, LoadedModel& m, const OutputLayou
       bytes = format_quantizer(q).pack(values.data());
     }
     if (!data_free) {
-      per_tensor[w.name]["objective"] = r.objective;
-      per_tensor[w.name]["objective_rtn"] = r.objective_rtn;
+      per_tensor[w.name].objective = r.objective;
+      per_tensor[w.name].objective_rtn = r.objective_rtn;
     }
     report.linears.push_back(r);
     report.formats.push_back(tp.format->name());
@@ -694,7 +673,7 @@ std::string gptq_head_table(const QuantizeOptions& o, const OutputLayout& layout
 
 void quantize_head(const LoadedModel& m, const OutputLayout& layout, const GptqOptions& gptq,
                    const std::vector<double>& h, SafetensorsWriter& writer,
-                   nlohmann::json& per_tensor) {
+                   std::map<std::string, TensorRecord>& per_tensor) {
   const std::string& name = layout.gptq_table;
   const formats::Format& f = *layout.tables.at(name).format;
   const Matrix& src = m.weights.lm_head;  // the embedding's data when tied
@@ -711,11 +690,11 @@ void quantize_head(const LoadedModel& m, const OutputLayout& layout, const GptqO
   m.weights.release(src);
   // In the record only: the head's objective (squared logit error) is on another scale than the
   // decoder linears' totals that report.linears sums.
-  per_tensor[name]["method"] = "gptq";
-  per_tensor[name]["objective"] = g.objective;
-  per_tensor[name]["objective_rtn"] = g.objective_rtn;
-  per_tensor[name]["seconds"] =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  TensorRecord& t = per_tensor.at(name);
+  t.method = "gptq";
+  t.objective = g.objective;
+  t.objective_rtn = g.objective_rtn;
+  t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -740,7 +719,7 @@ nlohmann::json awq_groups_record(const std::vector<AwqGroupRecord>& records) {
 }
 
 void write_config_and_tokenizer(const QuantizeOptions& o, const fs::path& dir,
-                                const OutputLayout& layout, const nlohmann::json& record,
+                                const OutputLayout& layout, const QuantizationRecord& record,
                                 bool compressed_tensors) {
   // From a GGUF only the intermediate of a GGUF output is written: the record stays in the
   // safetensors metadata, config and vocabulary come from the source GGUF.
@@ -748,9 +727,10 @@ void write_config_and_tokenizer(const QuantizeOptions& o, const fs::path& dir,
   auto config = nlohmann::json::parse(read_text_file(o.model / "config.json"));
   if (layout.untie) config["tie_word_embeddings"] = false;
   config["quantization_config"] =
-      compressed_tensors ? output::compressed_tensors_config(
-                               layout.linears, layout.unquantized_linears, o.activations, record)
-                         : record;
+      compressed_tensors
+          ? output::compressed_tensors_config(layout.linears, layout.unquantized_linears,
+                                              o.activations, to_json(record))
+          : to_json(record);
   write_file_atomic(dir / "config.json", config.dump(2) + "\n");
   for (const char* f :
        {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "generation_config.json",
@@ -845,22 +825,22 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
         calibration_sequences(o.calib, *m.tokenizer, o.calib_tokens, o.seq_len, &report.calib_hash);
     report.calib_tokens = static_cast<int64_t>(sequences.size()) * o.seq_len;
   }
-  nlohmann::json record = quantization_record(o, plan, layout, report);
+  QuantizationRecord record = quantization_record(o, plan, layout, report);
   const bool compressed_tensors = all_compressed_tensors(layout, rot);
 
   SafetensorsWriter writer(tmp.path / "model.safetensors",
                            native_entries(m, layout, rot != nullptr, act_quantized),
-                           {{"format", "pt"}, {"qforge.quantization", record.dump()}});
+                           {{"format", "pt"}, {kQuantizationRecordKey, to_json(record).dump()}});
   const std::vector<uint8_t> seen =
       sequences.empty() ? std::vector<uint8_t>()
                         : calibration_tokens_seen(sequences, m.weights.embedding.rows);
   write_unlayered_tensors(writer, m, layout, rot, seen);
   Transforms transforms = layer_transforms(o, m.config, rotation.get(), layout);
   std::vector<double> head_hessian;
-  quantize_layers(o, m, layout, sequences, transforms.in_order, writer, record["tensors"], report,
+  quantize_layers(o, m, layout, sequences, transforms.in_order, writer, record.tensors, report,
                   head_hessian, progress);
   if (!layout.gptq_table.empty())
-    quantize_head(m, layout, o.gptq, head_hessian, writer, record["tensors"]);
+    quantize_head(m, layout, o.gptq, head_hessian, writer, record.tensors);
   writer.commit();
   const uint64_t file_bytes = fs::file_size(tmp.path / "model.safetensors");
   check(o.max_output_bytes == 0 || file_bytes <= o.max_output_bytes,
@@ -869,7 +849,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o,
 
   if (transforms.awq) {
     report.awq = transforms.awq->records();
-    record["awq"]["groups"] = awq_groups_record(report.awq);
+    record.awq["groups"] = awq_groups_record(report.awq);
   }
   write_config_and_tokenizer(o, tmp.path, layout, record, compressed_tensors);
   move_into_place(tmp, o.output);

@@ -17,6 +17,7 @@
 
 #include "qforge/core/dtype.h"
 #include "qforge/core/mapped_file.h"
+#include "qforge/io/atomic_tensor_file.h"
 
 namespace qforge::gguf {
 
@@ -158,22 +159,14 @@ class Writer {
   };
   Writer(std::filesystem::path path, const MetadataWriter& metadata,
          const std::vector<Entry>& tensors);
-  ~Writer();
-  Writer(const Writer&) = delete;
-  Writer& operator=(const Writer&) = delete;
 
+  // The whole tensor at once, or in pieces at byte `offset` within it.
   void write(const std::string& name, const void* data, size_t bytes, size_t offset = 0);
+  // Checks that every tensor was written in full, flushes and renames into place.
   void commit();
 
  private:
-  struct Slot {
-    uint64_t begin = 0, size = 0, written = 0;
-  };
-  void write_at(const void* data, size_t bytes, uint64_t pos);
-  std::filesystem::path path_, tmp_;
-  int fd_ = -1;
-  uint64_t data_start_ = 0;
-  std::map<std::string, Slot> slots_;
+  AtomicTensorFile file_;
 };
 
 // Bytes of a tensor of `type` with dimensions `ne` (innermost first); throws Error naming `what`

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 
+#include "qforge/io/quantization_record.h"
 #include "qforge/io/tokenizer.h"
 #include "qforge/model/config.h"
 #include "qforge/model/transformer.h"
@@ -23,8 +24,9 @@ struct LoadedModel {
   // How a quantized model runs (activation quantization, KV cache format, online rotation), as
   // its quantization record says; defaults for anything else.
   InferenceOptions inference;
-  // The qforge quantization record (JSON text) of a model written by `qforge quantize`, else empty.
-  std::string quantization_record;
+  // The quantization record of a model written by `qforge quantize` (or read from a
+  // compressed-tensors config); none for a plain model.
+  std::optional<QuantizationRecord> quantization_record;
 };
 
 struct LoadOptions {

@@ -12,6 +12,7 @@
 
 #include "qforge/core/mapped_file.h"
 #include "qforge/core/tensor.h"
+#include "qforge/io/atomic_tensor_file.h"
 
 namespace qforge {
 
@@ -87,9 +88,6 @@ class SafetensorsWriter {
   };
   SafetensorsWriter(std::filesystem::path path, const std::vector<Entry>& entries,
                     const std::map<std::string, std::string>& metadata = {});
-  ~SafetensorsWriter();
-  SafetensorsWriter(const SafetensorsWriter&) = delete;
-  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
 
   // The whole tensor at once, or in pieces at byte `offset` within it.
   void write(const std::string& name, const void* data, size_t bytes, size_t offset = 0);
@@ -97,14 +95,7 @@ class SafetensorsWriter {
   void commit();
 
  private:
-  struct Slot {
-    uint64_t begin = 0, size = 0, written = 0;
-  };
-  void write_at(const void* data, size_t bytes, uint64_t pos);
-  std::filesystem::path path_, tmp_;
-  int fd_ = -1;
-  uint64_t data_start_ = 0;
-  std::map<std::string, Slot> slots_;
+  AtomicTensorFile file_;
 };
 
 // Writes a safetensors file atomically (temp file + rename). Tensors are written in the order
