@@ -82,8 +82,10 @@ for f in "${files[@]}"; do
     for _ in 1 2 3; do
       "$BIN/llama-perplexity" -m "$f" -f "$TEXT" -c "$CTX" -b "$CTX" --chunks "$CHUNKS" \
         -t "$THREADS" >"$llog" 2>&1 || true
-      ll=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$llog")
-      [ -n "$ll" ] || ll=$(grep -o "\[$CHUNKS\][0-9.]*" "$llog" | tail -1 | sed 's/.*\]//')
+      # Neither line may be there (a lost log, a crash): `|| true` keeps set -e from ending the
+      # script silently here instead of trying again.
+      ll=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$llog" || true)
+      [ -n "$ll" ] || ll=$(grep -o "\[$CHUNKS\][0-9.]*" "$llog" | tail -1 | sed 's/.*\]//' || true)
       [ -z "$ll" ] || break
     done
     qf=$("$QFORGE" eval "$f" --text "$TEXT" --protocol llama.cpp --ctx "$CTX" --chunks "$CHUNKS" \
