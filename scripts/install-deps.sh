@@ -3,7 +3,10 @@
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build ccache pkg-config clang libclang-rt-14-dev clang-format
       libhwy-dev libopenblas-dev liblapacke-dev nlohmann-json3-dev libcli11-dev libfmt-dev
-      libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev)
+      libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev
+      # Debian's dnnl-config.cmake calls find_package(OpenCL): its library and headers are only
+      # recommended by libdnnl-dev, which --no-install-recommends leaves out.
+      ocl-icd-opencl-dev opencl-c-headers)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
