@@ -196,5 +196,74 @@ TEST(GgufImportance, GroupQuantizerChoosesWeightedScalesAndRoundStillMatchesPack
   }
 }
 
+// GPTQ re-chooses a Q3_K/Q4_K/Q5_K/Q6_K sub-block's scale levels when it reaches the sub-block,
+// after error feedback has moved its weights (GroupQuantizer::choose_sub_scales). Moved weights are
+// simulated here by scaling and shifting one sub-block after the super-block's scales were chosen:
+// the new levels never round that sub-block worse (under the importances) than the old ones, do
+// better on most rows, leave the other sub-blocks alone, and the packed block decodes to the
+// rounded values (its scale fields hold the new levels). Types without levels report no sub-blocks.
+TEST(GgufSubBlockScales, ChosenAgainWithoutTouchingTheRestAndPackedBytesAgree) {
+  const int64_t rows = 24, cols = 512, sub = 3;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  std::uniform_real_distribution<float> ud(0.2f, 3.0f);
+  std::vector<float> w(static_cast<size_t>(rows * cols)), imp(static_cast<size_t>(cols));
+  for (float& v : w) v = nd(rng);
+  for (float& v : imp) v = ud(rng);
+  for (const char* name : kTypes) {
+    const Format& fmt = find_format(name);
+    auto q = fmt.make_quantizer(w.data(), rows, cols);
+    const std::string n = name;
+    if (n != "q3_k" && n != "q4_k" && n != "q5_k" && n != "q6_k") {
+      EXPECT_EQ(q->sub_group_size(), 0) << name;
+      continue;
+    }
+    const int64_t sb = q->sub_group_size(), gs = q->group_size();
+    ASSERT_EQ(sb, n == "q4_k" || n == "q5_k" ? 32 : 16) << name;
+    for (int64_t g = 0; g < cols / gs; ++g)
+      q->choose_scales(g, w.data() + g * gs, rows, gs, cols, imp.data() + g * gs);
+    // Super-block 1, sub-block 3 moves: larger and shifted.
+    std::vector<float> moved = w;
+    const int64_t c0 = gs + sub * sb;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = c0; c < c0 + sb; ++c) moved[r * cols + c] = 1.4f * w[r * cols + c] + 0.3f;
+    const auto row_error = [&](int64_t r) {
+      double e = 0;
+      for (int64_t c = c0; c < c0 + sb; ++c) {
+        const double d = moved[r * cols + c] - q->round(r, c, moved[r * cols + c]);
+        e += imp[c] * d * d;
+      }
+      return e;
+    };
+    std::vector<double> before(static_cast<size_t>(rows));
+    std::vector<float> untouched(static_cast<size_t>(rows * cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      before[r] = row_error(r);
+      for (int64_t c = 0; c < cols; ++c)
+        untouched[r * cols + c] = q->round(r, c, moved[r * cols + c]);
+    }
+    q->choose_sub_scales(1, sub, moved.data() + c0, rows, cols, imp.data() + c0);
+    int better = 0;
+    std::vector<float> vals(w.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      const double after = row_error(r);
+      EXPECT_LE(after, before[r]) << name << " row " << r;
+      better += after < before[r];
+      for (int64_t c = 0; c < cols; ++c) {
+        vals[r * cols + c] = q->round(r, c, moved[r * cols + c]);
+        if (c < c0 || c >= c0 + sb) {
+          ASSERT_EQ(vals[r * cols + c], untouched[r * cols + c])
+              << name << " row " << r << " col " << c;
+        }
+      }
+    }
+    EXPECT_GE(better, rows / 2) << name;
+    const auto bytes = q->pack(vals.data());
+    std::vector<float> out(w.size());
+    fmt.decode(bytes.data(), rows, cols, out.data());
+    for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], vals[i]) << name << " at " << i;
+  }
+}
+
 }  // namespace
 }  // namespace qforge::formats

@@ -165,6 +165,9 @@ void add_quantize_command(CLI::App& app) {
                   "(GGUF block types): 0 off, 1 once (default), N: GPTQ again under the refit "
                   "scales, N rounds in all")
       ->check(CLI::Range(0, 8));
+  cmd->add_option("--sub-block-scales", o->q.gptq.sub_block_scales,
+                  "GPTQ: choose each k-quant sub-block's scale levels (Q3_K-Q6_K) again when GPTQ "
+                  "reaches it (true, default), or keep those chosen at its super-block's start");
   cmd->add_option("--tensor-format", o->tensor_formats,
                   "REGEX=FMT: a different format for linears whose name matches (repeatable)");
   cmd->add_option("--keep", o->q.keep, "REGEX: leave matching linears unquantized (repeatable)");

@@ -671,6 +671,21 @@ void pack_q3_k_scales(const float* scales, float max_scale, BlockQ3_K* b) {
   pack_q3_k_levels(l, b->scales);
   b->d = f2h(max_scale ? 1 / iscale : 0.f);
 }
+void levels_q3_k(const uint8_t* p, int j, int* ls, int* lm) {
+  int8_t sc[16];
+  q3_scales(as<BlockQ3_K>(p)->scales, sc);
+  *ls = sc[j] - 32;
+  *lm = 0;
+}
+void set_levels_q3_k(uint8_t* p, int j, int ls, int) {
+  auto* b = as<BlockQ3_K>(p);
+  int8_t sc[16];
+  q3_scales(b->scales, sc);
+  int l[16];
+  for (int k = 0; k < 16; ++k) l[k] = sc[k];
+  l[j] = std::clamp(ls, -32, 31) + 32;
+  pack_q3_k_levels(l, b->scales);
+}
 void set_q3_k(const float* a, const float*, uint8_t* p) {
   pack_q3_k_scales(a, signed_absmax(a, kQKK / 16), as<BlockQ3_K>(p));
 }
@@ -757,6 +772,28 @@ void set_k4(const float* a, const float* m, uint8_t* p) {
   auto* b = as<B>(p);
   std::memset(b->scales, 0, 12);
   pack_scales_k4(scales, mins, b->scales, &b->d, &b->dmin);
+}
+
+// Sub-block j's 6-bit levels in the packed scales (the layout scale_min_k4 reads).
+template <typename B>
+void levels_k4(const uint8_t* p, int j, int* ls, int* lm) {
+  uint8_t s, m;
+  scale_min_k4(j, as<B>(p)->scales, &s, &m);
+  *ls = s;
+  *lm = m;
+}
+template <typename B>
+void set_levels_k4(uint8_t* p, int j, int ls, int lm) {
+  uint8_t* q = as<B>(p)->scales;
+  const auto s = static_cast<uint8_t>(ls & 63), m = static_cast<uint8_t>(lm & 63);
+  if (j < 4) {
+    q[j] = static_cast<uint8_t>((q[j] & 0xC0) | s);
+    q[j + 4] = static_cast<uint8_t>((q[j + 4] & 0xC0) | m);
+  } else {
+    q[j + 4] = static_cast<uint8_t>((s & 0xF) | ((m & 0xF) << 4));
+    q[j - 4] = static_cast<uint8_t>((q[j - 4] & 0x3F) | ((s >> 4) << 6));
+    q[j] = static_cast<uint8_t>((q[j] & 0x3F) | ((m >> 4) << 6));
+  }
 }
 
 void deq_q4_k(const uint8_t* p, float* y) {
@@ -973,6 +1010,13 @@ void pack_q6_k_scales(const float* scales, float max_scale, BlockQ6_K* b) {
   b->d = f2h(1 / iscale);
   for (int ib = 0; ib < kQKK / 16; ++ib)
     b->scales[ib] = static_cast<int8_t>(std::clamp(nearest_int(iscale * scales[ib]), -128, 127));
+}
+void levels_q6_k(const uint8_t* p, int j, int* ls, int* lm) {
+  *ls = as<BlockQ6_K>(p)->scales[j];
+  *lm = 0;
+}
+void set_levels_q6_k(uint8_t* p, int j, int ls, int) {
+  as<BlockQ6_K>(p)->scales[j] = static_cast<int8_t>(std::clamp(ls, -128, 127));
 }
 void set_q6_k(const float* a, const float*, uint8_t* p) {
   auto* b = as<BlockQ6_K>(p);
@@ -1276,29 +1320,31 @@ constexpr Offset kNone = Offset::None, kPlus = Offset::Plus, kMinus = Offset::Mi
 
 const TypeCodec kCodecs[] = {
     {"q4_0", kQK, sizeof(BlockQ4_0), deq_q4_0, q_q4_0, rq_q4_0, 32, -8, 7, kNone, false, ss_q4_0,
-     nullptr, set_d<BlockQ4_0>, nullptr},
+     nullptr, set_d<BlockQ4_0>, nullptr, nullptr, nullptr, 0, 0},
     {"q4_1", kQK, sizeof(BlockQ4_1), deq_q4_1, q_q4_1, rq_q4_1, 32, 0, 15, kPlus, false, ss_q4_1,
-     nullptr, set_d_m<BlockQ4_1>, nullptr},
+     nullptr, set_d_m<BlockQ4_1>, nullptr, nullptr, nullptr, 0, 0},
     {"q5_0", kQK, sizeof(BlockQ5_0), deq_q5_0, q_q5_0, rq_q5_0, 32, -16, 15, kNone, false, ss_q5_0,
-     nullptr, set_d<BlockQ5_0>, nullptr},
+     nullptr, set_d<BlockQ5_0>, nullptr, nullptr, nullptr, 0, 0},
     {"q5_1", kQK, sizeof(BlockQ5_1), deq_q5_1, q_q5_1, rq_q5_1, 32, 0, 31, kPlus, false, ss_q5_1,
-     nullptr, set_d_m<BlockQ5_1>, nullptr},
+     nullptr, set_d_m<BlockQ5_1>, nullptr, nullptr, nullptr, 0, 0},
     {"q8_0", kQK, sizeof(BlockQ8_0), deq_q8_0, q_q8_0, rq_q8_0, 32, -128, 127, kNone, false,
-     ss_q8_0, nullptr, set_d<BlockQ8_0>, nullptr},
+     ss_q8_0, nullptr, set_d<BlockQ8_0>, nullptr, nullptr, nullptr, 0, 0},
     {"q2_k", kQKK, sizeof(BlockQ2_K), deq_q2_k, q_q2_k, rq_q2_k, 16, 0, 3, kMinus, false, ss_q2_k,
-     nullptr, nullptr, nullptr},
+     nullptr, nullptr, nullptr, nullptr, nullptr, 0, 0},
     {"q3_k", kQKK, sizeof(BlockQ3_K), deq_q3_k, q_q3_k, rq_q3_k, 16, -4, 3, kNone, false, ss_q3_k,
-     qw_q3_k, set_q3_k, steps_q3_k},
+     qw_q3_k, set_q3_k, steps_q3_k, levels_q3_k, set_levels_q3_k, -32, 31},
     {"q4_k", kQKK, sizeof(BlockQ4_K), deq_q4_k, q_q4_k, rq_q4_k, 32, 0, 15, kMinus, false,
-     ss_k4<BlockQ4_K>, qw_q4_k, set_k4<BlockQ4_K>, steps_k4<BlockQ4_K>},
+     ss_k4<BlockQ4_K>, qw_q4_k, set_k4<BlockQ4_K>, steps_k4<BlockQ4_K>, levels_k4<BlockQ4_K>,
+     set_levels_k4<BlockQ4_K>, 0, 63},
     {"q5_k", kQKK, sizeof(BlockQ5_K), deq_q5_k, q_q5_k, rq_q5_k, 32, 0, 31, kMinus, false,
-     ss_k4<BlockQ5_K>, qw_q5_k, set_k4<BlockQ5_K>, steps_k4<BlockQ5_K>},
+     ss_k4<BlockQ5_K>, qw_q5_k, set_k4<BlockQ5_K>, steps_k4<BlockQ5_K>, levels_k4<BlockQ5_K>,
+     set_levels_k4<BlockQ5_K>, 0, 63},
     {"q6_k", kQKK, sizeof(BlockQ6_K), deq_q6_k, q_q6_k, rq_q6_k, 16, -32, 31, kNone, false, ss_q6_k,
-     qw_q6_k, set_q6_k, steps_q6_k},
+     qw_q6_k, set_q6_k, steps_q6_k, levels_q6_k, set_levels_q6_k, -128, 127},
     {"iq4_nl", kQK, sizeof(BlockIQ4_NL), deq_iq4_nl, q_iq4_nl, rq_iq4_nl, 32, 0, 15, kNone, true,
-     ss_iq4_nl, qw_iq4_nl, set_d<BlockIQ4_NL>, nullptr},
+     ss_iq4_nl, qw_iq4_nl, set_d<BlockIQ4_NL>, nullptr, nullptr, nullptr, 0, 0},
     {"iq4_xs", kQKK, sizeof(BlockIQ4_XS), deq_iq4_xs, q_iq4_xs, rq_iq4_xs, 32, 0, 15, kNone, true,
-     ss_iq4_xs, qw_iq4_xs, set_iq4_xs, steps_iq4_xs},
+     ss_iq4_xs, qw_iq4_xs, set_iq4_xs, steps_iq4_xs, nullptr, nullptr, 0, 0},
 };
 const TypeCodec* const kCodecPtrs[] = {&kCodecs[0], &kCodecs[1], &kCodecs[2],  &kCodecs[3],
                                        &kCodecs[4], &kCodecs[5], &kCodecs[6],  &kCodecs[7],

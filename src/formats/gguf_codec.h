@@ -45,6 +45,14 @@ struct TypeCodec {
   // Types whose sub-block scales are integer levels of a super-block scale: the spacing of the
   // representable scales and offsets (d and dmin; 0 without offsets). Null for the others.
   void (*scale_steps)(const uint8_t* block, float* a_step, float* m_step);
+  // Types whose sub-block scale and offset are integer multiples ls * d and lm * dmin of the
+  // super-block's d and dmin (scale_steps), ls and lm in [level_lo, level_hi] (Q3_K: -32..31,
+  // Q4_K / Q5_K: 0..63, Q6_K: -128..127; lm is 0 without offsets): read or write sub-block `sub`'s
+  // multiples, leaving the rest of the block as it is. Null for the others. GPTQ re-chooses a
+  // sub-block's levels when it reaches it.
+  void (*sub_levels)(const uint8_t* block, int sub, int* ls, int* lm);
+  void (*set_sub_levels)(uint8_t* block, int sub, int ls, int lm);
+  int level_lo, level_hi;
 };
 
 // The value `x` rounds to in a sub-block with scale a and offset m, as requantize + dequantize

@@ -130,6 +130,52 @@ class GgufQuantizer final : public GroupQuantizer {
     c_.sub_scales(block(row, group), &a_[s], &m_[s]);
   }
 
+  int64_t sub_group_size() const override { return c_.set_sub_levels ? c_.sub_block : 0; }
+
+  // The sub-block's (scale, min) levels with the smallest importance-weighted rounding error of w,
+  // searched near the ones the group's scale search chose (d and dmin fixed): within 4 levels, or
+  // 1/16 of the level range for Q6_K's finer int8 levels.
+  void choose_sub_scales(int64_t group, int64_t sub, const float* w, int64_t rows, int64_t ld,
+                         const float* importance) override {
+    if (!c_.set_sub_levels) return;
+    const int reach = std::max(4, (c_.level_hi - c_.level_lo + 1) / 16);
+    const int n = c_.sub_block;
+    std::vector<float> qw = importance ? floored_importance(importance, n)
+                                       : std::vector<float>(static_cast<size_t>(n), 1.0f);
+    for (int64_t r = 0; r < rows; ++r) {
+      uint8_t* b = block(r, group);
+      float d = 0, dmin = 0;
+      c_.scale_steps(b, &d, &dmin);
+      int ls0 = 0, lm0 = 0;
+      c_.sub_levels(b, static_cast<int>(sub), &ls0, &lm0);
+      const float* x = w + r * ld;
+      const auto error = [&](int ls, int lm) {
+        const float a = d * static_cast<float>(ls), m = dmin * static_cast<float>(lm);
+        double e = 0;
+        for (int j = 0; j < n; ++j) {
+          const double diff = x[j] - gguf::round_element(c_, a, m, x[j]);
+          e += qw[j] * diff * diff;
+        }
+        return e;
+      };
+      int best_ls = ls0, best_lm = lm0;
+      double best = error(ls0, lm0);
+      // Without offsets (dmin = 0) only the scale is searched.
+      const int lm_reach = dmin != 0.f ? reach : 0;
+      for (int ls = std::max(c_.level_lo, ls0 - reach); ls <= std::min(c_.level_hi, ls0 + reach);
+           ++ls)
+        for (int lm = std::max(c_.level_lo, lm0 - lm_reach);
+             lm <= std::min(c_.level_hi, lm0 + lm_reach); ++lm) {
+          const double e = error(ls, lm);
+          if (e < best) best = e, best_ls = ls, best_lm = lm;
+        }
+      if (best_ls == ls0 && best_lm == lm0) continue;
+      c_.set_sub_levels(b, static_cast<int>(sub), best_ls, best_lm);
+      const size_t s0 = static_cast<size_t>((r * groups_ + group) * subs_);
+      c_.sub_scales(b, &a_[s0], &m_[s0]);
+    }
+  }
+
   std::vector<std::byte> pack(const float* values) const override {
     std::vector<std::byte> out(static_cast<size_t>(rows_ * groups_ * c_.block_bytes));
     for (int64_t r = 0; r < rows_; ++r)

@@ -163,7 +163,8 @@ json to_json(const QuantizationRecord& r) {
     return json{{"damp", g.damp},
                 {"block_size", g.block_size},
                 {"act_order", g.act_order},
-                {"refit_rounds", g.refit_rounds}};
+                {"refit_rounds", g.refit_rounds},
+                {"sub_block_scales", g.sub_block_scales}};
   });
   j["smooth"] = optional_to_json(r.smooth_alpha, [](double a) { return json{{"alpha", a}}; });
   j["rotation"] = optional_to_json(r.rotation, [](const RotationRecord& rot) {
@@ -197,7 +198,9 @@ QuantizationRecord record_from_json(const json& j) {
   });
   r.gptq = optional_object<GptqRecord>(f, "gptq", [](const Fields& g) {
     return GptqRecord{g.number("damp").value_or(0.0), g.integer("block_size"),
-                      g.boolean("act_order"), g.integer("refit_rounds")};
+                      g.boolean("act_order"), g.integer("refit_rounds"),
+                      // absent in records written before 2026-12-07, which did not do it
+                      g.boolean("sub_block_scales", false)};
   });
   r.smooth_alpha = optional_object<double>(
       f, "smooth", [](const Fields& s) { return s.number("alpha").value_or(0.0); });

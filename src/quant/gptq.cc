@@ -35,15 +35,32 @@ void choose_group_scales(ColumnQuantizer& quantizer, int64_t group, const double
   quantizer.choose_scales(group, block.data(), rows, width, width, hd.data());
 }
 
+// Sub-block `sub` of group `group` from the current weights (columns [c0, c0 + sub_group_size)).
+void choose_sub_block_scales(ColumnQuantizer& quantizer, int64_t group, int64_t sub,
+                             const double* w, int64_t rows, int64_t ld, int64_t c0,
+                             const double* h_diag) {
+  const int64_t width = quantizer.sub_group_size();
+  std::vector<float> block(static_cast<size_t>(rows * width)), hd(static_cast<size_t>(width));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < width; ++c)
+      block[r * width + c] = static_cast<float>(w[r * ld + c0 + c]);
+  for (int64_t c = 0; c < width; ++c) hd[c] = static_cast<float>(h_diag[c0 + c]);
+  quantizer.choose_sub_scales(group, sub, block.data(), rows, width, hd.data());
+}
+
 // GPTQ's column loop on wp (permuted by perm, updated in place) with U, the upper Cholesky factor
 // of H⁻¹; returns Q in the original column order. With choose_scales, each group's scales are
 // chosen when the loop reaches its first column (perm must be the identity); otherwise the
-// quantizer's scales are used as they are.
+// quantizer's scales are used as they are. With sub_scales as well, each sub-block's scales (for
+// formats that have them) are chosen again when the loop reaches the sub-block.
 std::vector<float> quantize_columns(std::vector<double> wp, const std::vector<double>& u,
                                     const std::vector<int64_t>& perm, int64_t rows, int64_t cols,
                                     int64_t block, ColumnQuantizer& quantizer, bool choose_scales,
-                                    const std::vector<double>& diag) {
+                                    bool sub_scales, const std::vector<double>& diag) {
   const int64_t gs = quantizer.group_size() > 0 ? quantizer.group_size() : cols;
+  const int64_t sub = sub_scales && gs % std::max<int64_t>(1, quantizer.sub_group_size()) == 0
+                          ? quantizer.sub_group_size()
+                          : 0;
   std::vector<double> q(static_cast<size_t>(rows * cols));
   std::vector<double> err(static_cast<size_t>(rows * block));
   for (int64_t i1 = 0; i1 < cols; i1 += block) {
@@ -55,6 +72,9 @@ std::vector<float> quantize_columns(std::vector<double> wp, const std::vector<do
         // have received every update so far.
         choose_group_scales(quantizer, orig / gs, wp.data(), rows, cols, i, std::min(gs, cols - i),
                             diag.data());
+      } else if (choose_scales && sub > 0 && orig % sub == 0 && (orig / gs + 1) * gs <= cols) {
+        choose_sub_block_scales(quantizer, orig / gs, orig % gs / sub, wp.data(), rows, cols, i,
+                                diag.data());
       }
       const double d = u[i * cols + i];
       for (int64_t r = 0; r < rows; ++r) {
@@ -127,6 +147,7 @@ GptqFactor gptq_factor(const std::vector<double>& h_in, int64_t cols, const Gptq
   f.block_size = std::max<int64_t>(1, o.block_size);
   f.act_order = o.act_order;
   f.refit_rounds = o.refit_rounds;
+  f.sub_block_scales = o.sub_block_scales;
   f.dead.assign(static_cast<size_t>(cols), false);
   f.diag.resize(static_cast<size_t>(cols));
   for (int64_t i = 0; i < cols; ++i) {
@@ -207,11 +228,11 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, const std::vector<doub
   const int rounds = std::max(1, f.refit_rounds);
   const std::vector<double> w_start = rounds > 1 ? wp : std::vector<double>{};
   res.q = quantize_columns(std::move(wp), f.u, perm, rows, cols, block, quantizer, !f.act_order,
-                           f.diag);
+                           f.sub_block_scales, f.diag);
   for (int round = 1; round <= f.refit_rounds; ++round) {
     if (round > 1) {
       std::vector<float> again =
-          quantize_columns(w_start, f.u, perm, rows, cols, block, quantizer, false, f.diag);
+          quantize_columns(w_start, f.u, perm, rows, cols, block, quantizer, false, false, f.diag);
       if (!(layer_objective(w_in, again.data(), rows, cols, h_in) <
             layer_objective(w_in, res.q.data(), rows, cols, h_in)))
         break;

@@ -350,7 +350,8 @@ QuantizationRecord quantization_record(const QuantizeOptions& o, const QuantPlan
   r.tool_version = QFORGE_VERSION;
   r.calibration = CalibrationRecord{o.calib.string(), report.calib_tokens,
                                     fmt::format("{:016x}", report.calib_hash), o.seq_len};
-  r.gptq = GptqRecord{o.gptq.damp, o.gptq.block_size, o.gptq.act_order, o.gptq.refit_rounds};
+  r.gptq = GptqRecord{o.gptq.damp, o.gptq.block_size, o.gptq.act_order, o.gptq.refit_rounds,
+                      o.gptq.sub_block_scales};
   r.smooth_alpha = o.smooth_alpha;
   if (o.rotate) r.rotation = RotationRecord{"hadamard", o.rotate->seed, o.rotate->online_down};
   if (act_quantized)

@@ -69,6 +69,15 @@ class GroupQuantizer {
                           float* /*values*/) {}
   // Makes the last candidate of try_scales the group's scales.
   virtual void keep_candidate(int64_t /*row*/, int64_t /*group*/) {}
+
+  // Optional, for formats whose groups hold sub-blocks with their own scale levels under the
+  // group's shared scale (k-quants): the sub-block width (0: none), and re-choosing sub-block
+  // `sub` of `group` for every row from w [rows, sub_group_size()] (row stride ld), the group's
+  // shared scales kept. GPTQ calls it when it reaches the sub-block, so that its scale sees the
+  // error feedback from the group's earlier columns.
+  virtual int64_t sub_group_size() const { return 0; }
+  virtual void choose_sub_scales(int64_t /*group*/, int64_t /*sub*/, const float* /*w*/,
+                                 int64_t /*rows*/, int64_t /*ld*/, const float* /*importance*/) {}
 };
 
 class Format {

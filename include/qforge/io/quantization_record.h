@@ -48,6 +48,7 @@ struct GptqRecord {
   int64_t block_size = 0;
   bool act_order = false;
   int64_t refit_rounds = 0;
+  bool sub_block_scales = false;
 };
 
 struct RotationRecord {

@@ -31,6 +31,11 @@ class FormatColumnQuantizer final : public ColumnQuantizer {
     q_->try_scales(row, group, g, values);
   }
   void keep_candidate(int64_t row, int64_t group) override { q_->keep_candidate(row, group); }
+  int64_t sub_group_size() const override { return q_->sub_group_size(); }
+  void choose_sub_scales(int64_t group, int64_t sub, const float* w, int64_t rows, int64_t ld,
+                         const float* h_diag) override {
+    q_->choose_sub_scales(group, sub, w, rows, ld, h_diag);
+  }
   std::vector<std::byte> pack(const float* values) const { return q_->pack(values); }
 
  private:

@@ -37,6 +37,10 @@ class ColumnQuantizer {
   virtual void try_scales(int64_t /*row*/, int64_t /*group*/, const formats::GroupCodes& /*g*/,
                           float* /*values*/) {}
   virtual void keep_candidate(int64_t /*row*/, int64_t /*group*/) {}
+  // Optional: re-choosing a sub-block's scales inside a group (see formats::GroupQuantizer).
+  virtual int64_t sub_group_size() const { return 0; }
+  virtual void choose_sub_scales(int64_t /*group*/, int64_t /*sub*/, const float* /*w*/,
+                                 int64_t /*rows*/, int64_t /*ld*/, const float* /*h_diag*/) {}
 };
 
 struct GptqOptions {
@@ -47,6 +51,10 @@ struct GptqOptions {
   // group's columns were quantized; 1 refits them to GPTQ's final codes; each further round runs
   // GPTQ again under the refit scales and refits again, while that lowers the objective.
   int refit_rounds = 1;
+  // Formats with sub-block scale levels under a group scale (Q3_K-Q6_K): each sub-block's levels
+  // are chosen again when GPTQ reaches its first column (the group's d and dmin kept), so that they
+  // see the error feedback from the group's earlier sub-blocks. Without act-order only.
+  bool sub_block_scales = true;
 };
 
 struct GptqResult {
@@ -78,7 +86,8 @@ struct GptqFactor {
   double damp_used = 0;       // λ actually used (raised if H was not positive definite)
   int64_t block_size = 128;   // lazy batch width (before rounding up to the group size)
   bool act_order = false;
-  int refit_rounds = 1;  // GptqOptions::refit_rounds
+  int refit_rounds = 1;          // GptqOptions::refit_rounds
+  bool sub_block_scales = true;  // GptqOptions::sub_block_scales
 };
 
 GptqFactor gptq_factor(const std::vector<double>& h, int64_t cols, const GptqOptions& options = {});
