@@ -529,8 +529,11 @@ void BlockFormat::for_each_row(const std::byte* header, const std::byte* data, i
   const bool asym = s_.element == Element::IntAsym;
   const int64_t width = group_width(cols), groups = cols / width;
   const size_t prefix = per_tensor() ? 0 : scale_zero_bytes();
-  std::vector<float> scales(static_cast<size_t>(groups), tensor.scale);
-  std::vector<int32_t> zeros(static_cast<size_t>(groups), tensor.zero);
+  // Per-thread buffers: this runs for every row range of every decode-sized product.
+  thread_local std::vector<float> scales;
+  thread_local std::vector<int32_t> zeros;
+  scales.assign(static_cast<size_t>(groups), tensor.scale);
+  zeros.assign(static_cast<size_t>(groups), tensor.zero);
   simd::RowGroups row{.codes = nullptr,
                       .stride = group_bytes(width),
                       .groups = groups,
