@@ -42,7 +42,9 @@ if [ -z "${OUT:-}" ]; then
   trap 'rm -rf "$OUT"' EXIT
 fi
 mkdir -p "$OUT"
-export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}  # see docs/RESULTS.md (Prescott otherwise)
+# No OPENBLAS_CORETYPE here: qforge picks OpenBLAS's kernels for the CPU it runs on (SkylakeX only
+# where there is AVX-512; forcing it on an AVX2-only CPU dies with SIGILL), and llama.cpp does not
+# use OpenBLAS.
 
 files=()
 for m in "$@"; do  # files already in OUT (a given OUT) are reused
@@ -89,10 +91,12 @@ for f in "${files[@]}"; do
       [ -z "$ll" ] || break
     done
     qf=$("$QFORGE" eval "$f" --text "$TEXT" --protocol llama.cpp --ctx "$CTX" --chunks "$CHUNKS" \
-      --threads "$THREADS" --json 2>/dev/null | sed -n 's/.*"ppl":\([0-9.eE+-]*\).*/\1/p' || true)
+      --threads "$THREADS" --json 2>"$OUT/qforge-eval.err" |
+      sed -n 's/.*"ppl":\([0-9.eE+-]*\).*/\1/p' || true)
     if [ -z "$ll" ] || [ -z "$qf" ]; then
       echo "  PPL: llama-perplexity '${ll}' qforge '${qf}': FAILED (log $llog)"
       tail -3 "$llog" | sed 's/^/    /'
+      [ -n "$qf" ] || tail -3 "$OUT/qforge-eval.err" | sed 's/^/    qforge eval: /'
       status=1
     else
       r=$(ratio "$qf" "$ll")
