@@ -133,12 +133,13 @@ class GgufQuantizer final : public GroupQuantizer {
   int64_t sub_group_size() const override { return c_.set_sub_levels ? c_.sub_block : 0; }
 
   // The sub-block's (scale, min) levels with the smallest importance-weighted rounding error of w,
-  // searched near the ones the group's scale search chose (d and dmin fixed): within 4 levels, or
-  // 1/16 of the level range for Q6_K's finer int8 levels.
+  // searched near the ones the group's scale search chose (d and dmin fixed): within 8 levels, or
+  // 1/16 of the level range for Q6_K's finer int8 levels (on tiny-llama-bpe-7m's q4_k_m, 8
+  // levels lower the objective 0.7% more than 4, and 12 no more than 8).
   void choose_sub_scales(int64_t group, int64_t sub, const float* w, int64_t rows, int64_t ld,
                          const float* importance) override {
     if (!c_.set_sub_levels) return;
-    const int reach = std::max(4, (c_.level_hi - c_.level_lo + 1) / 16);
+    const int reach = std::max(8, (c_.level_hi - c_.level_lo + 1) / 16);
     const int n = c_.sub_block;
     std::vector<float> qw = importance ? floored_importance(importance, n)
                                        : std::vector<float>(static_cast<size_t>(n), 1.0f);
