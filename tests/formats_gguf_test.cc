@@ -137,9 +137,10 @@ TEST(GgufImportance, WeightedEncodingIsNeverWorseThanPlainUnderItsWeightsAndClea
   const std::vector<float> ones(cols, 1.0f);
   for (const char* name : kTypes) {
     const Format& fmt = find_format(name);
-    const bool weighted = std::string(name).find("_k") != std::string::npos
-                              ? std::string(name) != "q2_k"
-                              : std::string(name).rfind("iq4", 0) == 0;
+    const std::string n = name;
+    const bool weighted = n.find("_k") != std::string::npos
+                              ? n != "q2_k"
+                              : n.rfind("iq4", 0) == 0 || n == "q4_0" || n == "q5_0";
     const std::vector<float>* const importances[] = {&imp, &ones};
     for (const std::vector<float>* importance : importances) {
       std::vector<float> plain(w.size()), ours(w.size());

@@ -392,6 +392,33 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw
   return scale;
 }
 
+// quantize_row_q4_0_impl / quantize_row_q5_0_impl with quant_weights: per-element weights
+// qw * sqrt(sigma2 + x²), then make_qx_quants' weighted scale search; L in [0, 2 nmax). llama.cpp
+// takes sigma2, the mean x², over the whole row; a block here sees only its own 32 values, so it is
+// the block's (encode_block keeps the plain encoding wherever that is better under qw anyway).
+float weighted_q_0(const float* x, const float* qw, int nmax, int8_t* L) {
+  float sum_x2 = 0;
+  for (int j = 0; j < kQK; ++j) sum_x2 += x[j] * x[j];
+  const float sigma2 = sum_x2 / kQK;
+  float weight[kQK];
+  for (int j = 0; j < kQK; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+  return make_qx_quants(kQK, nmax, x, L, weight);
+}
+void qw_q4_0(const float* x, const float* qw, uint8_t* p) {
+  auto* b = as<BlockQ4_0>(p);
+  int8_t L[kQK];
+  b->d = f2h(weighted_q_0(x, qw, 8, L));
+  for (int j = 0; j < kQK / 2; ++j) b->qs[j] = static_cast<uint8_t>(L[j] | (L[j + kQK / 2] << 4));
+}
+void qw_q5_0(const float* x, const float* qw, uint8_t* p) {
+  auto* b = as<BlockQ5_0>(p);
+  int8_t L[kQK];
+  b->d = f2h(weighted_q_0(x, qw, 16, L));
+  int q[kQK];
+  for (int j = 0; j < kQK; ++j) q[j] = L[j];
+  pack_q5(q, b->qs, b->qh);
+}
+
 // Fits x ≈ scale * L + min as make_qkx2_quants with finer steps; weights null means x²
 // (llama.cpp make_qkx3_quants, used by the importance-weighted Q4_K / Q5_K searches).
 float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
@@ -1320,11 +1347,11 @@ constexpr Offset kNone = Offset::None, kPlus = Offset::Plus, kMinus = Offset::Mi
 
 const TypeCodec kCodecs[] = {
     {"q4_0", kQK, sizeof(BlockQ4_0), deq_q4_0, q_q4_0, rq_q4_0, 32, -8, 7, kNone, false, ss_q4_0,
-     nullptr, set_d<BlockQ4_0>, nullptr, nullptr, nullptr, 0, 0},
+     qw_q4_0, set_d<BlockQ4_0>, nullptr, nullptr, nullptr, 0, 0},
     {"q4_1", kQK, sizeof(BlockQ4_1), deq_q4_1, q_q4_1, rq_q4_1, 32, 0, 15, kPlus, false, ss_q4_1,
      nullptr, set_d_m<BlockQ4_1>, nullptr, nullptr, nullptr, 0, 0},
     {"q5_0", kQK, sizeof(BlockQ5_0), deq_q5_0, q_q5_0, rq_q5_0, 32, -16, 15, kNone, false, ss_q5_0,
-     nullptr, set_d<BlockQ5_0>, nullptr, nullptr, nullptr, 0, 0},
+     qw_q5_0, set_d<BlockQ5_0>, nullptr, nullptr, nullptr, 0, 0},
     {"q5_1", kQK, sizeof(BlockQ5_1), deq_q5_1, q_q5_1, rq_q5_1, 32, 0, 31, kPlus, false, ss_q5_1,
      nullptr, set_d_m<BlockQ5_1>, nullptr, nullptr, nullptr, 0, 0},
     {"q8_0", kQK, sizeof(BlockQ8_0), deq_q8_0, q_q8_0, rq_q8_0, 32, -128, 127, kNone, false,
