@@ -330,6 +330,8 @@ TEST(Sensitivity, MeasuresEveryTensorAndPlansWithinTheBudget) {
   EXPECT_FALSE(plan::measurement_matches(older, o, m.calib_hash));
   older.version = 2;  // before GGUF embeddings were measured as written: no GGUF candidate here
   EXPECT_TRUE(plan::measurement_matches(older, o, m.calib_hash));
+  older.version = 3;  // before GGUF's GPTQ changed (version 4): no GGUF candidate here either
+  EXPECT_TRUE(plan::measurement_matches(older, o, m.calib_hash));
 
   // The tied table is quantized by GPTQ as the head (quantize_model's rule), so it is measured
   // so: against the RTN measurement, GPTQ lowers the table's damage at 3 bits (the probe tokens
@@ -413,6 +415,8 @@ TEST(Sensitivity, MeasuresAGgufEmbeddingAsQuantizeWritesIt) {
 
   plan::Measurement older = by_gptq;  // version 2 encoded every row plainly: measured again
   older.version = 2;
+  EXPECT_FALSE(plan::measurement_matches(older, o, by_gptq.calib_hash));
+  older.version = 3;  // GGUF candidates before GPTQ's sub-block levels: measured again
   EXPECT_FALSE(plan::measurement_matches(older, o, by_gptq.calib_hash));
   EXPECT_TRUE(plan::measurement_matches(by_gptq, o, by_gptq.calib_hash));
 }

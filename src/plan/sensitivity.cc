@@ -442,13 +442,13 @@ bool same_candidates(const Measurement& m, const std::string& spec) {
   return true;
 }
 
-// Version 2 differs from 3 only in the embedding's candidates that re-encode seen rows.
+// Versions 2 and 3 differ from 4 only in GGUF candidates (see kMeasurementVersion).
 bool current_version(const Measurement& m) {
   if (m.version == kMeasurementVersion) return true;
-  if (m.version != 2) return false;
+  if (m.version != 2 && m.version != 3) return false;
   for (const TensorMeasure& t : m.tensors)
     for (const CandidateMeasure& c : t.candidates)
-      if (reencodes_seen_rows(formats::find_format(c.format))) return false;
+      if (formats::find_format(c.format).info().family == "gguf") return false;
   return true;
 }
 

@@ -69,9 +69,10 @@ struct PhaseSeconds {
 // Version 2: the head (or a tied table) measured by GPTQ as quantize writes it with GPTQ (version
 // 1 measured it by RTN). Version 3: the embedding's GGUF candidates with the rows of calibration
 // tokens re-encoded by the weighted search, as quantize writes them with GPTQ (version 2 encoded
-// every row plainly). A saved measurement of another version is not reused, except a version 2
-// without GGUF candidates (the same numbers).
-inline constexpr int kMeasurementVersion = 3;
+// every row plainly). Version 4: GGUF candidates as quantize now writes them (k-quant sub-block
+// levels chosen inside GPTQ, weighted q4_0/q5_0 searches). A saved measurement of another version
+// is not reused, except a version 2 or 3 without GGUF candidates (the same numbers).
+inline constexpr int kMeasurementVersion = 4;
 
 struct Measurement {
   int version = kMeasurementVersion;
