@@ -1389,7 +1389,12 @@ float round_element(const TypeCodec& c, float a, float m, float x) {
     const float t = c.offset == Offset::Plus    ? (x - m) / a
                     : c.offset == Offset::Minus ? (x + m) / a
                                                 : x / a;
-    L = std::clamp(nearest_int(t), c.lo, c.hi);
+    // nearest_int(t) clamped, by the 1.5 * 2^23 trick in float (as llama.cpp's nearest_int): the
+    // same level for |t| < 2^22, and a larger |t| stays large, so it clamps to the same end.
+    // nearbyint is a libm call on the baseline x86-64 target, and GPTQ rounds every weight here.
+    constexpr float kMagic = 12582912.0f;
+    L = static_cast<int>(
+        std::clamp((t + kMagic) - kMagic, static_cast<float>(c.lo), static_cast<float>(c.hi)));
   }
   switch (c.offset) {
     case Offset::Plus:

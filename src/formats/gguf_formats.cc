@@ -154,7 +154,7 @@ class GgufQuantizer final : public GroupQuantizer {
         const float a = d * static_cast<float>(ls), m = dmin * static_cast<float>(lm);
         double e = 0;
         for (int j = 0; j < n; ++j) {
-          const double diff = x[j] - round_uniform(a, m, x[j]);
+          const double diff = x[j] - gguf::round_element(c_, a, m, x[j]);
           e += qw[j] * diff * diff;
         }
         return e;
@@ -191,23 +191,6 @@ class GgufQuantizer final : public GroupQuantizer {
  private:
   uint8_t* block(int64_t r, int64_t g) {
     return blocks_.data() + (r * groups_ + g) * c_.block_bytes;
-  }
-  // gguf::round_element for the uniform types, inlined for the level search's inner loop: the
-  // same float operations, with round-half-to-even by the 1.5 * 2^23 trick (equal to nearbyint for
-  // |t| < 2^22; larger |t| clamps to the same end of the code range either way; the build has no
-  // -ffast-math, which could fold it away).
-  float round_uniform(float a, float m, float x) const {
-    if (a == 0.0f)
-      return c_.offset == gguf::Offset::Plus ? m : c_.offset == gguf::Offset::Minus ? -m : 0.0f;
-    const float t = c_.offset == gguf::Offset::Plus    ? (x - m) / a
-                    : c_.offset == gguf::Offset::Minus ? (x + m) / a
-                                                       : x / a;
-    constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
-    const float level =
-        std::clamp((t + kMagic) - kMagic, static_cast<float>(c_.lo), static_cast<float>(c_.hi));
-    return c_.offset == gguf::Offset::Plus    ? level * a + m
-           : c_.offset == gguf::Offset::Minus ? a * level - m
-                                              : level * a;
   }
   const uint8_t* block(int64_t r, int64_t g) const {
     return blocks_.data() + (r * groups_ + g) * c_.block_bytes;
