@@ -25,27 +25,35 @@ bool inverse_cholesky_upper(std::vector<double>& a, int64_t n) {
   return true;
 }
 
+// Columns [c0, c0 + width) of w (row stride ld) as f32 rows [rows, width], and their importance
+// (1 where h_diag is null): what a quantizer's scale searches take.
+struct ColumnSlice {
+  std::vector<float> w, importance;
+};
+ColumnSlice column_slice(const double* w, int64_t rows, int64_t ld, int64_t c0, int64_t width,
+                         const double* h_diag) {
+  ColumnSlice s{std::vector<float>(static_cast<size_t>(rows * width)),
+                std::vector<float>(static_cast<size_t>(width))};
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < width; ++c) s.w[r * width + c] = static_cast<float>(w[r * ld + c0 + c]);
+  for (int64_t c = 0; c < width; ++c)
+    s.importance[c] = h_diag ? static_cast<float>(h_diag[c0 + c]) : 1.0f;
+  return s;
+}
+
 void choose_group_scales(ColumnQuantizer& quantizer, int64_t group, const double* w, int64_t rows,
                          int64_t ld, int64_t c0, int64_t width, const double* h_diag) {
-  std::vector<float> block(static_cast<size_t>(rows * width)), hd(static_cast<size_t>(width));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < width; ++c)
-      block[r * width + c] = static_cast<float>(w[r * ld + c0 + c]);
-  for (int64_t c = 0; c < width; ++c) hd[c] = h_diag ? static_cast<float>(h_diag[c0 + c]) : 1.0f;
-  quantizer.choose_scales(group, block.data(), rows, width, width, hd.data());
+  const ColumnSlice s = column_slice(w, rows, ld, c0, width, h_diag);
+  quantizer.choose_scales(group, s.w.data(), rows, width, width, s.importance.data());
 }
 
 // Sub-block `sub` of group `group` from the current weights (columns [c0, c0 + sub_group_size)).
 void choose_sub_block_scales(ColumnQuantizer& quantizer, int64_t group, int64_t sub,
                              const double* w, int64_t rows, int64_t ld, int64_t c0,
-                             const double* h_diag) {
+                             const double* importance) {
   const int64_t width = quantizer.sub_group_size();
-  std::vector<float> block(static_cast<size_t>(rows * width)), hd(static_cast<size_t>(width));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < width; ++c)
-      block[r * width + c] = static_cast<float>(w[r * ld + c0 + c]);
-  for (int64_t c = 0; c < width; ++c) hd[c] = static_cast<float>(h_diag[c0 + c]);
-  quantizer.choose_sub_scales(group, sub, block.data(), rows, width, hd.data());
+  const ColumnSlice s = column_slice(w, rows, ld, c0, width, importance);
+  quantizer.choose_sub_scales(group, sub, s.w.data(), rows, width, s.importance.data());
 }
 
 // GPTQ's column loop on wp (permuted by perm, updated in place) with U, the upper Cholesky factor
