@@ -124,14 +124,24 @@ TEST(PackedMatmul, EveryFormatComputesWhatItsDecodedCopyComputesOnEveryTarget) {
   kernels::q8::set_enabled(true);
 }
 
-// The integer path quantizes each token's activations in blocks of 32 (x = d q + e, |e| <= d/2,
-// q = 254 hi + lo)
-// and sums exactly in integers, so its distance to the exact product of the decoded weights is at
-// most sum_i |w_i| d_block(i) / 2 (plus the f32 rounding bound above). A wrong code, scale, offset
+// The integer path quantizes each token's activations in blocks of 32 (x = d U + e, |e| <= d/2)
+// and sums exactly in integers, on every instruction set this CPU has kernels for (AVX-512 VNNI,
+// AVX2), so its distance to the exact product of the decoded weights is at most
+// sum_i |w_i| d_block(i) / 2 (plus the f32 rounding bound above). A wrong code, scale, offset
 // or block index is far outside that bound; the test also checks the bound is not vacuous (the
 // integer path differs from the exact one, as quantizing activations must).
+void integer_kernels_stay_within_the_activation_rounding_bound();
 TEST(PackedMatmul, IntegerKernelsStayWithinTheActivationRoundingBound) {
-  if (!kernels::q8::enabled()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU (or QFORGE_NO_VNNI)";
+  if (!kernels::q8::enabled()) GTEST_SKIP() << "no integer kernels on this CPU (or turned off)";
+  for (const kernels::q8::Isa isa : kernels::q8::supported_isas()) {
+    kernels::q8::set_isa(isa);
+    SCOPED_TRACE(kernels::q8::isa_name(isa));
+    integer_kernels_stay_within_the_activation_rounding_bound();
+  }
+  kernels::q8::set_enabled(true);
+}
+
+void integer_kernels_stay_within_the_activation_rounding_bound() {
   ThreadPool pool(2);
   // 544 columns: 17 blocks of 32, so the kernels' last 64-wide step holds a single block.
   const std::pair<const char*, int64_t> cases[] = {
@@ -179,8 +189,18 @@ TEST(PackedMatmul, IntegerKernelsStayWithinTheActivationRoundingBound) {
 // W8A8 / W4A8 decoding: each token's activations are rounded once to int8 on its own grid
 // (x = s q), and the kernels must then compute exactly the products of the decoded weights with
 // s q, as the f32 simulation does: only the f32 rounding of the scaling and of the sums remains.
+void integer_kernels_with_per_token_activations_compute_the_simulation();
 TEST(PackedMatmul, IntegerKernelsWithPerTokenActivationsComputeTheSimulation) {
-  if (!kernels::q8::enabled()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU (or QFORGE_NO_VNNI)";
+  if (!kernels::q8::enabled()) GTEST_SKIP() << "no integer kernels on this CPU (or turned off)";
+  for (const kernels::q8::Isa isa : kernels::q8::supported_isas()) {
+    kernels::q8::set_isa(isa);
+    SCOPED_TRACE(kernels::q8::isa_name(isa));
+    integer_kernels_with_per_token_activations_compute_the_simulation();
+  }
+  kernels::q8::set_enabled(true);
+}
+
+void integer_kernels_with_per_token_activations_compute_the_simulation() {
   ThreadPool pool(2);
   const std::pair<const char*, int64_t> cases[] = {{"int8-channel", 512}, {"int8-channel", 544},
                                                    {"int4-g64", 512},     {"int4-g32", 544},

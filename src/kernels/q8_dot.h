@@ -1,18 +1,19 @@
 // Integer dot products for decoding (1-8 tokens) with packed weights: the activations of one
 // matmul are quantized once, per token in blocks of 32, to integers U = round(x / d) with
-// d = amax / (127 * 256), kept as two int8 planes U = 256 hi + lo (so the rounding error is d/2,
-// 256x smaller than llama.cpp's q8_0: on llama-sp-58m q8_0 activations alone cost a mean KLD of
-// 2.4e-4, above the 1e-4 this runtime allows itself). Each 64 weights of a row are unpacked once
-// to unsigned bytes u = code - offset + 128 (or the bare code where a format subtracts a min), and
-// AVX-512 VNNI's vpdpbusd multiplies and sums four byte pairs per 32-bit lane for both planes and
-// every token of the batch; the lane sums are exact integers, scaled once per 64 weights.
-//
-// Highway 1.0.3 (Debian 12) has no byte dot product, so this file uses the VNNI intrinsics in
-// functions compiled for that ISA and called only after a CPU check: nothing here can SIGILL on
-// an older CPU, which keeps the decode-then-dot path (formats' Highway decoders).
+// d = amax / (127 * 256), kept as two int8 planes U = 256 hi + lo and as int16 (so the rounding
+// error is d/2, 256x smaller than llama.cpp's q8_0: on llama-sp-58m q8_0 activations alone cost a
+// mean KLD of 2.4e-4, above the 1e-4 this runtime allows itself). The weights' codes are unpacked
+// once per step for every token of the batch and the products summed exactly in 32-bit integers,
+// scaled once per block:
+//   AVX-512 VNNI (q8_dot_vnni.cc): 64 weights as unsigned bytes, vpdpbusd with both int8 planes;
+//   AVX2 (q8_dot_avx2.cc): 32 weights as signed bytes widened to int16, vpmaddwd with U.
+// Highway 1.0.3 (Debian 12) has no integer dot product, so these are intrinsics in functions
+// compiled for their ISA and called only after a CPU check: nothing here can SIGILL on an older
+// CPU, which keeps the decode-then-dot path (formats' Highway decoders).
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "qforge/formats/matrix.h"
@@ -27,6 +28,7 @@ constexpr int64_t kBlock = 32;
 struct Activations {
   int64_t tokens = 0, cols = 0;
   std::vector<int8_t> hi, lo;  // [tokens][cols]: hi in [-127, 127], lo in [-128, 127]
+  std::vector<int16_t> units;  // [tokens][cols]: U = 256 hi + lo (hi with one plane)
   std::vector<float> d;        // [tokens][cols / 32]: amax / (127 * 256) (0: all-zero block)
   std::vector<float> lane_d;   // [tokens][cols / 4]: d of the block each run of 4 codes is in
   std::vector<int32_t>
@@ -54,10 +56,20 @@ enum class Layout : uint8_t {
   IntGroups,  // qforge symmetric int4/int8 per group or row: [scale][codes], offset 8 / 128
   Fp4Groups,  // qforge E2M1 in groups of 16/32/64k (mxfp4, nvfp4, fp4-gN): [scale][codes]
 };
-// The integer kernel for w, or None (no kernel for its format or row length, or no VNNI here).
+// The instruction set the integer kernels run on, best last.
+enum class Isa : uint8_t { None, Avx2, Avx512Vnni };
+// In use now: the best this CPU has, unless capped by QFORGE_Q8_ISA=none|avx2|vnni (or turned
+// off by QFORGE_NO_VNNI=1) or by set_isa.
+Isa isa();
+// Uses `want`, or the best this CPU has below it (tests run every supported one).
+void set_isa(Isa want);
+std::vector<Isa> supported_isas();  // every ISA but None this CPU (and the environment) allows
+const char* isa_name(Isa i);        // "avx2", "vnni", "none"
+
+// The integer kernel for w, or None (no kernel for its format or row length, or none enabled).
 Layout layout_for(const Matrix& w);
-// Name of the kernel for w with n tokens, as bench reports it.
-const char* layout_name(Layout l);
+// Name of the kernel for w with the ISA in use, as bench reports it ("avx2 q4_k x q8").
+std::string layout_name(Layout l);
 
 // IntGroups weights as signed codes for a GEMM (prefill): rows [r0, r0 + n) to codes [n][cols]
 // (int8, the weight is scale * code) and scales [n][groups]; groups = cols / group_width(w).
@@ -68,8 +80,8 @@ void unpack_int_groups(const Matrix& w, int64_t r0, int64_t n, int8_t* codes, fl
 void gemv(Layout l, const Matrix& w, int64_t r0, int64_t r1, const Activations& a, float* y,
           int64_t ldy, const float* bias);
 
-// Turns the integer kernels off (tests compare both paths; QFORGE_NO_VNNI=1 does the same).
+// Turns the integer kernels off, or back on at the best ISA (tests compare both paths).
 void set_enabled(bool enabled);
-bool enabled();
+bool enabled();  // isa() != None
 
 }  // namespace qforge::kernels::q8

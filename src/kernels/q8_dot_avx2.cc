@@ -1,0 +1,404 @@
+// AVX2 integer kernels (see q8_dot.h), for CPUs without AVX-512 VNNI: each block of 32 weights
+// of a row is unpacked once to signed bytes w (the weight is scale * w), widened to int16, and
+// vpmaddwd multiplies it with every token's 16-bit activations U, summing pairs into 32-bit
+// lanes. Exact: |w U| <= 128 * 32639 and a lane of a block sums four products, under 2^24, so
+// even its conversion to float is exact; the lanes are scaled once per block (per 16 weights
+// where a format has sub-blocks of 16). llama.cpp's AVX2 path instead multiplies bytes with
+// vpmaddubsw, which needs its activations in 8 bits (q8_0/q8_K); ours keep 16.
+
+#include <immintrin.h>
+
+#include <array>
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/q8_layouts.h"
+
+namespace qforge::kernels::q8::avx2 {
+namespace {
+
+#define QFORGE_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+QFORGE_AVX2 inline __m256i load256(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+QFORGE_AVX2 inline __m128i load128(const void* p) {
+  return _mm_loadu_si128(static_cast<const __m128i*>(p));
+}
+QFORGE_AVX2 inline __m256i join(__m128i lo, __m128i hi) {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+QFORGE_AVX2 inline __m256i low_nibbles(__m256i x) {
+  return _mm256_and_si256(x, _mm256_set1_epi8(0x0F));
+}
+QFORGE_AVX2 inline __m256i high_nibbles(__m256i x) {
+  return _mm256_and_si256(_mm256_srli_epi16(x, 4), _mm256_set1_epi8(0x0F));
+}
+// A block of 32 whose 16 bytes hold weights 0-15 in the low nibbles and 16-31 in the high ones
+// (Q4_0, IQ4_NL, IQ4_XS): the 32 codes in weight order.
+QFORGE_AVX2 inline __m256i planar_codes(const uint8_t* q) {
+  const __m128i x = load128(q);
+  return low_nibbles(join(x, _mm_srli_epi16(x, 4)));
+}
+// 16 bytes packed LSB first (byte i holds weights 2i and 2i + 1): the 32 codes in weight order.
+QFORGE_AVX2 inline __m256i sequential_codes(__m128i x) {
+  const __m128i m = _mm_set1_epi8(0x0F);
+  const __m128i lo = _mm_and_si128(x, m), hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
+  return join(_mm_unpacklo_epi8(lo, hi), _mm_unpackhi_epi8(lo, hi));
+}
+// A 16-entry table of signed bytes in both 128-bit lanes, for vpshufb.
+QFORGE_AVX2 inline __m256i table16(const int8_t* t) {
+  return _mm256_broadcastsi128_si256(load128(t));
+}
+
+// Weight rows stream from memory once per token: ask for the bytes kPrefetchBytes ahead of those
+// read (as the VNNI kernels do; 2 KiB measured best there).
+constexpr int64_t kPrefetchBytes = 2048;
+inline void prefetch_ahead(const void* p, int64_t bytes) {
+  for (int64_t i = 0; i < bytes; i += 64)
+    _mm_prefetch(static_cast<const char*>(p) + kPrefetchBytes + i, _MM_HINT_T0);
+}
+
+// A block of 32 weights widened to int16 once, for every token.
+struct Widened {
+  __m256i first, second;  // weights 0-15 and 16-31 as int16
+};
+QFORGE_AVX2 inline Widened widen(__m256i w) {
+  return {_mm256_cvtepi8_epi16(_mm256_castsi256_si128(w)),
+          _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1))};
+}
+// The exact 32-bit lane sums of w times 32 activations U: lane j holds weights 2j, 2j + 1 and
+// 16 + 2j, 17 + 2j.
+QFORGE_AVX2 inline __m256i units_dot(const Widened& w, const int16_t* u) {
+  return _mm256_add_epi32(_mm256_madd_epi16(w.first, load256(u)),
+                          _mm256_madd_epi16(w.second, load256(u + 16)));
+}
+
+// One block of 32 weights (int16, the weight scale * w) at column col for kT tokens: exact
+// integer sums, scaled once by scale times the block's activation scale.
+template <int kT>
+QFORGE_AVX2 inline void step(const Widened& w, float scale, const Activations& a, int64_t col,
+                             __m256* acc) {
+  for (int t = 0; t < kT; ++t) {
+    const int64_t at = t * a.cols + col;
+    const __m256i i = units_dot(w, a.units.data() + at);
+    acc[t] =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_set1_ps(scale * a.d[at / kBlock]), acc[t]);
+  }
+}
+template <int kT>
+QFORGE_AVX2 inline void step(__m256i w, float scale, const Activations& a, int64_t col,
+                             __m256* acc) {
+  step<kT>(widen(w), scale, a, col, acc);
+}
+
+// The same with a float scale per 16 weights (fp4 in groups of 16: NVFP4, fp4-g16).
+template <int kT>
+QFORGE_AVX2 inline void step_halves(__m256i codes, float first_scale, float second_scale,
+                                    const Activations& a, int64_t col, __m256* acc) {
+  const Widened w = widen(codes);
+  for (int t = 0; t < kT; ++t) {
+    const int64_t at = t * a.cols + col;
+    const int16_t* u = a.units.data() + at;
+    const float d = a.d[at / kBlock];
+    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(w.first, load256(u))),
+                             _mm256_set1_ps(first_scale * d), acc[t]);
+    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(w.second, load256(u + 16))),
+                             _mm256_set1_ps(second_scale * d), acc[t]);
+  }
+}
+
+// Four row sums of 8 lanes each -> [sum a, sum b, sum c, sum d].
+QFORGE_AVX2 inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
+  const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+QFORGE_AVX2 inline float reduce(__m256 a) {
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+
+// y[t * ldy + r] = row r · x_t (+ bias) for rows [r0, r1): Kernel::row<kT> adds one row's
+// products into 8-lane accumulators, which are reduced four rows at a time.
+template <int kT, class Kernel, class Params>
+QFORGE_AVX2 void for_rows(const Matrix& w, const Params& g, int64_t r0, int64_t r1,
+                          const Activations& a, float* y, int64_t ldy, const float* bias) {
+  const auto* base = reinterpret_cast<const uint8_t*>(w.data);
+  const size_t stride = w.row_bytes();
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    __m256 acc[4][kT];
+    for (int i = 0; i < 4; ++i) {
+      __m256 row_acc[kT];  // a fresh local array stays in registers (see q8_dot_vnni.cc)
+      for (int t = 0; t < kT; ++t) row_acc[t] = _mm256_setzero_ps();
+      Kernel::template row<kT>(base + static_cast<size_t>(r + i) * stride, g, a, row_acc);
+      for (int t = 0; t < kT; ++t) acc[i][t] = row_acc[t];
+    }
+    const __m128 b = bias ? _mm_loadu_ps(bias + r) : _mm_setzero_ps();
+    for (int t = 0; t < kT; ++t)
+      _mm_storeu_ps(y + t * ldy + r,
+                    _mm_add_ps(reduce4(acc[0][t], acc[1][t], acc[2][t], acc[3][t]), b));
+  }
+  for (; r < r1; ++r) {
+    __m256 acc[kT];
+    for (int t = 0; t < kT; ++t) acc[t] = _mm256_setzero_ps();
+    Kernel::template row<kT>(base + static_cast<size_t>(r) * stride, g, a, acc);
+    for (int t = 0; t < kT; ++t) y[t * ldy + r] = reduce(acc[t]) + (bias ? bias[r] : 0.0f);
+  }
+}
+
+// Formats of 32-weight blocks with one fp16 scale d each: Codes::of gives a block's weights as
+// signed bytes.
+template <class Block, class Codes>
+struct BlocksKernel {
+  template <int kT>
+  QFORGE_AVX2 static void row(const uint8_t* p, const IntGroups&, const Activations& a,
+                              __m256* acc) {
+    const int64_t nb = a.cols / kBlock;
+    const auto* blk = reinterpret_cast<const Block*>(p);
+    [[maybe_unused]] const __m256i grid = table16(formats::gguf::kIq4nlValues);
+    for (int64_t b = 0; b < nb; ++b) {
+      if (b % 4 == 0) prefetch_ahead(blk + b, 4 * sizeof(Block));
+      step<kT>(Codes::of(blk[b], grid), _cvtsh_ss(blk[b].d), a, b * kBlock, acc);
+    }
+  }
+};
+
+struct Q4_0Codes {  // code - 8
+  QFORGE_AVX2 static __m256i of(const formats::gguf::BlockQ4_0& b, __m256i) {
+    return _mm256_sub_epi8(planar_codes(b.qs), _mm256_set1_epi8(8));
+  }
+};
+struct IQ4_NLCodes {  // grid[code]
+  QFORGE_AVX2 static __m256i of(const formats::gguf::BlockIQ4_NL& b, __m256i grid) {
+    return _mm256_shuffle_epi8(grid, planar_codes(b.qs));
+  }
+};
+struct Q8_0Codes {  // the signed codes as stored
+  QFORGE_AVX2 static __m256i of(const formats::gguf::BlockQ8_0& b, __m256i) {
+    return load256(b.qs);
+  }
+};
+
+// Q4_K / Q5_K: weight = d sc_k u - dmin m_k in sub-block k of 32, so a sub-block contributes
+// d sc_k sum u x - dmin m_k sum x: the dot products in steps, the mins once per super-block
+// (8 of them: one per lane).
+template <bool kFifthBit>
+struct K4Kernel {
+  template <int kT>
+  QFORGE_AVX2 static void row(const uint8_t* p, const IntGroups&, const Activations& a,
+                              __m256* acc) {
+    using Block = std::conditional_t<kFifthBit, formats::gguf::BlockQ5_K, formats::gguf::BlockQ4_K>;
+    const int64_t nsuper = a.cols / formats::gguf::kQKK, nb = a.cols / kBlock;
+    const auto* blk = reinterpret_cast<const Block*>(p);
+    for (int64_t sb = 0; sb < nsuper; ++sb) {
+      const Block& b = blk[sb];
+      prefetch_ahead(&b, sizeof(Block));
+      const ScaleMinBytes packed = scales_and_mins_k4(b.scales);
+      uint8_t scale_code[8];
+      std::memcpy(scale_code, packed.scale, 8);
+      const float d = _cvtsh_ss(b.d);
+      [[maybe_unused]] __m256i qh;
+      if constexpr (kFifthBit) qh = load256(b.qh);
+      for (int j = 0; j < 4; ++j) {
+        const __m256i x = load256(b.qs + 32 * j);
+        __m256i lo = low_nibbles(x), hi = high_nibbles(x);
+        if constexpr (kFifthBit) {  // bit 2j of qh[l] is weight l's fifth bit in sub-block 2j
+          const __m256i bit_lo = _mm256_set1_epi8(static_cast<char>(1 << (2 * j)));
+          const __m256i bit_hi = _mm256_set1_epi8(static_cast<char>(2 << (2 * j)));
+          const __m256i sixteen = _mm256_set1_epi8(16);
+          lo = _mm256_add_epi8(
+              lo,
+              _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_lo), bit_lo), sixteen));
+          hi = _mm256_add_epi8(
+              hi,
+              _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_hi), bit_hi), sixteen));
+        }
+        const int64_t col = sb * formats::gguf::kQKK + 64 * j;
+        step<kT>(lo, d * scale_code[2 * j], a, col, acc);
+        step<kT>(hi, d * scale_code[2 * j + 1], a, col + 32, acc);
+      }
+      const __m256 mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                                            reinterpret_cast<const __m128i*>(packed.min)))),
+                                        _mm256_set1_ps(_cvtsh_ss(b.dmin)));
+      for (int t = 0; t < kT; ++t)
+        acc[t] =
+            _mm256_fnmadd_ps(mins, _mm256_loadu_ps(a.block_sum.data() + t * nb + sb * 8), acc[t]);
+    }
+  }
+};
+
+// Q6_K: weight = d sc_k (q - 32), q = 4 bits of ql | 2 bits of qh << 4, sub-blocks of 16. Each
+// half of 128 weights takes ql[64] and qh[32] (llama.cpp's dequantize_row_q6_K order): its
+// blocks of 32 are ql[0..31] and ql[32..63]'s low nibbles, then their high nibbles, with qh's
+// bit pairs 0-1, 2-3, 4-5, 6-7.
+struct Q6_KKernel {
+  template <int kT>
+  QFORGE_AVX2 static void row(const uint8_t* p, const IntGroups&, const Activations& a,
+                              __m256* acc) {
+    using formats::gguf::BlockQ6_K;
+    const int64_t nsuper = a.cols / formats::gguf::kQKK;
+    const __m256i m30 = _mm256_set1_epi8(0x30), m32 = _mm256_set1_epi8(32);
+    const auto* blk = reinterpret_cast<const BlockQ6_K*>(p);
+    for (int64_t sb = 0; sb < nsuper; ++sb) {
+      const BlockQ6_K& b = blk[sb];
+      prefetch_ahead(&b, sizeof(BlockQ6_K));
+      const float d = _cvtsh_ss(b.d);
+      for (int n = 0; n < 2; ++n) {
+        const __m256i ql0 = load256(b.ql + 64 * n), ql1 = load256(b.ql + 64 * n + 32);
+        const __m256i qh = load256(b.qh + 32 * n);
+        const __m256i q[4] = {
+            _mm256_or_si256(low_nibbles(ql0), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)),
+            _mm256_or_si256(low_nibbles(ql1), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
+            _mm256_or_si256(high_nibbles(ql0), _mm256_and_si256(qh, m30)),
+            _mm256_or_si256(high_nibbles(ql1), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30))};
+        // Each sub-block of 16 is multiplied by its int8 scale in 16 bits (|32 * 128| fits), so
+        // that a block of 32 takes one conversion and one scaling per token. Still exact in
+        // int32: four products of at most 4096 * 32512 per lane.
+        const int8_t* sc = b.scales + 8 * n;
+        for (int m = 0; m < 4; ++m) {
+          Widened w = widen(_mm256_sub_epi8(q[m], m32));
+          w.first = _mm256_mullo_epi16(w.first, _mm256_set1_epi16(sc[2 * m]));
+          w.second = _mm256_mullo_epi16(w.second, _mm256_set1_epi16(sc[2 * m + 1]));
+          step<kT>(w, d, a, sb * formats::gguf::kQKK + 128 * n + 32 * m, acc);
+        }
+      }
+    }
+  }
+};
+
+// IQ4_XS: weight = d (ls_k - 32) grid[q] in sub-block k of 32.
+struct IQ4_XSKernel {
+  template <int kT>
+  QFORGE_AVX2 static void row(const uint8_t* p, const IntGroups&, const Activations& a,
+                              __m256* acc) {
+    using formats::gguf::BlockIQ4_XS;
+    const int64_t nsuper = a.cols / formats::gguf::kQKK;
+    const __m256i grid = table16(formats::gguf::kIq4nlValues);
+    const auto* blk = reinterpret_cast<const BlockIQ4_XS*>(p);
+    for (int64_t sb = 0; sb < nsuper; ++sb) {
+      const BlockIQ4_XS& b = blk[sb];
+      prefetch_ahead(&b, sizeof(BlockIQ4_XS));
+      const float d = _cvtsh_ss(b.d);
+      for (int k = 0; k < 8; ++k)
+        step<kT>(_mm256_shuffle_epi8(grid, planar_codes(b.qs + 16 * k)), d * iq4_xs_scale(b, k), a,
+                 sb * formats::gguf::kQKK + 32 * k, acc);
+    }
+  }
+};
+
+// qforge's symmetric int4 / int8 in groups (a multiple of 32 wide): each group [scale][codes],
+// codes stored offset by 8 / 128 (4-bit: two per byte, the first in the low nibble).
+struct IntGroupsKernel {
+  QFORGE_AVX2 static __m256i signed_codes(const IntGroups& g, const uint8_t* codes) {
+    if (g.bits == 8) return _mm256_xor_si256(load256(codes), _mm256_set1_epi8(-128));
+    return _mm256_sub_epi8(sequential_codes(load128(codes)), _mm256_set1_epi8(8));
+  }
+
+  template <int kT>
+  QFORGE_AVX2 static void row(const uint8_t* p, const IntGroups& g, const Activations& a,
+                              __m256* acc) {
+    const int64_t groups = a.cols / g.width, block_bytes = kBlock * g.bits / 8;
+    for (int64_t gi = 0; gi < groups; ++gi, p += g.group_bytes) {
+      const float scale = group_scale(p, g.scale);
+      const uint8_t* codes = p + g.scale_bytes;
+      if (!a.two_planes) {  // W8A8 / W4A8: one activation scale per token
+        group_per_token<kT>(g, codes, scale, a, gi * g.width, acc);
+        continue;
+      }
+      for (int64_t k = 0; k < g.width / kBlock; ++k, codes += block_bytes) {
+        prefetch_ahead(codes, block_bytes);
+        step<kT>(signed_codes(g, codes), scale, a, gi * g.width + k * kBlock, acc);
+      }
+    }
+  }
+
+  // A whole group's products sum exactly in int32 (|w U| <= 128 * 127) and are scaled once, so
+  // the only rounding is that of the scaling and of the sum over groups.
+  template <int kT>
+  QFORGE_AVX2 static void group_per_token(const IntGroups& g, const uint8_t* codes, float scale,
+                                          const Activations& a, int64_t col0, __m256* acc) {
+    const int64_t block_bytes = kBlock * g.bits / 8;
+    __m256i sums[kT];
+    for (int t = 0; t < kT; ++t) sums[t] = _mm256_setzero_si256();
+    for (int64_t k = 0; k < g.width / kBlock; ++k, codes += block_bytes) {
+      prefetch_ahead(codes, block_bytes);
+      const Widened wide = widen(signed_codes(g, codes));
+      for (int t = 0; t < kT; ++t)
+        sums[t] = _mm256_add_epi32(
+            sums[t], units_dot(wide, a.units.data() + t * a.cols + col0 + k * kBlock));
+    }
+    for (int t = 0; t < kT; ++t)
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t]),
+                               _mm256_set1_ps(scale * a.d[(t * a.cols + col0) / kBlock]), acc[t]);
+  }
+};
+
+// MXFP4, NVFP4 and fp4-gN, one instantiation per scale type (decoding a scale is then a load or a
+// table lookup): each block of 32 weights' codes, from one or two groups, looked up in the doubled
+// grid and dotted like the other formats, with half the group scales.
+template <formats::ScaleType kScale>
+struct Fp4GroupsKernel {
+  QFORGE_AVX2 static float half_scale_at(const uint8_t* p, const Fp4Groups& g) {
+    if constexpr (kScale == formats::ScaleType::E8M0 || kScale == formats::ScaleType::NvFp4)
+      return g.half_scale_of_code[*p];
+    else
+      return 0.5f * group_scale(p, kScale);
+  }
+
+  template <int kT>
+  QFORGE_AVX2 __attribute__((always_inline)) static void row(const uint8_t* p, const Fp4Groups& g,
+                                                             const Activations& a, __m256* acc) {
+    const __m256i grid = table16(e2m1_twice().data());
+    const size_t gb = g.group_bytes;
+    for (int64_t col = 0; col < a.cols; col += kBlock) {
+      const uint8_t* group = p + (col / g.width) * gb;  // the group holding column col
+      prefetch_ahead(group, 16 + 2 * static_cast<int64_t>(g.scale_bytes));
+      if (g.width == 16) {  // two groups of 8 code bytes each
+        const __m128i codes = _mm_unpacklo_epi64(
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(group + g.scale_bytes)),
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(group + gb + g.scale_bytes)));
+        step_halves<kT>(_mm256_shuffle_epi8(grid, sequential_codes(codes)), half_scale_at(group, g),
+                        half_scale_at(group + gb, g), a, col, acc);
+      } else {
+        const __m128i codes = load128(group + g.scale_bytes + (col % g.width) / 2);
+        step<kT>(_mm256_shuffle_epi8(grid, sequential_codes(codes)), half_scale_at(group, g), a,
+                 col, acc);
+      }
+    }
+  }
+};
+
+struct Avx2Kernels {
+  using Q4_0 = BlocksKernel<formats::gguf::BlockQ4_0, Q4_0Codes>;
+  using Q8_0 = BlocksKernel<formats::gguf::BlockQ8_0, Q8_0Codes>;
+  using IQ4_NL = BlocksKernel<formats::gguf::BlockIQ4_NL, IQ4_NLCodes>;
+  template <bool kFifthBit>
+  using K4 = K4Kernel<kFifthBit>;
+  using Q6_K = Q6_KKernel;
+  using IQ4_XS = IQ4_XSKernel;
+  using Int = IntGroupsKernel;
+  template <formats::ScaleType kScale>
+  using Fp4 = Fp4GroupsKernel<kScale>;
+  template <int kT, class Kernel, class Params>
+  static void rows(const Matrix& w, const Params& g, int64_t r0, int64_t r1, const Activations& a,
+                   float* y, int64_t ldy, const float* bias) {
+    for_rows<kT, Kernel>(w, g, r0, r1, a, y, ldy, bias);
+  }
+};
+
+}  // namespace
+
+bool cpu_supports() {
+  __builtin_cpu_init();
+  // Every CPU with AVX2 and FMA has F16C (clang's __builtin_cpu_supports does not take "f16c").
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+void gemv(Layout l, const Matrix& w, int64_t r0, int64_t r1, const Activations& a, float* y,
+          int64_t ldy, const float* bias) {
+  gemv_with<Avx2Kernels>(l, w, r0, r1, a, y, ldy, bias);
+}
+
+}  // namespace qforge::kernels::q8::avx2
