@@ -11,7 +11,8 @@
 #   greedy   llama-completion --temp 0 vs `qforge run --temp 0`, NGEN tokens of PROMPT: the texts
 #            must be equal
 #   speed    (SPEED=1) llama-bench pp512/tg128 vs `qforge bench --prefill 512 --decode 128`, same
-#            threads: ratios qforge/llama.cpp
+#            threads, decoding after DEPTH positions (0: an empty context, llama-bench's
+#            default): ratios qforge/llama.cpp
 # Exits 1 if a check fails, 77 if llama.cpp has not been built.
 #
 # usage: scripts/vs_llamacpp.sh MODEL_DIR...
@@ -19,7 +20,7 @@
 #        CALIB (../shared/data/calib.txt)  CALIB_TOKENS (8192)  METHOD (gptq | rtn)
 #        PROMPT ("Once upon a time")  NGEN (32)  THREADS (2)  SPEED (1)  OUT (a temp dir)  TOL
 #        QUALITY (1; 0: speed only)
-#        EXTRA (more .gguf files)  QFORGE_LLAMACPP (~/.cache/qforge/llamacpp)
+#        DEPTH (0, at most 512)  EXTRA (more .gguf files)  QFORGE_LLAMACPP (~/.cache/qforge/llamacpp)
 # A given OUT keeps the files, and files already there are reused.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,7 +29,7 @@ TEXT=${TEXT:-$ROOT/../shared/data/valid.txt}
 CALIB=${CALIB:-$ROOT/../shared/data/calib.txt}
 CTX=${CTX:-512} CHUNKS=${CHUNKS:-20} CALIB_TOKENS=${CALIB_TOKENS:-8192} METHOD=${METHOD:-gptq}
 PROMPT=${PROMPT:-"Once upon a time"} NGEN=${NGEN:-32} THREADS=${THREADS:-2} SPEED=${SPEED:-1}
-EXTRA=${EXTRA:-} TOL=${TOL:-0.005} QUALITY=${QUALITY:-1}
+EXTRA=${EXTRA:-} TOL=${TOL:-0.005} QUALITY=${QUALITY:-1} DEPTH=${DEPTH:-0}
 BIN=${QFORGE_LLAMACPP:-$HOME/.cache/qforge/llamacpp}/bin
 for t in llama-perplexity llama-quantize llama-completion; do
   [ -x "$BIN/$t" ] || { echo "SKIP: no $t in $BIN (run scripts/build_llamacpp.sh)"; exit 77; }
@@ -145,18 +146,21 @@ for f in "${files[@]}"; do
     fi
   fi
   if [ "$SPEED" = 1 ]; then
-    lb=$("$BIN/llama-bench" -m "$f" -p 512 -n 128 -t "$THREADS" -r 3 -o csv 2>/dev/null || true)
+    # llama-bench's tg decodes after DEPTH positions (its -d), qforge's after --decode-context.
+    lb=$("$BIN/llama-bench" -m "$f" -p 512 -n 0 -t "$THREADS" -r 3 -o csv 2>/dev/null || true)
+    lb+=$'\n'$("$BIN/llama-bench" -m "$f" -p 0 -n 128 -d "$DEPTH" -t "$THREADS" -r 3 -o csv \
+      2>/dev/null | tail -n +2 || true)
     lpp=$(echo "$lb" | awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { gsub(/"/, "", $i); c[$i] = i } }
       NR > 1 { gsub(/"/, ""); if ($c["n_prompt"] > 0) print $c["avg_ts"] }')
     ltg=$(echo "$lb" | awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { gsub(/"/, "", $i); c[$i] = i } }
       NR > 1 { gsub(/"/, ""); if ($c["n_gen"] > 0) print $c["avg_ts"] }')
-    qb=$("$QFORGE" bench "$f" --prefill 512 --decode 128 --repeats 3 --threads "$THREADS" --json \
-      2>/dev/null || true)
+    qb=$("$QFORGE" bench "$f" --prefill 512 --decode 128 --decode-context "$DEPTH" --repeats 3 \
+      --threads "$THREADS" --json 2>/dev/null || true)
     qpp=$(echo "$qb" | sed -n 's/.*"prefill_tok_s":\([0-9.eE+-]*\).*/\1/p')
     qtg=$(echo "$qb" | sed -n 's/.*"decode_tok_s":\([0-9.eE+-]*\).*/\1/p')
     printf '  prefill   llama.cpp pp512 %.1f tok/s  qforge %.1f tok/s  ratio %s\n' \
       "${lpp:-0}" "${qpp:-0}" "$(ratio "${qpp:-0}" "${lpp:-0}")"
-    printf '  decode    llama.cpp tg128 %.1f tok/s  qforge %.1f tok/s  ratio %s\n' \
+    printf '  decode    llama.cpp tg128 @ d%s %.1f tok/s  qforge %.1f tok/s  ratio %s\n' "$DEPTH" \
       "${ltg:-0}" "${qtg:-0}" "$(ratio "${qtg:-0}" "${ltg:-0}")"
   fi
 done

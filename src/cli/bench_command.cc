@@ -27,6 +27,10 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--decode", o->bench.decode_tokens, "Tokens generated in the decode test")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--decode-context", o->bench.decode_context,
+                  "Positions in the KV cache before the decode test (0: an empty context, as "
+                  "llama-bench's tg; at most --prefill)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--repeats", o->bench.repeats, "Repeats (medians are reported)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
@@ -50,6 +54,7 @@ void add_bench_command(CLI::App& app) {
                           {"blas_core", kernels::blas_core_name()},
                           {"prefill_tokens", r.prefill_tokens},
                           {"decode_tokens", r.decode_tokens},
+                          {"decode_context", r.decode_context},
                           {"repeats", r.repeats},
                           {"prefill_tok_s", r.prefill_tok_s},
                           {"decode_tok_s", r.decode_tok_s},
@@ -78,9 +83,9 @@ void add_bench_command(CLI::App& app) {
         r.prefill_tok_s, r.prefill_tokens, r.repeats, r.prefill_flops_per_token / 1e9,
         100 * r.prefill_peak_fraction);
     fmt::print(
-        "decode    {:8.1f} tok/s  ({} tokens, median of {}; {} weights/token; roofline "
-        "{:.1f} tok/s; {:.0f}% of roofline)\n",
-        r.decode_tok_s, r.decode_tokens, r.repeats,
+        "decode    {:8.1f} tok/s  ({} tokens after {} in context, median of {}; {} "
+        "weights/token; roofline {:.1f} tok/s; {:.0f}% of roofline)\n",
+        r.decode_tok_s, r.decode_tokens, r.decode_context, r.repeats,
         human_bytes(static_cast<double>(r.weight_bytes_per_token)), r.decode_roofline_tok_s,
         100 * r.decode_roofline_fraction);
     fmt::print(

@@ -66,6 +66,9 @@ BenchResult run_bench(Transformer& model, ThreadPool& pool, const BenchOptions& 
   const ModelConfig& c = model.config();
   check(o.prefill_tokens >= 1 && o.decode_tokens >= 1 && o.repeats >= 1,
         "bench: token counts and repeats must be positive");
+  check(o.decode_context >= 0 && o.decode_context <= o.prefill_tokens,
+        "bench: the decode context ({} positions) must be between 0 and the prefill's {}",
+        o.decode_context, o.prefill_tokens);
   check(o.prefill_tokens + o.decode_tokens <= std::max(c.max_position_embeddings, 1) ||
             c.max_position_embeddings == 0,
         "bench: {} prefill + {} decode tokens exceed the model's {} positions", o.prefill_tokens,
@@ -75,6 +78,7 @@ BenchResult run_bench(Transformer& model, ThreadPool& pool, const BenchOptions& 
   r.simd_target = kernels::simd_target_name();
   r.prefill_tokens = o.prefill_tokens;
   r.decode_tokens = o.decode_tokens;
+  r.decode_context = o.decode_context;
   r.repeats = o.repeats;
 
   std::mt19937 rng(1234);
@@ -90,11 +94,12 @@ BenchResult run_bench(Transformer& model, ThreadPool& pool, const BenchOptions& 
     auto t0 = std::chrono::steady_clock::now();
     model.forward(prompt, 0, cache, logits.data(), false);
     prefill.push_back(o.prefill_tokens / seconds_since(t0));
-    // Decode continues after a short context so attention cost stays representative but small.
+    // Decode from position decode_context: the cache holds the prompt's keys before it, and
+    // each decoded token overwrites the position it takes.
     t0 = std::chrono::steady_clock::now();
     int32_t tok = prompt.back();
     for (int i = 0; i < o.decode_tokens; ++i) {
-      model.forward({&tok, 1}, o.prefill_tokens + i, cache, logits.data(), false);
+      model.forward({&tok, 1}, o.decode_context + i, cache, logits.data(), false);
       tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     }
     decode.push_back(o.decode_tokens / seconds_since(t0));

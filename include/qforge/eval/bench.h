@@ -12,13 +12,16 @@ namespace qforge {
 struct BenchOptions {
   int prefill_tokens = 512;
   int decode_tokens = 128;
+  // Positions already in the KV cache when the decode test starts: 0, as llama-bench's tg test
+  // (its -d 0), decodes from an empty context; at most prefill_tokens (the prefill's own keys).
+  int decode_context = 0;
   int repeats = 5;  // medians are reported
 };
 
 struct BenchResult {
   int threads = 0;
   std::string simd_target;
-  int prefill_tokens = 0, decode_tokens = 0, repeats = 0;
+  int prefill_tokens = 0, decode_tokens = 0, decode_context = 0, repeats = 0;
   double prefill_tok_s = 0;  // median
   double decode_tok_s = 0;   // median
   size_t weight_bytes_per_token = 0;
