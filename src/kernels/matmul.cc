@@ -67,6 +67,11 @@ void prefer_avx512_blas(char** argv) {
 void sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   init_blas_once();
+  if (m == 1) {  // one query (decode): sgemm would pack both operands for a matrix-vector product
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<blasint>(n), static_cast<blasint>(k),
+                alpha, b, static_cast<blasint>(ldb), a, 1, beta, c, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m),
               static_cast<blasint>(n), static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda),
               b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
@@ -75,6 +80,11 @@ void sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int6
 void sgemm_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
               int64_t ldb, float* c, int64_t ldc) {
   init_blas_once();
+  if (m == 1) {
+    cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<blasint>(k), static_cast<blasint>(n), 1.0f,
+                b, static_cast<blasint>(ldb), a, 1, 0.0f, c, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(m),
               static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, a, static_cast<blasint>(lda),
               b, static_cast<blasint>(ldb), 0.0f, c, static_cast<blasint>(ldc));
