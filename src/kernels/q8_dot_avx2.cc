@@ -108,6 +108,59 @@ QFORGE_AVX2 inline void step_halves(__m256i codes, float first_scale, float seco
   }
 }
 
+// The scales of 8 consecutive blocks of 32 (b0 .. b0 + 7) for each token: the weight scales
+// times the token's activation scales of the same blocks. With one or two tokens they are kept
+// as vectors and a block's scale is one lane permute (instead of a conversion, two
+// multiplications and a broadcast); with more the vectors would not fit in the 16 registers
+// beside the accumulators, so a block's scale is computed when it is needed.
+template <int kT, bool kInRegisters = (kT <= 2)>
+struct BlockScales {
+  __m256 s[kT];
+  QFORGE_AVX2 BlockScales(__m256 weight_scales, const Activations& a, int64_t b0) {
+    const int64_t nb = a.cols / kBlock;
+    for (int t = 0; t < kT; ++t)
+      s[t] = _mm256_mul_ps(weight_scales, _mm256_loadu_ps(a.d.data() + t * nb + b0));
+  }
+  QFORGE_AVX2 __m256 of(int k, int t) const {
+    return _mm256_permutevar8x32_ps(s[t], _mm256_set1_epi32(k));
+  }
+};
+template <int kT>
+struct BlockScales<kT, false> {
+  alignas(32) float weight[8];
+  const float* d;  // the activation scale of block b0, token 0
+  int64_t nb;      // blocks per token
+  QFORGE_AVX2 BlockScales(__m256 weight_scales, const Activations& a, int64_t b0)
+      : d(a.d.data() + b0), nb(a.cols / kBlock) {
+    _mm256_store_ps(weight, weight_scales);
+  }
+  QFORGE_AVX2 __m256 of(int k, int t) const { return _mm256_set1_ps(weight[k] * d[t * nb + k]); }
+};
+
+// Block b0 + k of the 8 whose scales are s, at column col.
+template <int kT>
+QFORGE_AVX2 inline void step_lane(const Widened& w, const BlockScales<kT>& s, int k,
+                                  const Activations& a, int64_t col, __m256* acc) {
+  for (int t = 0; t < kT; ++t) {
+    const __m256i i = units_dot(w, a.units.data() + t * a.cols + col);
+    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s.of(k, t), acc[t]);
+  }
+}
+// 16 bytes of 4-bit codes, weights 0-15 in the low nibbles and 16-31 in the high ones, as 32
+// unsigned int16 (Q4_0, Q4_K): no byte shuffles, the high nibble is a 16-bit shift.
+QFORGE_AVX2 inline Widened planar_widened(const uint8_t* q) {
+  const __m256i z = _mm256_cvtepu8_epi16(load128(q));
+  return {_mm256_and_si256(z, _mm256_set1_epi16(0x0F)), _mm256_srli_epi16(z, 4)};
+}
+// The fp16 scales d of 8 consecutive blocks.
+template <class Block>
+QFORGE_AVX2 inline __m256 block_scales(const Block* b) {
+  return _mm256_cvtph_ps(_mm_setr_epi16(
+      static_cast<int16_t>(b[0].d), static_cast<int16_t>(b[1].d), static_cast<int16_t>(b[2].d),
+      static_cast<int16_t>(b[3].d), static_cast<int16_t>(b[4].d), static_cast<int16_t>(b[5].d),
+      static_cast<int16_t>(b[6].d), static_cast<int16_t>(b[7].d)));
+}
+
 // Four row sums of 8 lanes each -> [sum a, sum b, sum c, sum d].
 QFORGE_AVX2 inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
   const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
@@ -149,7 +202,8 @@ QFORGE_AVX2 void for_rows(const Matrix& w, const Params& g, int64_t r0, int64_t 
 }
 
 // Formats of 32-weight blocks with one fp16 scale d each: Codes::of gives a block's weights as
-// signed bytes.
+// int16 w - Codes::kOffset (Q4_0 keeps its unsigned codes: the offset is subtracted once per 8
+// blocks through the activations' block sums, sum (u - 8) x = sum u x - 8 sum x).
 template <class Block, class Codes>
 struct BlocksKernel {
   template <int kT>
@@ -158,32 +212,63 @@ struct BlocksKernel {
     const int64_t nb = a.cols / kBlock;
     const auto* blk = reinterpret_cast<const Block*>(p);
     [[maybe_unused]] const __m256i grid = table16(formats::gguf::kIq4nlValues);
-    for (int64_t b = 0; b < nb; ++b) {
-      if (b % 4 == 0) prefetch_ahead(blk + b, 4 * sizeof(Block));
-      step<kT>(Codes::of(blk[b], grid), _cvtsh_ss(blk[b].d), a, b * kBlock, acc);
+    __m256 offset_sum[kT];  // sum over blocks of d times the block's d_x sum U
+    for (int t = 0; t < kT; ++t) offset_sum[t] = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+      prefetch_ahead(blk + b, 8 * sizeof(Block));
+      const __m256 d = block_scales(blk + b);
+      const BlockScales<kT> s(d, a, b);
+      if constexpr (Codes::kOffset != 0)
+        for (int t = 0; t < kT; ++t)
+          offset_sum[t] =
+              _mm256_fmadd_ps(d, _mm256_loadu_ps(a.block_sum.data() + t * nb + b), offset_sum[t]);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k)
+        step_lane<kT>(Codes::of(blk[b + k], grid), s, k, a, (b + k) * kBlock, acc);
     }
+    for (; b < nb; ++b) {  // fewer than 8 blocks left
+      const float d = _cvtsh_ss(blk[b].d);
+      step<kT>(Codes::of(blk[b], grid), d, a, b * kBlock, acc);
+      if constexpr (Codes::kOffset != 0)
+        for (int t = 0; t < kT; ++t)
+          offset_sum[t] = _mm256_add_ps(
+              offset_sum[t], _mm256_setr_ps(d * a.block_sum[t * nb + b], 0, 0, 0, 0, 0, 0, 0));
+    }
+    if constexpr (Codes::kOffset != 0)
+      for (int t = 0; t < kT; ++t)
+        acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(Codes::kOffset), offset_sum[t], acc[t]);
   }
 };
 
-struct Q4_0Codes {  // code - 8
-  QFORGE_AVX2 static __m256i of(const formats::gguf::BlockQ4_0& b, __m256i) {
-    return _mm256_sub_epi8(planar_codes(b.qs), _mm256_set1_epi8(8));
+struct Q4_0Codes {  // the unsigned code; weight d (code - 8)
+  static constexpr int kOffset = 8;
+  QFORGE_AVX2 static Widened of(const formats::gguf::BlockQ4_0& b, __m256i) {
+    return planar_widened(b.qs);
   }
 };
 struct IQ4_NLCodes {  // grid[code]
-  QFORGE_AVX2 static __m256i of(const formats::gguf::BlockIQ4_NL& b, __m256i grid) {
-    return _mm256_shuffle_epi8(grid, planar_codes(b.qs));
+  static constexpr int kOffset = 0;
+  QFORGE_AVX2 static Widened of(const formats::gguf::BlockIQ4_NL& b, __m256i grid) {
+    return widen(_mm256_shuffle_epi8(grid, planar_codes(b.qs)));
   }
 };
 struct Q8_0Codes {  // the signed codes as stored
-  QFORGE_AVX2 static __m256i of(const formats::gguf::BlockQ8_0& b, __m256i) {
-    return load256(b.qs);
+  static constexpr int kOffset = 0;
+  QFORGE_AVX2 static Widened of(const formats::gguf::BlockQ8_0& b, __m256i) {
+    return {_mm256_cvtepi8_epi16(load128(b.qs)), _mm256_cvtepi8_epi16(load128(b.qs + 16))};
   }
 };
 
 // Q4_K / Q5_K: weight = d sc_k u - dmin m_k in sub-block k of 32, so a sub-block contributes
 // d sc_k sum u x - dmin m_k sum x: the dot products in steps, the mins once per super-block
 // (8 of them: one per lane).
+// 8 bytes as 8 floats.
+QFORGE_AVX2 inline __m256 bytes_to_floats(const uint32_t* eight_bytes) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(eight_bytes))));
+}
+
 template <bool kFifthBit>
 struct K4Kernel {
   template <int kT>
@@ -196,15 +281,16 @@ struct K4Kernel {
       const Block& b = blk[sb];
       prefetch_ahead(&b, sizeof(Block));
       const ScaleMinBytes packed = scales_and_mins_k4(b.scales);
-      uint8_t scale_code[8];
-      std::memcpy(scale_code, packed.scale, 8);
-      const float d = _cvtsh_ss(b.d);
+      const BlockScales<kT> s(
+          _mm256_mul_ps(bytes_to_floats(packed.scale), _mm256_set1_ps(_cvtsh_ss(b.d))), a, sb * 8);
       [[maybe_unused]] __m256i qh;
       if constexpr (kFifthBit) qh = load256(b.qh);
+#pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) {
-        const __m256i x = load256(b.qs + 32 * j);
-        __m256i lo = low_nibbles(x), hi = high_nibbles(x);
+        const int64_t col = sb * formats::gguf::kQKK + 64 * j;
         if constexpr (kFifthBit) {  // bit 2j of qh[l] is weight l's fifth bit in sub-block 2j
+          const __m256i x = load256(b.qs + 32 * j);
+          __m256i lo = low_nibbles(x), hi = high_nibbles(x);
           const __m256i bit_lo = _mm256_set1_epi8(static_cast<char>(1 << (2 * j)));
           const __m256i bit_hi = _mm256_set1_epi8(static_cast<char>(2 << (2 * j)));
           const __m256i sixteen = _mm256_set1_epi8(16);
@@ -214,14 +300,20 @@ struct K4Kernel {
           hi = _mm256_add_epi8(
               hi,
               _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_hi), bit_hi), sixteen));
+          step_lane<kT>(widen(lo), s, 2 * j, a, col, acc);
+          step_lane<kT>(widen(hi), s, 2 * j + 1, a, col + 32, acc);
+        } else {  // low nibbles: sub-block 2j, high: 2j + 1, widened straight to 16 bits
+          const __m256i z0 = _mm256_cvtepu8_epi16(load128(b.qs + 32 * j));
+          const __m256i z1 = _mm256_cvtepu8_epi16(load128(b.qs + 32 * j + 16));
+          const __m256i m0f = _mm256_set1_epi16(0x0F);
+          step_lane<kT>({_mm256_and_si256(z0, m0f), _mm256_and_si256(z1, m0f)}, s, 2 * j, a, col,
+                        acc);
+          step_lane<kT>({_mm256_srli_epi16(z0, 4), _mm256_srli_epi16(z1, 4)}, s, 2 * j + 1, a,
+                        col + 32, acc);
         }
-        const int64_t col = sb * formats::gguf::kQKK + 64 * j;
-        step<kT>(lo, d * scale_code[2 * j], a, col, acc);
-        step<kT>(hi, d * scale_code[2 * j + 1], a, col + 32, acc);
       }
-      const __m256 mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                                            reinterpret_cast<const __m128i*>(packed.min)))),
-                                        _mm256_set1_ps(_cvtsh_ss(b.dmin)));
+      const __m256 mins =
+          _mm256_mul_ps(bytes_to_floats(packed.min), _mm256_set1_ps(_cvtsh_ss(b.dmin)));
       for (int t = 0; t < kT; ++t)
         acc[t] =
             _mm256_fnmadd_ps(mins, _mm256_loadu_ps(a.block_sum.data() + t * nb + sb * 8), acc[t]);
@@ -244,7 +336,7 @@ struct Q6_KKernel {
     for (int64_t sb = 0; sb < nsuper; ++sb) {
       const BlockQ6_K& b = blk[sb];
       prefetch_ahead(&b, sizeof(BlockQ6_K));
-      const float d = _cvtsh_ss(b.d);
+      const BlockScales<kT> s(_mm256_set1_ps(_cvtsh_ss(b.d)), a, sb * 8);
       for (int n = 0; n < 2; ++n) {
         const __m256i ql0 = load256(b.ql + 64 * n), ql1 = load256(b.ql + 64 * n + 32);
         const __m256i qh = load256(b.qh + 32 * n);
@@ -257,16 +349,34 @@ struct Q6_KKernel {
         // that a block of 32 takes one conversion and one scaling per token. Still exact in
         // int32: four products of at most 4096 * 32512 per lane.
         const int8_t* sc = b.scales + 8 * n;
+#pragma GCC unroll 4
         for (int m = 0; m < 4; ++m) {
           Widened w = widen(_mm256_sub_epi8(q[m], m32));
           w.first = _mm256_mullo_epi16(w.first, _mm256_set1_epi16(sc[2 * m]));
           w.second = _mm256_mullo_epi16(w.second, _mm256_set1_epi16(sc[2 * m + 1]));
-          step<kT>(w, d, a, sb * formats::gguf::kQKK + 128 * n + 32 * m, acc);
+          step_lane<kT>(w, s, 4 * n + m, a, sb * formats::gguf::kQKK + 128 * n + 32 * m, acc);
         }
       }
     }
   }
 };
+
+// The 8 sub-block scales of an IQ4_XS block in units of d (iq4_xs_scale, 8 lanes at once): the
+// low 4 bits from scales_l's nibbles, the high 2 from scales_h, minus 32.
+QFORGE_AVX2 inline __m256 iq4_xs_scales(const formats::gguf::BlockIQ4_XS& b) {
+  uint32_t low;
+  std::memcpy(&low, b.scales_l, 4);
+  const __m256i lo =
+      _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(low)),
+                                         _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                       _mm256_set1_epi32(0xF));
+  const __m256i hi =
+      _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(b.scales_h),
+                                         _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                       _mm256_set1_epi32(3));
+  return _mm256_cvtepi32_ps(
+      _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32)));
+}
 
 // IQ4_XS: weight = d (ls_k - 32) grid[q] in sub-block k of 32.
 struct IQ4_XSKernel {
@@ -280,10 +390,12 @@ struct IQ4_XSKernel {
     for (int64_t sb = 0; sb < nsuper; ++sb) {
       const BlockIQ4_XS& b = blk[sb];
       prefetch_ahead(&b, sizeof(BlockIQ4_XS));
-      const float d = _cvtsh_ss(b.d);
+      const BlockScales<kT> s(_mm256_mul_ps(iq4_xs_scales(b), _mm256_set1_ps(_cvtsh_ss(b.d))), a,
+                              sb * 8);
+#pragma GCC unroll 8
       for (int k = 0; k < 8; ++k)
-        step<kT>(_mm256_shuffle_epi8(grid, planar_codes(b.qs + 16 * k)), d * iq4_xs_scale(b, k), a,
-                 sb * formats::gguf::kQKK + 32 * k, acc);
+        step_lane<kT>(widen(_mm256_shuffle_epi8(grid, planar_codes(b.qs + 16 * k))), s, k, a,
+                      sb * formats::gguf::kQKK + 32 * k, acc);
     }
   }
 };
