@@ -146,6 +146,20 @@ QFORGE_AVX2 inline void step_lane(const Widened& w, const BlockScales<kT>& s, in
     acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s.of(k, t), acc[t]);
   }
 }
+// The same with a scale per 16 weights: lane k of `first` and of `second`.
+template <int kT>
+QFORGE_AVX2 inline void step_lane_halves(const Widened& w, const BlockScales<kT>& first,
+                                         const BlockScales<kT>& second, int k, const Activations& a,
+                                         int64_t col, __m256* acc) {
+  for (int t = 0; t < kT; ++t) {
+    const int16_t* u = a.units.data() + t * a.cols + col;
+    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(w.first, load256(u))),
+                             first.of(k, t), acc[t]);
+    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(w.second, load256(u + 16))),
+                             second.of(k, t), acc[t]);
+  }
+}
+
 // 16 bytes of 4-bit codes, weights 0-15 in the low nibbles and 16-31 in the high ones, as 32
 // unsigned int16 (Q4_0, Q4_K): no byte shuffles, the high nibble is a 16-bit shift.
 QFORGE_AVX2 inline Widened planar_widened(const uint8_t* q) {
@@ -336,7 +350,16 @@ struct Q6_KKernel {
     for (int64_t sb = 0; sb < nsuper; ++sb) {
       const BlockQ6_K& b = blk[sb];
       prefetch_ahead(&b, sizeof(BlockQ6_K));
-      const BlockScales<kT> s(_mm256_set1_ps(_cvtsh_ss(b.d)), a, sb * 8);
+      // Block k (of 8) has sub-blocks of 16 with scales sc[2k] and sc[2k + 1]: as two vectors
+      // of 8 (even and odd scales), times d and the activation scales.
+      const __m128i sc = _mm_shuffle_epi8(
+          load128(b.scales), _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+      const __m256 d = _mm256_set1_ps(_cvtsh_ss(b.d));
+      const BlockScales<kT> first(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)), d), a,
+                                  sb * 8);
+      const BlockScales<kT> second(
+          _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(sc, sc))), d), a,
+          sb * 8);
       for (int n = 0; n < 2; ++n) {
         const __m256i ql0 = load256(b.ql + 64 * n), ql1 = load256(b.ql + 64 * n + 32);
         const __m256i qh = load256(b.qh + 32 * n);
@@ -345,17 +368,10 @@ struct Q6_KKernel {
             _mm256_or_si256(low_nibbles(ql1), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
             _mm256_or_si256(high_nibbles(ql0), _mm256_and_si256(qh, m30)),
             _mm256_or_si256(high_nibbles(ql1), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30))};
-        // Each sub-block of 16 is multiplied by its int8 scale in 16 bits (|32 * 128| fits), so
-        // that a block of 32 takes one conversion and one scaling per token. Still exact in
-        // int32: four products of at most 4096 * 32512 per lane.
-        const int8_t* sc = b.scales + 8 * n;
 #pragma GCC unroll 4
-        for (int m = 0; m < 4; ++m) {
-          Widened w = widen(_mm256_sub_epi8(q[m], m32));
-          w.first = _mm256_mullo_epi16(w.first, _mm256_set1_epi16(sc[2 * m]));
-          w.second = _mm256_mullo_epi16(w.second, _mm256_set1_epi16(sc[2 * m + 1]));
-          step_lane<kT>(w, s, 4 * n + m, a, sb * formats::gguf::kQKK + 128 * n + 32 * m, acc);
-        }
+        for (int m = 0; m < 4; ++m)
+          step_lane_halves<kT>(widen(_mm256_sub_epi8(q[m], m32)), first, second, 4 * n + m, a,
+                               sb * formats::gguf::kQKK + 128 * n + 32 * m, acc);
       }
     }
   }
