@@ -145,6 +145,7 @@ void shape(Activations& a, int64_t tokens, int64_t cols, bool two_planes) {
   a.hi.assign(n + 64, 0);
   a.lo.assign(n + 64, 0);
   a.units.assign(n + 64, 0);
+  a.units_even_odd.assign(n + 64, 0);
   a.d.assign(n / kBlock, 0.0f);
   a.lane_d.assign(n / 4 + 16, 0.0f);
   a.lane_sum.assign(n / 4 + 16, 0);
@@ -167,6 +168,9 @@ void finish_block(Activations& a, int64_t b, float d) {
     block += sum;
   }
   a.block_sum[static_cast<size_t>(b)] = d * static_cast<float>(block);
+  const auto first = static_cast<size_t>(b * kBlock);
+  for (size_t i = 0; i < kBlock; ++i)
+    a.units_even_odd[first + (i % 2) * (kBlock / 2) + i / 2] = a.units[first + i];
 }
 }  // namespace
 

@@ -29,8 +29,10 @@ struct Activations {
   int64_t tokens = 0, cols = 0;
   std::vector<int8_t> hi, lo;  // [tokens][cols]: hi in [-127, 127], lo in [-128, 127]
   std::vector<int16_t> units;  // [tokens][cols]: U = 256 hi + lo (hi with one plane)
-  std::vector<float> d;        // [tokens][cols / 32]: amax / (127 * 256) (0: all-zero block)
-  std::vector<float> lane_d;   // [tokens][cols / 4]: d of the block each run of 4 codes is in
+  std::vector<int16_t>
+      units_even_odd;         // units with each block of 32 as its 16 even- then odd-indexed
+  std::vector<float> d;       // [tokens][cols / 32]: amax / (127 * 256) (0: all-zero block)
+  std::vector<float> lane_d;  // [tokens][cols / 4]: d of the block each run of 4 codes is in
   std::vector<int32_t>
       lane_sum;  // [tokens][cols / 4]: 128 * (256 hi + lo) summed over each run of 4
   std::vector<float> block_sum;  // [tokens][cols / 32]: d * (256 hi + lo) summed over the block

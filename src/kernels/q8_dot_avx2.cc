@@ -74,14 +74,22 @@ QFORGE_AVX2 inline __m256i units_dot(const Widened& w, const int16_t* u) {
                           _mm256_madd_epi16(w.second, load256(u + 16)));
 }
 
+// The activations a kernel dots its weights with: U in column order, or (kEvenOdd) each block's
+// even-indexed then odd-indexed U, for weights unpacked as [even | odd] from bytes that hold two
+// consecutive codes (qforge's int4 and fp4 packing).
+template <bool kEvenOdd>
+inline const int16_t* units(const Activations& a) {
+  return kEvenOdd ? a.units_even_odd.data() : a.units.data();
+}
+
 // One block of 32 weights (int16, the weight scale * w) at column col for kT tokens: exact
 // integer sums, scaled once by scale times the block's activation scale.
-template <int kT>
+template <int kT, bool kEvenOdd = false>
 QFORGE_AVX2 inline void step(const Widened& w, float scale, const Activations& a, int64_t col,
                              __m256* acc) {
   for (int t = 0; t < kT; ++t) {
     const int64_t at = t * a.cols + col;
-    const __m256i i = units_dot(w, a.units.data() + at);
+    const __m256i i = units_dot(w, units<kEvenOdd>(a) + at);
     acc[t] =
         _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_set1_ps(scale * a.d[at / kBlock]), acc[t]);
   }
@@ -138,11 +146,11 @@ struct BlockScales<kT, false> {
 };
 
 // Block b0 + k of the 8 whose scales are s, at column col.
-template <int kT>
+template <int kT, bool kEvenOdd = false>
 QFORGE_AVX2 inline void step_lane(const Widened& w, const BlockScales<kT>& s, int k,
                                   const Activations& a, int64_t col, __m256* acc) {
   for (int t = 0; t < kT; ++t) {
-    const __m256i i = units_dot(w, a.units.data() + t * a.cols + col);
+    const __m256i i = units_dot(w, units<kEvenOdd>(a) + t * a.cols + col);
     acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s.of(k, t), acc[t]);
   }
 }
@@ -416,50 +424,104 @@ struct IQ4_XSKernel {
   }
 };
 
+// group_scale with the F16C conversion.
+QFORGE_AVX2 inline float scale_at(const uint8_t* p, formats::ScaleType t) {
+  if (t != formats::ScaleType::F16) return group_scale(p, t);
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
 // qforge's symmetric int4 / int8 in groups (a multiple of 32 wide): each group [scale][codes],
 // codes stored offset by 8 / 128 (4-bit: two per byte, the first in the low nibble).
 struct IntGroupsKernel {
-  QFORGE_AVX2 static __m256i signed_codes(const IntGroups& g, const uint8_t* codes) {
-    if (g.bits == 8) return _mm256_xor_si256(load256(codes), _mm256_set1_epi8(-128));
-    return _mm256_sub_epi8(sequential_codes(load128(codes)), _mm256_set1_epi8(8));
+  // A block's 32 codes as int16: 8-bit codes in order (stored + 128), 4-bit ones as [even | odd]
+  // (two per byte, the first in the low nibble; stored + 8), zero-extended and split by a shift.
+  QFORGE_AVX2 static Widened codes_of(const IntGroups& g, const uint8_t* codes) {
+    if (g.bits == 8) {
+      const __m128i flip = _mm_set1_epi8(-128);
+      return {_mm256_cvtepi8_epi16(_mm_xor_si128(load128(codes), flip)),
+              _mm256_cvtepi8_epi16(_mm_xor_si128(load128(codes + 16), flip))};
+    }
+    const __m256i z = _mm256_cvtepu8_epi16(load128(codes)), eight = _mm256_set1_epi16(8);
+    return {_mm256_sub_epi16(_mm256_and_si256(z, _mm256_set1_epi16(0x0F)), eight),
+            _mm256_sub_epi16(_mm256_srli_epi16(z, 4), eight)};
   }
 
   template <int kT>
   QFORGE_AVX2 static void row(const uint8_t* p, const IntGroups& g, const Activations& a,
                               __m256* acc) {
-    const int64_t groups = a.cols / g.width, block_bytes = kBlock * g.bits / 8;
-    for (int64_t gi = 0; gi < groups; ++gi, p += g.group_bytes) {
-      const float scale = group_scale(p, g.scale);
-      const uint8_t* codes = p + g.scale_bytes;
-      if (!a.two_planes) {  // W8A8 / W4A8: one activation scale per token
-        group_per_token<kT>(g, codes, scale, a, gi * g.width, acc);
-        continue;
-      }
-      for (int64_t k = 0; k < g.width / kBlock; ++k, codes += block_bytes) {
-        prefetch_ahead(codes, block_bytes);
-        step<kT>(signed_codes(g, codes), scale, a, gi * g.width + k * kBlock, acc);
-      }
-    }
+    if (!a.two_planes) return row_per_token<kT>(p, g, a, acc);
+    if (g.bits == 8) return row_blocks<kT, false>(p, g, a, acc);
+    return row_blocks<kT, true>(p, g, a, acc);
   }
 
-  // A whole group's products sum exactly in int32 (|w U| <= 128 * 127) and are scaled once, so
-  // the only rounding is that of the scaling and of the sum over groups.
-  template <int kT>
-  QFORGE_AVX2 static void group_per_token(const IntGroups& g, const uint8_t* codes, float scale,
-                                          const Activations& a, int64_t col0, __m256* acc) {
+  // Two-plane activations (a scale per block of 32): 8 blocks at a time with their scales as
+  // vectors, walking the groups with a cursor (no division per block).
+  template <int kT, bool kEvenOdd>
+  QFORGE_AVX2 static void row_blocks(const uint8_t* p, const IntGroups& g, const Activations& a,
+                                     __m256* acc) {
+    const int64_t nb = a.cols / kBlock, per_group = g.width / kBlock;
     const int64_t block_bytes = kBlock * g.bits / 8;
-    __m256i sums[kT];
-    for (int t = 0; t < kT; ++t) sums[t] = _mm256_setzero_si256();
-    for (int64_t k = 0; k < g.width / kBlock; ++k, codes += block_bytes) {
-      prefetch_ahead(codes, block_bytes);
-      const Widened wide = widen(signed_codes(g, codes));
-      for (int t = 0; t < kT; ++t)
-        sums[t] = _mm256_add_epi32(
-            sums[t], units_dot(wide, a.units.data() + t * a.cols + col0 + k * kBlock));
+    const uint8_t* group = p;  // the group of block b
+    int64_t in_group = 0;      // b's index in it
+    auto next = [&] {
+      if (++in_group == per_group) {
+        in_group = 0;
+        group += g.group_bytes;
+      }
+    };
+    auto codes = [&] { return group + g.scale_bytes + in_group * block_bytes; };
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+      prefetch_ahead(codes(), 8 * block_bytes);
+      // Built in registers: eight scalar stores and a vector load would stall on forwarding.
+      __m256 scales;
+      if (in_group + 8 <= per_group) {
+        scales = _mm256_set1_ps(scale_at(group, g.scale));
+      } else {
+        float v[8];
+        const uint8_t* first_group = group;
+        const int64_t first_in_group = in_group;
+        for (int k = 0; k < 8; ++k, next()) v[k] = scale_at(group, g.scale);
+        group = first_group;
+        in_group = first_in_group;
+        scales = _mm256_setr_ps(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+      }
+      const BlockScales<kT> s(scales, a, b);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k, next())
+        step_lane<kT, kEvenOdd>(codes_of(g, codes()), s, k, a, (b + k) * kBlock, acc);
     }
-    for (int t = 0; t < kT; ++t)
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t]),
-                               _mm256_set1_ps(scale * a.d[(t * a.cols + col0) / kBlock]), acc[t]);
+    for (; b < nb; ++b, next())
+      step<kT, kEvenOdd>(codes_of(g, codes()), scale_at(group, g.scale), a, b * kBlock, acc);
+  }
+
+  // W8A8 / W4A8 (one int8 scale per token): a whole group's products sum exactly in int32
+  // (|w U| <= 128 * 127) and are scaled once, so the only rounding is that of the scaling and of
+  // the sum over groups.
+  template <int kT>
+  QFORGE_AVX2 static void row_per_token(const uint8_t* p, const IntGroups& g, const Activations& a,
+                                        __m256* acc) {
+    const int64_t groups = a.cols / g.width, block_bytes = kBlock * g.bits / 8;
+    const int16_t* u = g.bits == 8 ? units<false>(a) : units<true>(a);
+    for (int64_t gi = 0; gi < groups; ++gi, p += g.group_bytes) {
+      __m256i sums[kT];
+      for (int t = 0; t < kT; ++t) sums[t] = _mm256_setzero_si256();
+      const uint8_t* c = p + g.scale_bytes;
+      for (int64_t k = 0; k < g.width / kBlock; ++k, c += block_bytes) {
+        prefetch_ahead(c, block_bytes);
+        const Widened wide = codes_of(g, c);
+        for (int t = 0; t < kT; ++t)
+          sums[t] = _mm256_add_epi32(sums[t],
+                                     units_dot(wide, u + t * a.cols + gi * g.width + k * kBlock));
+      }
+      const float scale = scale_at(p, g.scale);
+      for (int t = 0; t < kT; ++t)
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t]),
+                                 _mm256_set1_ps(scale * a.d[(t * a.cols + gi * g.width) / kBlock]),
+                                 acc[t]);
+    }
   }
 };
 
