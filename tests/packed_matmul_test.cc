@@ -145,13 +145,14 @@ void integer_kernels_stay_within_the_activation_rounding_bound() {
   ThreadPool pool(2);
   // 544 columns: 17 blocks of 32, so the kernels' last 64-wide step holds a single block.
   const std::pair<const char*, int64_t> cases[] = {
-      {"q4_0", 512},      {"q4_0", 544},           {"q8_0", 512},         {"q8_0", 544},
-      {"iq4_nl", 512},    {"iq4_nl", 544},         {"q4_k", 512},         {"q5_k", 512},
-      {"q6_k", 512},      {"iq4_xs", 512},         {"int4-g32", 512},     {"int4-g32", 544},
-      {"int4-g128", 512}, {"int4-channel", 512},   {"int4-channel", 544}, {"int8-channel", 544},
-      {"int8-g128", 512}, {"int4-g128-bf16", 512}, {"mxfp4", 512},        {"mxfp4", 544},
-      {"nvfp4", 512},     {"nvfp4", 544},          {"fp4-g16", 544},      {"fp4-g32", 544},
-      {"fp4-g64", 512},   {"fp4-channel", 512},    {"fp4-g32-bf16", 512}};
+      {"q4_0", 512},        {"q4_0", 544},           {"q8_0", 512},         {"q8_0", 544},
+      {"iq4_nl", 512},      {"iq4_nl", 544},         {"q4_k", 512},         {"q5_k", 512},
+      {"q6_k", 512},        {"iq4_xs", 512},         {"int4-g32", 512},     {"int4-g32", 544},
+      {"int4-g128", 512},   {"int4-channel", 512},   {"int4-channel", 544}, {"int8-channel", 544},
+      {"int8-g128", 512},   {"int4-g128-bf16", 512}, {"mxfp4", 512},        {"mxfp4", 544},
+      {"int4-g64", 512},    {"int8-channel", 512},   {"int4-g64", 1088},    {"nvfp4", 512},
+      {"nvfp4", 544},       {"fp4-g16", 544},        {"fp4-g32", 544},      {"fp4-g64", 512},
+      {"fp4-channel", 512}, {"fp4-g32-bf16", 512}};
   for (const auto& [name, cols] : cases) {
     const formats::Format& f = formats::find_format(name);
     const int64_t rows = 45;

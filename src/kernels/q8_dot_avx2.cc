@@ -452,12 +452,66 @@ struct IntGroupsKernel {
   QFORGE_AVX2 static void row(const uint8_t* p, const IntGroups& g, const Activations& a,
                               __m256* acc) {
     if (!a.two_planes) return row_per_token<kT>(p, g, a, acc);
-    if (g.bits == 8) return row_blocks<kT, false>(p, g, a, acc);
-    return row_blocks<kT, true>(p, g, a, acc);
+    if (g.bits == 8) return row_two_planes<kT, false>(p, g, a, acc);
+    return row_two_planes<kT, true>(p, g, a, acc);
   }
 
-  // Two-plane activations (a scale per block of 32): 8 blocks at a time with their scales as
-  // vectors, walking the groups with a cursor (no division per block).
+  // Two-plane activations (a scale per block of 32), by how many blocks a group holds: 1, 2, 4
+  // or a multiple of 8 walk the row 8 blocks (whole groups, or part of one) at a time with every
+  // offset known at compile time; other widths (96, 160 ...) take a cursor.
+  template <int kT, bool kEvenOdd>
+  QFORGE_AVX2 static void row_two_planes(const uint8_t* p, const IntGroups& g, const Activations& a,
+                                         __m256* acc) {
+    const int64_t per_group = g.width / kBlock, nb = a.cols / kBlock;
+    if (nb % 8 == 0) {
+      if (per_group == 1) return row_chunks<kT, kEvenOdd, 1>(p, g, a, acc);
+      if (per_group == 2) return row_chunks<kT, kEvenOdd, 2>(p, g, a, acc);
+      if (per_group == 4) return row_chunks<kT, kEvenOdd, 4>(p, g, a, acc);
+      if (per_group % 8 == 0) return row_chunks<kT, kEvenOdd, 8>(p, g, a, acc);
+    }
+    row_blocks<kT, kEvenOdd>(p, g, a, acc);
+  }
+
+  // kPerGroup blocks per group (8: a multiple of 8), rows a multiple of 8 blocks long.
+  template <int kT, bool kEvenOdd, int kPerGroup>
+  QFORGE_AVX2 static void row_chunks(const uint8_t* p, const IntGroups& g, const Activations& a,
+                                     __m256* acc) {
+    const int64_t nb = a.cols / kBlock, per_group = g.width / kBlock;
+    const int64_t block_bytes = kBlock * g.bits / 8;
+    for (int64_t b = 0; b < nb; b += 8) {
+      // Chunk of 8 blocks: 8 / kPerGroup whole groups from `base`, or blocks (b % per_group) ..
+      // + 7 of the group at `base`.
+      const uint8_t* base = kPerGroup == 8 ? p + (b / per_group) * g.group_bytes
+                                           : p + (b / kPerGroup) * g.group_bytes;
+      const uint8_t* codes0 =
+          base + g.scale_bytes + (kPerGroup == 8 ? (b % per_group) * block_bytes : 0);
+      prefetch_ahead(codes0, 8 * block_bytes);
+      __m256 scales;
+      if constexpr (kPerGroup == 8) {
+        scales = _mm256_set1_ps(scale_at(base, g.scale));
+      } else {
+        float v[8 / kPerGroup];
+        for (int i = 0; i < 8 / kPerGroup; ++i) v[i] = scale_at(base + i * g.group_bytes, g.scale);
+        if constexpr (kPerGroup == 1)
+          scales = _mm256_setr_ps(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+        else if constexpr (kPerGroup == 2)
+          scales = _mm256_setr_ps(v[0], v[0], v[1], v[1], v[2], v[2], v[3], v[3]);
+        else
+          scales = _mm256_setr_ps(v[0], v[0], v[0], v[0], v[1], v[1], v[1], v[1]);
+      }
+      const BlockScales<kT> s(scales, a, b);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        const uint8_t* codes = kPerGroup == 8 ? codes0 + k * block_bytes
+                                              : codes0 + (k / kPerGroup) * g.group_bytes +
+                                                    (k % kPerGroup) * block_bytes;
+        step_lane<kT, kEvenOdd>(codes_of(g, codes), s, k, a, (b + k) * kBlock, acc);
+      }
+    }
+  }
+
+  // Any group width: 8 blocks at a time with their scales as vectors, walking the groups with a
+  // cursor (no division per block).
   template <int kT, bool kEvenOdd>
   QFORGE_AVX2 static void row_blocks(const uint8_t* p, const IntGroups& g, const Activations& a,
                                      __m256* acc) {
