@@ -6,7 +6,8 @@ One sensitivity measurement (`qforge plan`, saved and reused), then for every un
 the same bytes accounting as the plans) and a planned mix whose budget is F's exact size, so each
 plan is compared with a uniform format of equal size. --between adds budgets between them (for the
 rank correlation and the curve). Each point is quantized with `qforge quantize --plan` (GPTQ on the
-linears; --rtn formats also uniformly by RTN) and evaluated with `qforge eval --ref ORIGINAL`.
+linears; --rtn formats also uniformly by RTN); then all are evaluated together with `qforge eval
+POINT... --ref ORIGINAL` (one pass: the original runs once per window for all of them).
 --llamacpp LABEL=FILE.gguf adds llama.cpp's own files (llama-quantize with an imatrix, e.g. kept
 by `KEEP=1 scripts/gguf_quality.sh`), evaluated the same way, at the bits of their matrices.
 The first uniform GPTQ quantization runs right after the measurement, so the two times the cost
@@ -39,6 +40,25 @@ import time
 def run(cmd):
     print("+", " ".join(cmd), file=sys.stderr, flush=True)
     return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+
+
+# Models per `qforge eval` pass: each holds its weights (mapped) and a KV cache; the logits of a
+# window are shared. 16 quantized llama-sp-58m files take about 1 GiB together.
+EVAL_GROUP = 16
+
+
+def chunks(items, n):
+    return [items[i:i + n] for i in range(0, len(items), n)]
+
+
+def evaluate(q, paths, model, text, eval_tokens, threads):
+    """`qforge eval PATH... --ref MODEL --json` (one line per model, in order)."""
+    out = run([q, "eval", *paths, "--ref", model, "--text", text, "--max-tokens",
+               str(eval_tokens), "--json", "-t", threads])
+    evals = [json.loads(line) for line in out.splitlines() if line.strip()]
+    if len(evals) != len(paths):
+        sys.exit(f"qforge eval printed {len(evals)} results for {len(paths)} models")
+    return evals
 
 
 def spearman(xs, ys):
@@ -258,6 +278,9 @@ def main():
             "top1": e["top1_agreement"], "tokens": e["tokens"], "formats": []})
         save()
 
+    # Quantize every point first, then evaluate them all in one `qforge eval` pass, which runs the
+    # reference once per window for all of them (N + 1 forward passes instead of 2N).
+    pending = []  # (kind, label, method, plan, qdir, quantize seconds, earlier folder)
     for kind, label, path, method in jobs:
         if (kind, label) in done:
             continue
@@ -266,22 +289,26 @@ def main():
         p = json.load(open(path))
         qdir = os.path.join(a.out, "q-" + kind + "-" + label)
         earlier = earlier_file(a.uniform_from, kind, label)
-        t = time.time()
+        seconds_path = os.path.join(qdir, "quantize-seconds.json")
         if earlier:
             if not os.path.lexists(qdir):
                 os.symlink(earlier, qdir)  # so --reeval and the recount find it beside the rest
+            quant_seconds = None
+        elif os.path.exists(seconds_path):  # quantized by an interrupted run, not yet evaluated
+            quant_seconds = json.load(open(seconds_path))
         else:
+            t = time.time()
             run([q, "quantize", a.model, "--plan", path, "--method", method, "-o", qdir,
                  "--force"] + common)
-        quant_seconds = None if earlier else time.time() - t
-        # The same file on the same tokens gives the same evaluation: take the earlier sweep's.
-        e = earlier and earlier_eval(os.path.dirname(earlier), a.model, kind, label,
-                                     a.eval_tokens)
-        evaluated_in = os.path.dirname(earlier) if e else a.out
-        if not e:
-            e = json.loads(run([q, "eval", qdir, "--ref", a.model, "--text", a.text,
-                                "--max-tokens", str(a.eval_tokens), "--json", "-t", a.threads]))
-        state["results"].append({
+            quant_seconds = time.time() - t
+            json.dump(quant_seconds, open(seconds_path, "w"))
+        if kind == "uniform" and quant_seconds and "gptq_seconds" not in state:
+            state["gptq_seconds"] = quant_seconds  # the run right after the measurement
+            save()
+        pending.append((kind, label, method, p, qdir, quant_seconds, earlier))
+
+    def point(kind, label, method, p, qdir, quant_seconds, earlier, e, evaluated_in):
+        return {
             "kind": kind, "label": label, "method": method,
             "bpw": p["budget"]["bits_per_weight"], "max_bytes": p["budget"]["max_bytes"],
             "bytes": p["budget"]["used_bytes"], "written_bytes": quantized_bytes(qdir, measurement),
@@ -290,11 +317,25 @@ def main():
             "ref_ppl": e["ref_ppl"], "top1": e["top1_agreement"], "tokens": e["tokens"],
             "quantize_seconds": quant_seconds, "quantized_in": earlier or qdir,
             "evaluated_in": evaluated_in,
-            "formats": sorted({t["format"] for t in p["tensors"].values()})})
-        if kind == "uniform" and quant_seconds and "gptq_seconds" not in state:
-            state["gptq_seconds"] = quant_seconds  # the run right after the measurement
+            "formats": sorted({t["format"] for t in p["tensors"].values()})}
+
+    # The same file on the same tokens gives the same evaluation: take an earlier sweep's.
+    to_eval = []
+    for job in pending:
+        kind, label, earlier = job[0], job[1], job[6]
+        e = earlier and earlier_eval(os.path.dirname(earlier), a.model, kind, label,
+                                     a.eval_tokens)
+        if e:
+            state["results"].append(point(*job, e, os.path.dirname(earlier)))
+            save()
+        else:
+            to_eval.append(job)
+    for group in chunks(to_eval, EVAL_GROUP):
+        evals = evaluate(q, [job[4] for job in group], a.model, a.text, a.eval_tokens, a.threads)
+        for job, e in zip(group, evals):
+            state["results"].append(point(*job, e, a.out))
+            print(json.dumps(state["results"][-1]), file=sys.stderr, flush=True)
         save()
-        print(json.dumps(state["results"][-1]), file=sys.stderr, flush=True)
     report(state)
 
 
@@ -405,6 +446,7 @@ def reeval(argv):
     ggufs = dict(item.split("=", 1) for item in filter(None, a.llamacpp.split(",")))
     kinds = a.kinds.split(",")
     # Smallest first: the low-bit points, where the plans and the uniform formats differ most.
+    todo = []
     for r in sorted(src["results"], key=lambda r: (r["bpw"], r["kind"])):
         if r["kind"] not in kinds or (r["kind"], r["label"]) in done:
             continue
@@ -413,10 +455,14 @@ def reeval(argv):
         if not path or not os.path.exists(path):
             print(f"skipping {r['kind']} {r['label']}: no {path}", file=sys.stderr)
             continue
-        e = json.loads(run([a.qforge, "eval", path, "--ref", src["model"], "--text", a.text,
-                            "--max-tokens", str(a.eval_tokens), "--json", "-t", a.threads]))
-        out["results"].append(dict(r, kld_mean=e["kld_mean"], ppl=e["ppl"], ref_ppl=e["ref_ppl"],
-                                    top1=e["top1_agreement"], tokens=e["tokens"]))
+        todo.append((r, path))
+    for group in chunks(todo, EVAL_GROUP):
+        evals = evaluate(a.qforge, [path for _, path in group], src["model"], a.text,
+                         a.eval_tokens, a.threads)
+        for (r, _), e in zip(group, evals):
+            out["results"].append(dict(r, kld_mean=e["kld_mean"], ppl=e["ppl"],
+                                        ref_ppl=e["ref_ppl"], top1=e["top1_agreement"],
+                                        tokens=e["tokens"]))
         json.dump(out, open(a.output, "w"), indent=1)
     report(out)
 

@@ -38,6 +38,9 @@ ok bench "$QFORGE" bench "$M" --prefill 16 --decode 4 --repeats 1 --json
 ok quantize-rtn "$QFORGE" quantize "$M" -o "$TMP/q8" --format int8-channel --method rtn
 ok eval-ref "$QFORGE" eval "$TMP/q8" --ref "$M" --text "$TMP/text.txt" --ctx 64 --json
 grep -q '"kld_mean"' "$TMP/out" || { echo "FAIL eval-ref: no kld_mean"; fails=$((fails + 1)); }
+ok eval-ref-several "$QFORGE" eval "$TMP/q8" "$M" --ref "$M" --text "$TMP/text.txt" --ctx 64 --json
+[[ $(grep -c '"kld_mean"' "$TMP/out") == 2 ]] || { echo "FAIL eval-ref-several: not 2 lines"; fails=$((fails + 1)); }
+bad eval-several-no-ref "give --ref" "$QFORGE" eval "$TMP/q8" "$M" --text "$TMP/text.txt"
 ok run-quantized "$QFORGE" run "$TMP/q8" -p "Once" -n 4 --temp 0
 bad quantize-exists "exists" "$QFORGE" quantize "$M" -o "$TMP/q8" --format int8-channel --method rtn
 bad quantize-format "unknown format" "$QFORGE" quantize "$M" -o "$TMP/qx" --format int4-g100x --method rtn

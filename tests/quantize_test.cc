@@ -1,5 +1,6 @@
 // End-to-end quantization of the embedded model: RTN and GPTQ into real formats, reloaded and
 // compared against the original in one streaming pass; and every refusal happens before work.
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -53,6 +54,65 @@ TEST(Quantize, KldPerWindowAddsUpToTheMeanAndGivesItsStandardError) {
   EXPECT_GT(r.kld_mean_stderr, 0.0);
   EXPECT_LT(r.kld_mean_stderr, r.kld_mean);
   EXPECT_EQ(r.kld_mean_stderr, clustered_stderr(r.window_klds));
+}
+
+TEST(Quantize, SeveralModelsComparedInOnePassGetWhatEachGetsAlone) {
+  const QuantizeOptions o8 = base("one_pass_int8", "int8-channel", QuantMethod::RTN);
+  const QuantizeOptions o4 = base("one_pass_int4", "int4-g64", QuantMethod::RTN);
+  quantize_model(o8);
+  quantize_model(o4);
+  LoadedModel q8 = load_model(o8.output), q4 = load_model(o4.output),
+              ref = load_model(testing::embedded_model_dir());
+  ThreadPool pool(2);
+  Transformer t8(q8.config, q8.weights, pool, q8.inference),
+      t4(q4.config, q4.weights, pool, q4.inference), tr(ref.config, ref.weights, pool),
+      self(ref.config, ref.weights, pool);
+  const std::vector<int32_t> ids = testing::sample_ids(ref);
+  std::vector<Transformer*> models = {&t8, &t4, &self};
+  const std::vector<ComparisonResult> together = compare_models(models, tr, ids, {100, 0});
+  ASSERT_EQ(together.size(), 3u);
+  // The same sums in the same order: equal to the last bit, whatever the thread count.
+  for (size_t i = 0; i < 2; ++i) {
+    const ComparisonResult alone = compare_models(*models[i], tr, ids, {100, 0});
+    EXPECT_EQ(together[i].kld_mean, alone.kld_mean) << i;
+    EXPECT_EQ(together[i].kld_median, alone.kld_median) << i;
+    EXPECT_EQ(together[i].ppl, alone.ppl) << i;
+    EXPECT_EQ(together[i].ref_ppl, alone.ref_ppl) << i;
+    EXPECT_EQ(together[i].top1_agreement, alone.top1_agreement) << i;
+    EXPECT_EQ(together[i].delta_p_mean, alone.delta_p_mean) << i;
+    ASSERT_EQ(together[i].window_klds.size(), alone.window_klds.size());
+    for (size_t w = 0; w < alone.window_klds.size(); ++w)
+      EXPECT_EQ(together[i].window_klds[w].sum, alone.window_klds[w].sum);
+  }
+  // Each model is scored on its own logits: the int4 file loses more than the int8 one, and the
+  // reference against itself loses nothing.
+  EXPECT_GT(together[1].kld_mean, 2 * together[0].kld_mean);
+  EXPECT_LT(together[2].kld_mean, 1e-12);
+  EXPECT_EQ(together[2].top1_agreement, 1.0);
+  EXPECT_NEAR(together[2].ppl, together[2].ref_ppl, 1e-9 * together[2].ppl);
+}
+
+TEST(Compare, TokenStatisticsMatchTheirDefinitionInDouble) {
+  const std::vector<float> logits = {1.5f, -0.25f, 3.0f, 0.0f, 2.0f};
+  const std::vector<float> ref = {1.0f, 0.5f, 2.5f, -1.0f, 2.75f};
+  auto log_softmax = [](const std::vector<float>& x) {
+    double s = 0;
+    for (float v : x) s += std::exp(static_cast<double>(v));
+    std::vector<double> out;
+    for (float v : x) out.push_back(v - std::log(s));
+    return out;
+  };
+  const std::vector<double> lq = log_softmax(logits), lr = log_softmax(ref);
+  double kld = 0;
+  for (size_t i = 0; i < lq.size(); ++i) kld += std::exp(lr[i]) * (lr[i] - lq[i]);
+  const TokenComparison t = compare_token(logits, ref, 1);
+  EXPECT_NEAR(t.kld, kld, 1e-15);
+  EXPECT_NEAR(t.nll, -lq[1], 1e-14);
+  EXPECT_NEAR(t.ref_nll, -lr[1], 1e-14);
+  EXPECT_NEAR(t.p - t.ref_p, std::exp(lq[1]) - std::exp(lr[1]), 1e-15);
+  EXPECT_FALSE(t.same_top1);  // the model's top token is 2, the reference's 4
+  EXPECT_TRUE(compare_token(logits, logits, 0).same_top1);
+  EXPECT_NEAR(compare_token(logits, logits, 0).kld, 0.0, 1e-16);
 }
 
 TEST(Quantize, GptqBeatsRtnOnEveryLayerObjectiveAndOnKld) {

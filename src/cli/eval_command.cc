@@ -1,5 +1,7 @@
-// qforge eval MODEL --text FILE [--ctx 512] [--max-tokens N] [--json] [--dump-logits FILE]
-// Perplexity with the protocol in ../shared/DESIGN.md ("Quality measurement").
+// qforge eval MODEL... --text FILE [--ref REF] [--ctx 512] [--max-tokens N] [--json]
+//            [--dump-logits FILE]
+// Perplexity with the protocol in ../shared/DESIGN.md ("Quality measurement"); with --ref, the
+// comparison against a reference, several models in one pass that runs the reference once.
 // --dump-logits writes the first window's tokens and logits instead (scripts/peers/ compare them
 // with other engines' on the same checkpoint).
 #include <fmt/format.h>
@@ -22,7 +24,8 @@ namespace qforge::cli {
 namespace {
 
 struct EvalOpts {
-  std::string model, text, tokenizer, ref, protocol = "qforge", dump_logits;
+  std::vector<std::string> models;
+  std::string text, tokenizer, ref, protocol = "qforge", dump_logits;
   int ctx = 512;
   int64_t max_tokens = 0, chunks = 0;
   int batch = 0;
@@ -146,13 +149,57 @@ void dump_logits(Transformer& model, const std::vector<int32_t>& ids, const Eval
   fmt::print("wrote {} tokens and their logits [{}, {}] to {}\n", n, n, vocab, o.dump_logits);
 }
 
+// Several models compared in one pass share the first model's token ids; a model whose own
+// tokenizer reads the text differently would be scored on the wrong tokens, so the tokenizers must
+// agree on the start of the text (a cheap check: tokenizing all of it again per model is not).
+void check_same_tokens(const LoadedModel& first, const LoadedModel& m, const std::string& text) {
+  constexpr size_t kPrefixBytes = 16384;
+  std::string_view prefix(text);
+  prefix = prefix.substr(0, std::min(prefix.size(), kPrefixBytes));
+  if (const size_t nl = prefix.rfind('\n'); nl != std::string_view::npos && nl > 0)
+    prefix = prefix.substr(0, nl);  // whole lines: a cut inside a word may tokenize differently
+  check(first.tokenizer->encode(prefix, first.tokenizer->adds_bos()) ==
+            m.tokenizer->encode(prefix, m.tokenizer->adds_bos()),
+        "{} and {} tokenize the text differently: compare them in separate runs, or give "
+        "--tokenizer",
+        first.source.string(), m.source.string());
+}
+
+// eval MODEL... --ref REF: every model against the reference, one pass over the text.
+void compare_with_reference(const EvalOpts& o, std::vector<LoadedModel>& loaded,
+                            const std::vector<int32_t>& ids, ThreadPool& pool) {
+  LoadOptions rlo;
+  rlo.require_tokenizer = false;
+  LoadedModel rm = load_model(o.ref, rlo);
+  if (o.ref_simulated_activations) rm.inference.integer_activations = false;
+  Transformer reference(rm.config, rm.weights, pool, rm.inference);
+  std::vector<std::unique_ptr<Transformer>> models;
+  std::vector<Transformer*> pointers;
+  for (LoadedModel& m : loaded) {
+    models.push_back(std::make_unique<Transformer>(m.config, m.weights, pool, m.inference));
+    pointers.push_back(models.back().get());
+  }
+  Progress progress("eval", ids.size() - 1);
+  const std::vector<ComparisonResult> results =
+      compare_models(pointers, reference, ids, {o.ctx, o.max_tokens, o.batch},
+                     [&](int64_t done, int64_t) { progress.update(static_cast<size_t>(done)); });
+  progress.finish();
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (i > 0 && !o.json) fmt::print("\n");
+    print_comparison(o, loaded[i], rm, results[i], pool.size(), models[i]->options().describe());
+  }
+}
+
 }  // namespace
 
 void add_eval_command(CLI::App& app) {
   using Opts = EvalOpts;
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("eval", "Measure perplexity on a text file");
-  cmd->add_option("model", o->model, "Model directory, .gguf or llama2.c .bin")->required();
+  cmd->add_option("models", o->models,
+                  "Model directory, .gguf or llama2.c .bin; with --ref, several models are "
+                  "compared in one pass (the reference runs once; --json prints a line each)")
+      ->required();
   cmd->add_option("--text", o->text, "UTF-8 text file to evaluate on")->required();
   cmd->add_option("--ctx", o->ctx, "Predicted tokens per window (windows overlap by one token)")
       ->check(CLI::PositiveNumber);
@@ -190,10 +237,18 @@ void add_eval_command(CLI::App& app) {
     apply_kernels(o->kernels);
     check(!o->ref_simulated_activations || !o->ref.empty(),
           "--ref-simulated-activations describes the reference: give --ref MODEL too");
+    check(o->models.size() == 1 || !o->ref.empty(),
+          "several models ({}) are compared against a reference: give --ref MODEL",
+          o->models.size());
+    check(o->models.size() == 1 || (o->dump_logits.empty() && o->protocol == "qforge"),
+          "--dump-logits and --protocol llama.cpp take one model");
     LoadOptions lo;
     if (!o->tokenizer.empty()) lo.tokenizer = o->tokenizer;
-    LoadedModel m = load_model(o->model, lo);
+    std::vector<LoadedModel> loaded;
+    for (const std::string& path : o->models) loaded.push_back(load_model(path, lo));
+    LoadedModel& m = loaded.front();
     const std::string text = read_text_file(o->text);
+    for (size_t i = 1; i < loaded.size(); ++i) check_same_tokens(m, loaded[i], text);
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<int32_t> ids = m.tokenizer->encode(text, m.tokenizer->adds_bos());
     const double tokenize_s =
@@ -203,11 +258,14 @@ void add_eval_command(CLI::App& app) {
           "--ctx {} needs {} positions but the model has {}", o->ctx, o->ctx + 1,
           m.config.max_position_embeddings);
     ThreadPool& pool = ThreadPool::global();
-    if (auto kv = kv_format(o->kv)) m.inference.kv = *kv;
+    if (auto kv = kv_format(o->kv))
+      for (LoadedModel& each : loaded) each.inference.kv = *kv;
+    check(o->protocol == "qforge" || (o->ref.empty() && o->max_tokens == 0),
+          "--protocol llama.cpp takes --ctx and --chunks (not --ref or --max-tokens)");
+    if (!o->ref.empty() && o->dump_logits.empty())
+      return compare_with_reference(*o, loaded, ids, pool);
     Transformer model(m.config, m.weights, pool, m.inference);
     if (o->protocol == "llama.cpp") {
-      check(o->ref.empty() && o->max_tokens == 0,
-            "--protocol llama.cpp takes --ctx and --chunks (not --ref or --max-tokens)");
       const int32_t bos = m.tokenizer->adds_bos() ? m.tokenizer->bos_id() : -1;
       Progress progress("eval", 1);
       const PerplexityResult r = evaluate_perplexity_llamacpp(
@@ -222,19 +280,6 @@ void add_eval_command(CLI::App& app) {
     if (!o->dump_logits.empty()) return dump_logits(model, ids, *o);
     PerplexityOptions po{o->ctx, o->max_tokens, o->batch};
     Progress progress("eval", ids.size() - 1);
-    if (!o->ref.empty()) {
-      LoadOptions rlo;
-      rlo.require_tokenizer = false;
-      LoadedModel rm = load_model(o->ref, rlo);
-      if (o->ref_simulated_activations) rm.inference.integer_activations = false;
-      Transformer reference(rm.config, rm.weights, pool, rm.inference);
-      const ComparisonResult r = compare_models(
-          model, reference, ids, po,
-          [&](int64_t done, int64_t) { progress.update(static_cast<size_t>(done)); });
-      progress.finish();
-      print_comparison(*o, m, rm, r, pool.size(), model.options().describe());
-      return;
-    }
     const PerplexityResult r =
         evaluate_perplexity(model, ids, po, [&](int64_t done, int64_t total) {
           (void)total;

@@ -16,29 +16,43 @@ double token_nll(std::span<const float> logits, int32_t target) {
   return std::log(sum) + mx - static_cast<double>(logits[target]);
 }
 
+std::vector<TextWindow> protocol_windows(size_t text_tokens, const PerplexityOptions& o) {
+  check(o.ctx >= 1, "context length must be >= 1 (got {})", o.ctx);
+  int64_t n = static_cast<int64_t>(text_tokens);
+  if (o.max_tokens > 0) n = std::min(n, o.max_tokens);
+  check(n >= 2, "text too short: {} tokens, need at least 2 to predict anything", n);
+  std::vector<TextWindow> windows;
+  for (int64_t start = 0; start + 1 < n; start += o.ctx)
+    windows.push_back({start, std::min<int64_t>(o.ctx + 1, n - start)});
+  return windows;
+}
+
+void forward_window(Transformer& model, std::span<const int32_t> window, int batch, KVCache& cache,
+                    float* logits) {
+  // Only the first len-1 positions predict something inside the window.
+  const int64_t len = static_cast<int64_t>(window.size());
+  const int64_t vocab = model.config().vocab_size;
+  const int64_t step = batch > 0 ? batch : len - 1;
+  for (int64_t i = 0; i < len - 1; i += step)
+    model.forward(
+        window.subspan(static_cast<size_t>(i), static_cast<size_t>(std::min(step, len - 1 - i))),
+        static_cast<int>(i), cache, logits + i * vocab, true);
+}
+
 void for_each_window(Transformer& model, std::span<const int32_t> tokens,
                      const PerplexityOptions& o,
                      const std::function<void(std::span<const int32_t>, const float*)>& fn,
                      const std::function<void(int64_t, int64_t)>& progress) {
-  check(o.ctx >= 1, "context length must be >= 1 (got {})", o.ctx);
-  int64_t n = static_cast<int64_t>(tokens.size());
-  if (o.max_tokens > 0) n = std::min(n, o.max_tokens);
-  check(n >= 2, "text too short: {} tokens, need at least 2 to predict anything", n);
+  const std::vector<TextWindow> windows = protocol_windows(tokens.size(), o);
   const int vocab = model.config().vocab_size;
   KVCache cache = model.new_cache(o.ctx + 1);
   std::vector<float> logits(static_cast<size_t>(o.ctx + 1) * vocab);
-  const int64_t total = n - 1;
-  for (int64_t start = 0; start + 1 < n; start += o.ctx) {
-    const int64_t len = std::min<int64_t>(o.ctx + 1, n - start);
-    const auto window = tokens.subspan(static_cast<size_t>(start), static_cast<size_t>(len));
-    // Only the first len-1 positions predict something inside the window.
-    const int64_t step = o.batch > 0 ? o.batch : len - 1;
-    for (int64_t i = 0; i < len - 1; i += step)
-      model.forward(
-          window.subspan(static_cast<size_t>(i), static_cast<size_t>(std::min(step, len - 1 - i))),
-          static_cast<int>(i), cache, logits.data() + i * vocab, true);
+  const int64_t total = windows.back().start + windows.back().length - 1;
+  for (const TextWindow& w : windows) {
+    const auto window = tokens.subspan(static_cast<size_t>(w.start), static_cast<size_t>(w.length));
+    forward_window(model, window, o.batch, cache, logits.data());
     fn(window, logits.data());
-    if (progress) progress(start + len - 1, total);
+    if (progress) progress(w.start + w.length - 1, total);
   }
 }
 

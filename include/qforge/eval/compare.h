@@ -32,6 +32,13 @@ ComparisonResult compare_models(Transformer& model, Transformer& reference,
                                 std::span<const int32_t> tokens, const PerplexityOptions& options,
                                 const std::function<void(int64_t, int64_t)>& progress = {});
 
+// Several models against one reference, in one pass: each window runs through the reference once
+// for all of them, so N models cost N + 1 forward passes instead of 2N. Results in the models'
+// order; each is what compare_models of that model alone gives.
+std::vector<ComparisonResult> compare_models(
+    std::span<Transformer* const> models, Transformer& reference, std::span<const int32_t> tokens,
+    const PerplexityOptions& options, const std::function<void(int64_t, int64_t)>& progress = {});
+
 // Per-position statistics of two logit rows, all in double. Exposed for tests.
 struct TokenComparison {
   double kld = 0;  // KL(ref ‖ model)

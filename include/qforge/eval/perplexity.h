@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <vector>
 
 #include "qforge/model/transformer.h"
 
@@ -27,6 +28,18 @@ struct PerplexityResult {
   int64_t windows = 0;
   double seconds = 0;
 };
+
+// One window of the protocol: tokens [start, start + length) of the text.
+struct TextWindow {
+  int64_t start = 0, length = 0;
+};
+// The protocol's windows over a text of `text_tokens` tokens (options.max_tokens applied).
+std::vector<TextWindow> protocol_windows(size_t text_tokens, const PerplexityOptions& options);
+
+// Runs one window through `model` from position 0 of `cache`, `batch` tokens per forward call
+// (0: all at once); logits row i (of [window.size() - 1, vocab]) predicts window[i + 1].
+void forward_window(Transformer& model, std::span<const int32_t> window, int batch, KVCache& cache,
+                    float* logits);
 
 // Calls fn(window_tokens, logits [window_len, vocab]) for each window of the protocol. Predictions
 // for window_tokens[i + 1] are in logits row i. Shared by perplexity and model comparison.
