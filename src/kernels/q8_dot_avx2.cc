@@ -117,12 +117,24 @@ QFORGE_AVX2 inline void step_halves(__m256i codes, float first_scale, float seco
 }
 
 // The scales of 8 consecutive blocks of 32 (b0 .. b0 + 7) for each token: the weight scales
-// times the token's activation scales of the same blocks. With one or two tokens they are kept
-// as vectors and a block's scale is one lane permute (instead of a conversion, two
-// multiplications and a broadcast); with more the vectors would not fit in the 16 registers
-// beside the accumulators, so a block's scale is computed when it is needed.
-template <int kT, bool kInRegisters = (kT <= 2)>
-struct BlockScales {
+// times the token's activation scales of the same blocks, made once per 8 blocks. How a block's
+// scale then reaches its FMA:
+// - kPermute: the products stay in vectors and a block's scale is one lane permute. One or two
+//   tokens only: more vectors would not fit in the 16 registers beside the accumulators.
+// - kBroadcast: the products are stored and a block's scale is a broadcast load, which takes a
+//   load port instead of a shuffle port: faster where unpacking the codes keeps the shuffle
+//   ports busy (Q6_K, IQ4_XS: 11-14% on one token, docs/RESULTS.md).
+// - kCompute: the weight scales are stored and a block's scale is one multiplication and a
+//   broadcast.
+enum class ScaleLookup { kPermute, kBroadcast, kCompute };
+template <int kT>
+constexpr ScaleLookup kDefaultLookup = kT <= 2 ? ScaleLookup::kPermute : ScaleLookup::kCompute;
+
+template <int kT, ScaleLookup kLookup = kDefaultLookup<kT>>
+struct BlockScales;
+
+template <int kT>
+struct BlockScales<kT, ScaleLookup::kPermute> {
   __m256 s[kT];
   QFORGE_AVX2 BlockScales(__m256 weight_scales, const Activations& a, int64_t b0) {
     const int64_t nb = a.cols / kBlock;
@@ -134,7 +146,18 @@ struct BlockScales {
   }
 };
 template <int kT>
-struct BlockScales<kT, false> {
+struct BlockScales<kT, ScaleLookup::kBroadcast> {
+  alignas(32) float s[kT][8];
+  QFORGE_AVX2 BlockScales(__m256 weight_scales, const Activations& a, int64_t b0) {
+    const int64_t nb = a.cols / kBlock;
+    for (int t = 0; t < kT; ++t)
+      _mm256_store_ps(s[t],
+                      _mm256_mul_ps(weight_scales, _mm256_loadu_ps(a.d.data() + t * nb + b0)));
+  }
+  QFORGE_AVX2 __m256 of(int k, int t) const { return _mm256_broadcast_ss(&s[t][k]); }
+};
+template <int kT>
+struct BlockScales<kT, ScaleLookup::kCompute> {
   alignas(32) float weight[8];
   const float* d;  // the activation scale of block b0, token 0
   int64_t nb;      // blocks per token
@@ -146,18 +169,18 @@ struct BlockScales<kT, false> {
 };
 
 // Block b0 + k of the 8 whose scales are s, at column col.
-template <int kT, bool kEvenOdd = false>
-QFORGE_AVX2 inline void step_lane(const Widened& w, const BlockScales<kT>& s, int k,
-                                  const Activations& a, int64_t col, __m256* acc) {
+template <int kT, bool kEvenOdd = false, class Scales>
+QFORGE_AVX2 inline void step_lane(const Widened& w, const Scales& s, int k, const Activations& a,
+                                  int64_t col, __m256* acc) {
   for (int t = 0; t < kT; ++t) {
     const __m256i i = units_dot(w, units<kEvenOdd>(a) + t * a.cols + col);
     acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s.of(k, t), acc[t]);
   }
 }
 // The same with a scale per 16 weights: lane k of `first` and of `second`.
-template <int kT>
-QFORGE_AVX2 inline void step_lane_halves(const Widened& w, const BlockScales<kT>& first,
-                                         const BlockScales<kT>& second, int k, const Activations& a,
+template <int kT, class Scales>
+QFORGE_AVX2 inline void step_lane_halves(const Widened& w, const Scales& first,
+                                         const Scales& second, int k, const Activations& a,
                                          int64_t col, __m256* acc) {
   for (int t = 0; t < kT; ++t) {
     const int16_t* u = a.units.data() + t * a.cols + col;
@@ -363,9 +386,9 @@ struct Q6_KKernel {
       const __m128i sc = _mm_shuffle_epi8(
           load128(b.scales), _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
       const __m256 d = _mm256_set1_ps(_cvtsh_ss(b.d));
-      const BlockScales<kT> first(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)), d), a,
-                                  sb * 8);
-      const BlockScales<kT> second(
+      using Scales = BlockScales<kT, ScaleLookup::kBroadcast>;
+      const Scales first(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)), d), a, sb * 8);
+      const Scales second(
           _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(sc, sc))), d), a,
           sb * 8);
       for (int n = 0; n < 2; ++n) {
@@ -414,8 +437,8 @@ struct IQ4_XSKernel {
     for (int64_t sb = 0; sb < nsuper; ++sb) {
       const BlockIQ4_XS& b = blk[sb];
       prefetch_ahead(&b, sizeof(BlockIQ4_XS));
-      const BlockScales<kT> s(_mm256_mul_ps(iq4_xs_scales(b), _mm256_set1_ps(_cvtsh_ss(b.d))), a,
-                              sb * 8);
+      const BlockScales<kT, ScaleLookup::kBroadcast> s(
+          _mm256_mul_ps(iq4_xs_scales(b), _mm256_set1_ps(_cvtsh_ss(b.d))), a, sb * 8);
 #pragma GCC unroll 8
       for (int k = 0; k < 8; ++k)
         step_lane<kT>(widen(_mm256_shuffle_epi8(grid, planar_codes(b.qs + 16 * k))), s, k, a,
