@@ -41,6 +41,9 @@ grep -q '"kld_mean"' "$TMP/out" || { echo "FAIL eval-ref: no kld_mean"; fails=$(
 ok eval-ref-several "$QFORGE" eval "$TMP/q8" "$M" --ref "$M" --text "$TMP/text.txt" --ctx 64 --json
 [[ $(grep -c '"kld_mean"' "$TMP/out") == 2 ]] || { echo "FAIL eval-ref-several: not 2 lines"; fails=$((fails + 1)); }
 bad eval-several-no-ref "give --ref" "$QFORGE" eval "$TMP/q8" "$M" --text "$TMP/text.txt"
+[[ -f "$TMP/q8/qforge-evaluations.json" ]] || { echo "FAIL eval-ref: no evaluation log"; fails=$((fails + 1)); }
+ok info-evaluated "$QFORGE" info "$TMP/q8" --no-tensors
+grep -q "^evaluated: .*mean KLD" "$TMP/out" || { echo "FAIL info-evaluated: no measured KLD"; fails=$((fails + 1)); }
 ok run-quantized "$QFORGE" run "$TMP/q8" -p "Once" -n 4 --temp 0
 bad quantize-exists "exists" "$QFORGE" quantize "$M" -o "$TMP/q8" --format int8-channel --method rtn
 bad quantize-format "unknown format" "$QFORGE" quantize "$M" -o "$TMP/qx" --format int4-g100x --method rtn

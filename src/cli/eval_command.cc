@@ -15,6 +15,7 @@
 #include "qforge/core/mapped_file.h"
 #include "qforge/core/progress.h"
 #include "qforge/eval/compare.h"
+#include "qforge/eval/evaluation_log.h"
 #include "qforge/eval/perplexity.h"
 #include "qforge/io/model_loader.h"
 #include "qforge/io/safetensors.h"
@@ -31,6 +32,7 @@ struct EvalOpts {
   int batch = 0;
   bool json = false;
   bool ref_simulated_activations = false;
+  bool no_record = false;
   int threads = 0;
   std::string kernels = "exact";
   KvOptions kv;
@@ -165,6 +167,36 @@ void check_same_tokens(const LoadedModel& first, const LoadedModel& m, const std
         first.source.string(), m.source.string());
 }
 
+// A quantized model's measured KLD goes into the evaluation log beside it, where `qforge info`
+// shows it with the plan's prediction. The model is evaluated either way: a log that cannot be
+// written (a read-only folder, a malformed log) is a warning.
+void record_in_log(const EvalOpts& o, const LoadedModel& m, const ComparisonResult& r,
+                   const std::string& inference) {
+  if (o.no_record || !m.quantization_record) return;
+  const EvaluationEntry e{.reference = o.ref,
+                          .text = o.text,
+                          .tokens = r.tokens,
+                          .ctx = o.ctx,
+                          .batch = o.batch,
+                          .inference = inference,
+                          .kld_mean = r.kld_mean,
+                          .kld_mean_stderr = r.kld_mean_stderr,
+                          .kld_median = r.kld_median,
+                          .kld_p99 = r.kld_p99,
+                          .ppl = r.ppl,
+                          .ref_ppl = r.ref_ppl,
+                          .top1_agreement = r.top1_agreement,
+                          .predicted_kld = planned_kld(m),
+                          .date = utc_now_iso8601(),
+                          .tool_version = QFORGE_VERSION};
+  try {
+    record_evaluation(m.source, e);
+    if (!o.json) fmt::print("recorded    in {}\n", evaluation_log_path(m.source).string());
+  } catch (const std::exception& err) {
+    fmt::print(stderr, "warning: the evaluation was not recorded: {}\n", err.what());
+  }
+}
+
 // eval MODEL... --ref REF: every model against the reference, one pass over the text.
 void compare_with_reference(const EvalOpts& o, std::vector<LoadedModel>& loaded,
                             const std::vector<int32_t>& ids, ThreadPool& pool) {
@@ -187,6 +219,7 @@ void compare_with_reference(const EvalOpts& o, std::vector<LoadedModel>& loaded,
   for (size_t i = 0; i < results.size(); ++i) {
     if (i > 0 && !o.json) fmt::print("\n");
     print_comparison(o, loaded[i], rm, results[i], pool.size(), models[i]->options().describe());
+    record_in_log(o, loaded[i], results[i], models[i]->options().describe());
   }
 }
 
@@ -224,6 +257,9 @@ void add_eval_command(CLI::App& app) {
                 "Run the reference's int8 activations (W8A8/W4A8) through the f32 simulation "
                 "instead of the integer kernels: with --ref MODEL it checks the integer path "
                 "against its definition");
+  cmd->add_flag("--no-record", o->no_record,
+                "With --ref: do not add the measurement to the quantized model's evaluation log "
+                "(qforge-evaluations.json beside it, which `qforge info` shows)");
   cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
   cmd->add_option("--dump-logits", o->dump_logits,
                   "Instead of evaluating, write the first window's tokens (I32 [n], n = "

@@ -5,10 +5,30 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "qforge/core/error.h"
+#include "qforge/eval/evaluation_log.h"
 #include "qforge/io/model_loader.h"
 #include "qforge/model/transformer.h"
 
 namespace qforge::cli {
+
+namespace {
+
+// The KLDs `qforge eval --ref` measured for this model (evaluation_log.h), newest last.
+void print_evaluations(const std::filesystem::path& model) {
+  try {
+    for (const EvaluationEntry& e : read_evaluation_log(model))
+      fmt::print(
+          "evaluated:    mean KLD {:.6f} ± {:.6f}, top-1 {:.2f}%, PPL {:.4f} (reference {:.4f}) "
+          "on {} tokens of {} against {} ({})\n",
+          e.kld_mean, e.kld_mean_stderr, 100 * e.top1_agreement, e.ppl, e.ref_ppl, e.tokens, e.text,
+          e.reference, e.date);
+  } catch (const Error& err) {
+    fmt::print("evaluated:    (unreadable: {})\n", err.what());
+  }
+}
+
+}  // namespace
 
 void add_info_command(CLI::App& app) {
   struct Opts {
@@ -69,6 +89,9 @@ void add_info_command(CLI::App& app) {
       fmt::print("quantized:    {} ({}; qforge {})\n", fs, how,
                  r.tool_version.empty() ? "?" : r.tool_version);
       fmt::print("inference:    {}\n", m.inference.describe());
+      if (r.planned_kld() > 0)
+        fmt::print("plan:         predicted mean KLD {:.6f} (qforge plan)\n", r.planned_kld());
+      print_evaluations(m.source);
     }
     if (!opts->no_tensors) {
       fmt::print("\n{:<56} {:>6} {:>16} {:>12}\n", "tensor", "dtype", "shape", "bytes");
