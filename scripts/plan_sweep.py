@@ -261,22 +261,26 @@ def main():
     if a.plans_first:
         jobs.sort(key=lambda j: j[0] != "plan")  # stable: each kind keeps its order
 
+    def llamacpp_point(label, path, e):
+        qbytes = gguf_matrix_bytes(q, path)
+        return {
+            "kind": "llamacpp", "label": label, "method": "llamacpp",
+            "bpw": 8.0 * qbytes / weights, "max_bytes": qbytes, "bytes": qbytes,
+            "written_bytes": qbytes, "file_bytes": os.path.getsize(path), "predicted_kld": 0.0,
+            "kld_mean": e["kld_mean"], "ppl": e["ppl"], "ref_ppl": e["ref_ppl"],
+            "top1": e["top1_agreement"], "tokens": e["tokens"], "formats": []}
+
+    to_eval = []  # (path, point(evaluation)): evaluated together after the quantizations
     for item in filter(None, a.llamacpp.split(",")):
         label, path = item.split("=", 1)
         if ("llamacpp", label) in done:
             continue
         e = earlier_llamacpp_eval(a.llamacpp_evals_from, a.model, label, path, a.eval_tokens)
-        if not e:
-            e = json.loads(run([q, "eval", path, "--ref", a.model, "--text", a.text,
-                                "--max-tokens", str(a.eval_tokens), "--json", "-t", a.threads]))
-        qbytes = gguf_matrix_bytes(q, path)
-        state["results"].append({
-            "kind": "llamacpp", "label": label, "method": "llamacpp",
-            "bpw": 8.0 * qbytes / weights, "max_bytes": qbytes, "bytes": qbytes,
-            "written_bytes": qbytes, "file_bytes": os.path.getsize(path), "predicted_kld": 0.0,
-            "kld_mean": e["kld_mean"], "ppl": e["ppl"], "ref_ppl": e["ref_ppl"],
-            "top1": e["top1_agreement"], "tokens": e["tokens"], "formats": []})
-        save()
+        if e:
+            state["results"].append(llamacpp_point(label, path, e))
+            save()
+        else:
+            to_eval.append((path, lambda e, label=label, path=path: llamacpp_point(label, path, e)))
 
     # Quantize every point first, then evaluate them all in one `qforge eval` pass, which runs the
     # reference once per window for all of them (N + 1 forward passes instead of 2N).
@@ -320,7 +324,6 @@ def main():
             "formats": sorted({t["format"] for t in p["tensors"].values()})}
 
     # The same file on the same tokens gives the same evaluation: take an earlier sweep's.
-    to_eval = []
     for job in pending:
         kind, label, earlier = job[0], job[1], job[6]
         e = earlier and earlier_eval(os.path.dirname(earlier), a.model, kind, label,
@@ -329,11 +332,12 @@ def main():
             state["results"].append(point(*job, e, os.path.dirname(earlier)))
             save()
         else:
-            to_eval.append(job)
+            to_eval.append((job[4], lambda e, job=job: point(*job, e, a.out)))
     for group in chunks(to_eval, EVAL_GROUP):
-        evals = evaluate(q, [job[4] for job in group], a.model, a.text, a.eval_tokens, a.threads)
-        for job, e in zip(group, evals):
-            state["results"].append(point(*job, e, a.out))
+        evals = evaluate(q, [path for path, _ in group], a.model, a.text, a.eval_tokens,
+                         a.threads)
+        for (_, make_point), e in zip(group, evals):
+            state["results"].append(make_point(e))
             print(json.dumps(state["results"][-1]), file=sys.stderr, flush=True)
         save()
     report(state)
