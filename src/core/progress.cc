@@ -17,10 +17,19 @@ Progress::~Progress() {
   finish();
 }
 
+namespace {
+constexpr auto kLogInterval = std::chrono::seconds(60);
+}  // namespace
+
 void Progress::update(size_t done) {
   done_ = done;
-  if (!enabled_) return;
   const auto now = std::chrono::steady_clock::now();
+  if (!enabled_) {
+    if (now - last_draw_ < kLogInterval) return;
+    last_draw_ = now;
+    log_line();
+    return;
+  }
   if (now - last_draw_ < std::chrono::milliseconds(100) && done_ < total_) return;
   last_draw_ = now;
   draw(false);
@@ -33,6 +42,16 @@ void Progress::finish() {
     draw(true);
     std::fputc('\n', stderr);
   }
+}
+
+void Progress::log_line() {
+  const double frac = total_ ? static_cast<double>(done_) / static_cast<double>(total_) : 1.0;
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  std::fprintf(stderr, "%s: %.1f%% (%zu/%zu) after %.0f s, about %.0f s left%s%s\n", label_.c_str(),
+               100 * frac, done_, total_, secs, frac > 0 ? secs * (1 - frac) / frac : 0.0,
+               note_.empty() ? "" : "; ", note_.c_str());
+  std::fflush(stderr);
 }
 
 void Progress::draw(bool final) {

@@ -1,5 +1,6 @@
-// A progress bar on stderr for long work. Silent unless stderr is a terminal, so logs and CI
-// output stay clean.
+// Progress of long work on stderr: a bar redrawn in place on a terminal; in a log (stderr not a
+// terminal) a plain line at most once a minute, so work shorter than that prints nothing there
+// and a job of hours shows that it is alive and when it should end.
 #pragma once
 
 #include <chrono>
@@ -24,6 +25,7 @@ class Progress {
 
  private:
   void draw(bool final);
+  void log_line();
   std::string label_;
   std::string note_;
   size_t total_;
