@@ -54,10 +54,14 @@ def panel(name, results, x0):
         if r["predicted_kld"] > 0:
             out.append(f'<circle cx="{px(r["bpw"]):.1f}" cy="{py(r["predicted_kld"]):.1f}" r="3.5" '
                        'fill="none" stroke="#ff7f0e"/>')
-    for r in (r for r in results if r["kind"] == "uniform"):
+    last_x, below = None, False  # a label close to the previous one goes on the other side
+    for r in sorted((r for r in results if r["kind"] == "uniform"), key=lambda r: r["bpw"]):
         x, y = px(r["bpw"]), py(r["kld_mean"])
+        below = last_x is not None and x - last_x < 50 and not below
+        last_x = x
         out.append(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="#d62728"/>')
-        out.append(f'<text x="{x + 6:.1f}" y="{y - 6:.1f}" font-size="10">{r["label"]}</text>')
+        out.append(f'<text x="{x + 6:.1f}" y="{y + 14 if below else y - 6:.1f}" '
+                   f'font-size="10">{r["label"]}</text>')
     for r in (r for r in results if r["kind"] == "uniform-rtn"):
         x, y = px(r["bpw"]), py(r["kld_mean"])
         out.append(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="none" '
