@@ -224,8 +224,9 @@ void compare_with_reference(const EvalOpts& o, std::vector<LoadedModel>& loaded,
   progress.finish();
   for (size_t i = 0; i < results.size(); ++i) {
     if (i > 0 && !o.json) fmt::print("\n");
-    print_comparison(o, loaded[i], rm, results[i], pool.size(), models[i]->options().describe());
-    record_in_log(o, loaded[i], results[i], models[i]->options().describe());
+    const std::string inference = models[i]->options().describe();
+    print_comparison(o, loaded[i], rm, results[i], pool.size(), inference);
+    record_in_log(o, loaded[i], results[i], inference);
   }
 }
 
