@@ -102,6 +102,37 @@ BENCHMARK_CAPTURE(BM_GemvPacked, nf4, "nf4")->Args({1, 1})->Args({4, 1})->Args({
 BENCHMARK_CAPTURE(BM_GemvPacked, fp8_e4m3, "fp8-e4m3")->Args({1, 1})->Args({4, 1})->Args({1, 2})->UseRealTime();
 // clang-format on
 
+// The fixed cost of one parallel region: a parallel_for whose chunks do nothing (arg: threads).
+// Decode of a small model runs ~5 regions per layer per token, so this bounds what the pool's
+// hand-off costs there.
+void BM_ForkJoin(benchmark::State& state) {
+  ThreadPool pool(static_cast<int>(state.range(0)));
+  std::vector<int> sink(64);
+  for (auto _ : state) {
+    pool.parallel_for(sink.size(), [&](size_t b, size_t e, int) {
+      for (size_t i = b; i < e; ++i) benchmark::DoNotOptimize(sink[i]);
+    });
+  }
+  state.counters["threads"] = static_cast<double>(state.range(0));
+}
+BENCHMARK(BM_ForkJoin)->Arg(1)->Arg(2)->UseRealTime();
+
+// One token through a 512 x 512 packed matrix (llama-sp-58m's q/o projections): work of a few
+// microseconds per region, where the pool's hand-off and the split show (args: threads).
+void BM_GemvPackedSmall(benchmark::State& state, const char* format) {
+  const int64_t rows = 512, cols = 512;
+  PackedMatrix t = make_packed(format, rows, cols);
+  std::vector<float> x(static_cast<size_t>(cols), 0.5f), y(static_cast<size_t>(rows));
+  ThreadPool pool(static_cast<int>(state.range(0)));
+  for (auto _ : state) {
+    kernels::matmul(t.m, x.data(), 1, y.data(), rows, pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["threads"] = static_cast<double>(state.range(0));
+}
+BENCHMARK_CAPTURE(BM_GemvPackedSmall, q4_k, "q4_k")->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_GemvPackedSmall, q6_k, "q6_k")->Arg(1)->Arg(2)->UseRealTime();
+
 // Prefill: 512 tokens through a 1536 x 512 matrix (an MLP projection of llama-sp-58m).
 void gemm_loop(benchmark::State& state, const Matrix& m) {
   const int64_t n = 512;

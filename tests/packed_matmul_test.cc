@@ -11,6 +11,7 @@
 // magnitude (one wrong 4-bit code in a row changes y by ~|scale x|, far above 1e-4 of the sum).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <random>
@@ -185,6 +186,54 @@ void integer_kernels_stay_within_the_activation_rounding_bound() {
     }
     EXPECT_GT(largest_gap, 0.0) << name << ": the integer path did not run";
   }
+}
+
+// Decode quantizes its activations with AVX2 where the integer kernels run; every view it builds
+// (both planes, the int16 codes in both orders, scales, run and block sums) must hold exactly the
+// values of the scalar rule (integer kernels off), or the two paths would compute different
+// products. Blocks: random of several magnitudes, all zero, and ones whose scale d is exactly 1
+// (amax 32512), holding ties (x.5: nearbyint rounds to even) and the hi/lo boundaries.
+TEST(PackedMatmul, VectorizedActivationQuantizationHoldsTheScalarRulesValues) {
+  if (!kernels::q8::enabled()) GTEST_SKIP() << "no integer kernels on this CPU (or turned off)";
+  const int64_t tokens = 3, cols = 32 * 12;
+  std::vector<float> x(static_cast<size_t>(tokens * cols));
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (size_t b = 0; b < x.size() / 32; ++b) {
+    float* xb = &x[b * 32];
+    if (b % 4 == 1) continue;  // an all-zero block
+    if (b % 4 == 3) {
+      const float edges[] = {32512.0f, -32512.0f, 0.5f,      1.5f,    2.5f,    -0.5f,   -1.5f,
+                             -2.5f,    127.5f,    128.5f,    -127.5f, -128.5f, -128.0f, 255.5f,
+                             -255.5f,  32511.5f,  -32511.5f, 383.5f,  -384.5f, 0.0f};
+      for (int i = 0; i < 32; ++i) xb[i] = i < 20 ? edges[i] : std::nearbyint(normal(rng) * 3e4f);
+      continue;
+    }
+    const float magnitude = std::ldexp(1.0f, static_cast<int>(b % 24) - 12);
+    for (int i = 0; i < 32; ++i) xb[i] = magnitude * normal(rng);
+  }
+  kernels::q8::set_enabled(false);
+  kernels::q8::Activations scalar, vectorized;
+  kernels::q8::quantize(x.data(), tokens, cols, scalar);
+  for (const kernels::q8::Isa isa : kernels::q8::supported_isas()) {
+    kernels::q8::set_isa(isa);
+    SCOPED_TRACE(kernels::q8::isa_name(isa));
+    kernels::q8::quantize(x.data(), tokens, cols, vectorized);
+    EXPECT_EQ(vectorized.hi, scalar.hi);
+    EXPECT_EQ(vectorized.lo, scalar.lo);
+    EXPECT_EQ(vectorized.units, scalar.units);
+    EXPECT_EQ(vectorized.units_even_odd, scalar.units_even_odd);
+    EXPECT_EQ(vectorized.d, scalar.d);
+    EXPECT_EQ(vectorized.lane_d, scalar.lane_d);
+    EXPECT_EQ(vectorized.lane_sum, scalar.lane_sum);
+    EXPECT_EQ(vectorized.block_sum, scalar.block_sum);
+    EXPECT_EQ(vectorized.half_sum, scalar.half_sum);
+  }
+  // The edge blocks reach both ends of the codes (the test would not see a saturating pack).
+  EXPECT_EQ(*std::max_element(scalar.units.begin(), scalar.units.end()), 32512);
+  EXPECT_EQ(*std::min_element(scalar.units.begin(), scalar.units.end()), -32512);
+  EXPECT_EQ(*std::min_element(scalar.lo.begin(), scalar.lo.end()), -128);
+  kernels::q8::set_enabled(true);
 }
 
 // W8A8 / W4A8 decoding: each token's activations are rounded once to int8 on its own grid

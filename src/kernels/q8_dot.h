@@ -36,6 +36,8 @@ struct Activations {
   std::vector<int32_t>
       lane_sum;  // [tokens][cols / 4]: 128 * (256 hi + lo) summed over each run of 4
   std::vector<float> block_sum;  // [tokens][cols / 32]: d * (256 hi + lo) summed over the block
+  std::vector<float> half_sum;   // [tokens][cols / 16]: the same over each half block (Q6_K's
+                                 // sub-blocks of 16)
   bool two_planes = true;        // false: x = d hi (lo zero), as quantize_per_token makes it
 };
 // W8A8's activations: per token, hi = round(x / s) in [-127, 127] with s = amax / 127

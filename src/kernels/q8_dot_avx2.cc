@@ -123,7 +123,7 @@ QFORGE_AVX2 inline void step_halves(__m256i codes, float first_scale, float seco
 //   tokens only: more vectors would not fit in the 16 registers beside the accumulators.
 // - kBroadcast: the products are stored and a block's scale is a broadcast load, which takes a
 //   load port instead of a shuffle port: faster where unpacking the codes keeps the shuffle
-//   ports busy (Q6_K, IQ4_XS: 11-14% on one token, docs/RESULTS.md).
+//   ports busy (IQ4_XS: 12% on one token, docs/RESULTS.md).
 // - kCompute: the weight scales are stored and a block's scale is one multiplication and a
 //   broadcast.
 enum class ScaleLookup { kPermute, kBroadcast, kCompute };
@@ -175,19 +175,6 @@ QFORGE_AVX2 inline void step_lane(const Widened& w, const Scales& s, int k, cons
   for (int t = 0; t < kT; ++t) {
     const __m256i i = units_dot(w, units<kEvenOdd>(a) + t * a.cols + col);
     acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s.of(k, t), acc[t]);
-  }
-}
-// The same with a scale per 16 weights: lane k of `first` and of `second`.
-template <int kT, class Scales>
-QFORGE_AVX2 inline void step_lane_halves(const Widened& w, const Scales& first,
-                                         const Scales& second, int k, const Activations& a,
-                                         int64_t col, __m256* acc) {
-  for (int t = 0; t < kT; ++t) {
-    const int16_t* u = a.units.data() + t * a.cols + col;
-    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(w.first, load256(u))),
-                             first.of(k, t), acc[t]);
-    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(w.second, load256(u + 16))),
-                             second.of(k, t), acc[t]);
   }
 }
 
@@ -366,31 +353,49 @@ struct K4Kernel {
   }
 };
 
-// Q6_K: weight = d sc_k (q - 32), q = 4 bits of ql | 2 bits of qh << 4, sub-blocks of 16. Each
-// half of 128 weights takes ql[64] and qh[32] (llama.cpp's dequantize_row_q6_K order): its
+// Q6_K: weight = d sc_s (q - 32), q = 4 bits of ql | 2 bits of qh << 4, sub-blocks s of 16.
+// Each half of 128 weights takes ql[64] and qh[32] (llama.cpp's dequantize_row_q6_K order): its
 // blocks of 32 are ql[0..31] and ql[32..63]'s low nibbles, then their high nibbles, with qh's
-// bit pairs 0-1, 2-3, 4-5, 6-7.
+// bit pairs 0-1, 2-3, 4-5, 6-7. The codes q (0-63) stay bytes: vpmaddubsw multiplies them with
+// each activation plane (U = 256 hi + lo) and sums pairs into int16 without saturating (2 * 63 *
+// 128 < 2^15), and vpmaddwd weighs the planes (256 and 1) and sums pairs again: 32-bit lanes of
+// four exact products each (under 2^24, so exact in f32 too), lanes 0-3 from sub-block 2k and
+// 4-7 from 2k + 1 of block k, each scaled by its sc d d_x. The -32 comes out once per
+// super-block through the activations' half-block sums. Nothing is widened to int16, which
+// took three shuffles per block and made this the slowest of the k-quant kernels.
 struct Q6_KKernel {
   template <int kT>
   QFORGE_AVX2 static void row(const uint8_t* p, const IntGroups&, const Activations& a,
                               __m256* acc) {
     using formats::gguf::BlockQ6_K;
-    const int64_t nsuper = a.cols / formats::gguf::kQKK;
-    const __m256i m30 = _mm256_set1_epi8(0x30), m32 = _mm256_set1_epi8(32);
+    const int64_t nsuper = a.cols / formats::gguf::kQKK, nb = a.cols / kBlock;
+    const __m256i m30 = _mm256_set1_epi8(0x30), ones = _mm256_set1_epi16(1);
+    const __m256i hi_weight = _mm256_set1_epi16(a.two_planes ? 256 : 1);
     const auto* blk = reinterpret_cast<const BlockQ6_K*>(p);
+    __m256 offset[kT];  // sum over sub-blocks of sc d times the activations' half-block sums
+    for (int t = 0; t < kT; ++t) offset[t] = _mm256_setzero_ps();
     for (int64_t sb = 0; sb < nsuper; ++sb) {
       const BlockQ6_K& b = blk[sb];
       prefetch_ahead(&b, sizeof(BlockQ6_K));
-      // Block k (of 8) has sub-blocks of 16 with scales sc[2k] and sc[2k + 1]: as two vectors
-      // of 8 (even and odd scales), times d and the activation scales.
-      const __m128i sc = _mm_shuffle_epi8(
-          load128(b.scales), _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+      const __m128i sc = load128(b.scales);
       const __m256 d = _mm256_set1_ps(_cvtsh_ss(b.d));
-      using Scales = BlockScales<kT, ScaleLookup::kBroadcast>;
-      const Scales first(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)), d), a, sb * 8);
-      const Scales second(
-          _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(sc, sc))), d), a,
-          sb * 8);
+      const __m256 first8 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)), d);
+      const __m256 last8 =
+          _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))), d);
+      // Per token: sc_s d d_x of the 16 sub-blocks (two per block of 32).
+      alignas(32) float scale[kT][16];
+      for (int t = 0; t < kT; ++t) {
+        const __m256 dx = _mm256_loadu_ps(a.d.data() + t * nb + sb * 8);
+        _mm256_store_ps(scale[t],
+                        _mm256_mul_ps(first8, _mm256_permutevar8x32_ps(
+                                                  dx, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3))));
+        _mm256_store_ps(scale[t] + 8,
+                        _mm256_mul_ps(last8, _mm256_permutevar8x32_ps(
+                                                 dx, _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7))));
+        const float* half = a.half_sum.data() + t * 2 * nb + sb * 16;
+        offset[t] = _mm256_fmadd_ps(first8, _mm256_loadu_ps(half), offset[t]);
+        offset[t] = _mm256_fmadd_ps(last8, _mm256_loadu_ps(half + 8), offset[t]);
+      }
       for (int n = 0; n < 2; ++n) {
         const __m256i ql0 = load256(b.ql + 64 * n), ql1 = load256(b.ql + 64 * n + 32);
         const __m256i qh = load256(b.qh + 32 * n);
@@ -400,11 +405,24 @@ struct Q6_KKernel {
             _mm256_or_si256(high_nibbles(ql0), _mm256_and_si256(qh, m30)),
             _mm256_or_si256(high_nibbles(ql1), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30))};
 #pragma GCC unroll 4
-        for (int m = 0; m < 4; ++m)
-          step_lane_halves<kT>(widen(_mm256_sub_epi8(q[m], m32)), first, second, 4 * n + m, a,
-                               sb * formats::gguf::kQKK + 128 * n + 32 * m, acc);
+        for (int m = 0; m < 4; ++m) {
+          // Block k = 4n + m takes sub-blocks 2k, 2k + 1: lanes 2m, 2m + 1 of half n of scale.
+          const __m256i pick = _mm256_setr_epi32(2 * m, 2 * m, 2 * m, 2 * m, 2 * m + 1, 2 * m + 1,
+                                                 2 * m + 1, 2 * m + 1);
+          const int64_t col = sb * formats::gguf::kQKK + 128 * n + 32 * m;
+          for (int t = 0; t < kT; ++t) {
+            const int64_t at = t * a.cols + col;
+            const __m256i sums = _mm256_add_epi32(
+                _mm256_madd_epi16(_mm256_maddubs_epi16(q[m], load256(a.hi.data() + at)), hi_weight),
+                _mm256_madd_epi16(_mm256_maddubs_epi16(q[m], load256(a.lo.data() + at)), ones));
+            acc[t] = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(sums),
+                _mm256_permutevar8x32_ps(_mm256_load_ps(scale[t] + 8 * n), pick), acc[t]);
+          }
+        }
       }
     }
+    for (int t = 0; t < kT; ++t) acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(32), offset[t], acc[t]);
   }
 };
 
@@ -656,6 +674,75 @@ struct Avx2Kernels {
 };
 
 }  // namespace
+
+// 32 int32 (four vectors of 8, each value within int8) as 32 bytes in order.
+QFORGE_AVX2 static inline __m256i bytes_in_order(const __m256i* q, __m256i unpack_order) {
+  return _mm256_permutevar8x32_epi32(
+      _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])),
+      unpack_order);
+}
+
+QFORGE_AVX2 void quantize_blocks(const float* x, int64_t blocks, Activations& a) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256i ones = _mm256_set1_epi16(1);
+  // Within each 128-bit lane: the even-indexed int16 first, then the odd ones.
+  const __m256i even_odd = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0,
+                                            1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  // Two in-lane packs leave the 4-byte groups in the order 0 4 1 5 2 6 3 7: this restores it.
+  const __m256i unpack_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float* xb = x + b * kBlock;
+    __m256 v[4];
+    __m256 amax8 = _mm256_setzero_ps();
+    for (int i = 0; i < 4; ++i) {
+      v[i] = _mm256_loadu_ps(xb + 8 * i);
+      amax8 = _mm256_max_ps(amax8, _mm256_andnot_ps(sign, v[i]));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax8), _mm256_extractf128_ps(amax8, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    const float amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+    const float d = amax / (127.0f * 256.0f), id = d > 0.0f ? 1.0f / d : 0.0f;
+    // U = nearbyint(x / d) (vcvtps2dq rounds to nearest even, as nearbyint does), hi = floor((U
+    // + 128) / 256) by an arithmetic shift, lo = U - 256 hi.
+    __m256i u[4], h[4], l[4];
+    for (int i = 0; i < 4; ++i) {
+      u[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], _mm256_set1_ps(id)));
+      h[i] = _mm256_srai_epi32(_mm256_add_epi32(u[i], _mm256_set1_epi32(128)), 8);
+      l[i] = _mm256_sub_epi32(u[i], _mm256_slli_epi32(h[i], 8));
+    }
+    const size_t first = static_cast<size_t>(b * kBlock);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.hi.data() + first),
+                        bytes_in_order(h, unpack_order));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.lo.data() + first),
+                        bytes_in_order(l, unpack_order));
+    const __m256i u0 = _mm256_permute4x64_epi64(_mm256_packs_epi32(u[0], u[1]), 0xD8);  // 0-15
+    const __m256i u1 = _mm256_permute4x64_epi64(_mm256_packs_epi32(u[2], u[3]), 0xD8);  // 16-31
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.units.data() + first), u0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.units.data() + first + 16), u1);
+    const __m256i e0 = _mm256_shuffle_epi8(u0, even_odd), e1 = _mm256_shuffle_epi8(u1, even_odd);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.units_even_odd.data() + first),
+                        _mm256_permute4x64_epi64(_mm256_unpacklo_epi64(e0, e1), 0xD8));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.units_even_odd.data() + first + 16),
+                        _mm256_permute4x64_epi64(_mm256_unpackhi_epi64(e0, e1), 0xD8));
+    // Sums of each run of 4 codes: pairs by vpmaddwd, then pairs of pairs.
+    const __m256i runs = _mm256_permutevar8x32_epi32(
+        _mm256_hadd_epi32(_mm256_madd_epi16(u0, ones), _mm256_madd_epi16(u1, ones)),
+        _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.lane_sum.data() + b * (kBlock / 4)),
+                        _mm256_slli_epi32(runs, 7));
+    _mm256_storeu_ps(a.lane_d.data() + b * (kBlock / 4), _mm256_set1_ps(d));
+    // [runs 0-3 summed, runs 4-7 summed, ...]: the two halves of the block.
+    __m128i halves =
+        _mm_hadd_epi32(_mm256_castsi256_si128(runs), _mm256_extracti128_si256(runs, 1));
+    halves = _mm_hadd_epi32(halves, halves);
+    const int32_t first_half = _mm_cvtsi128_si32(halves);
+    const int32_t second_half = _mm_extract_epi32(halves, 1);
+    a.d[static_cast<size_t>(b)] = d;
+    a.block_sum[static_cast<size_t>(b)] = d * static_cast<float>(first_half + second_half);
+    a.half_sum[static_cast<size_t>(2 * b)] = d * static_cast<float>(first_half);
+    a.half_sum[static_cast<size_t>(2 * b + 1)] = d * static_cast<float>(second_half);
+  }
+}
 
 bool cpu_supports() {
   __builtin_cpu_init();

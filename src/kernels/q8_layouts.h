@@ -184,6 +184,9 @@ namespace avx2 {
 bool cpu_supports();
 void gemv(Layout l, const Matrix& w, int64_t r0, int64_t r1, const Activations& a, float* y,
           int64_t ldy, const float* bias);
+// quantize()'s blocks of 32 for every view of `a` (shaped by the caller), the same values as its
+// scalar rule: blocks [0, blocks) of x.
+void quantize_blocks(const float* x, int64_t blocks, Activations& a);
 }  // namespace avx2
 
 }  // namespace qforge::kernels::q8
