@@ -167,12 +167,6 @@ void check_same_tokens(const LoadedModel& first, const LoadedModel& m, const std
         first.source.string(), m.source.string());
 }
 
-// Tokens an evaluation predicts: all but the first of the text, or of its first max_tokens.
-size_t scored_tokens(size_t text_tokens, int64_t max_tokens) {
-  if (max_tokens > 0) text_tokens = std::min(text_tokens, static_cast<size_t>(max_tokens));
-  return text_tokens - 1;
-}
-
 // A quantized model's measured KLD goes into the evaluation log beside it, where `qforge info`
 // shows it with the plan's prediction. The model is evaluated either way: a log that cannot be
 // written (a read-only folder, a malformed log) is a warning.
@@ -217,9 +211,11 @@ void compare_with_reference(const EvalOpts& o, std::vector<LoadedModel>& loaded,
     models.push_back(std::make_unique<Transformer>(m.config, m.weights, pool, m.inference));
     pointers.push_back(models.back().get());
   }
-  Progress progress("eval", scored_tokens(ids.size(), o.max_tokens));
+  const PerplexityOptions protocol{o.ctx, o.max_tokens, o.batch};
+  Progress progress("eval",
+                    static_cast<size_t>(scored_tokens(protocol_windows(ids.size(), protocol))));
   const std::vector<ComparisonResult> results =
-      compare_models(pointers, reference, ids, {o.ctx, o.max_tokens, o.batch},
+      compare_models(pointers, reference, ids, protocol,
                      [&](int64_t done, int64_t) { progress.update(static_cast<size_t>(done)); });
   progress.finish();
   for (size_t i = 0; i < results.size(); ++i) {
@@ -322,7 +318,7 @@ void add_eval_command(CLI::App& app) {
     }
     if (!o->dump_logits.empty()) return dump_logits(model, ids, *o);
     PerplexityOptions po{o->ctx, o->max_tokens, o->batch};
-    Progress progress("eval", scored_tokens(ids.size(), o->max_tokens));
+    Progress progress("eval", static_cast<size_t>(scored_tokens(protocol_windows(ids.size(), po))));
     const PerplexityResult r =
         evaluate_perplexity(model, ids, po, [&](int64_t done, int64_t total) {
           (void)total;

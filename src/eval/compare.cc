@@ -130,7 +130,7 @@ std::vector<ComparisonResult> compare_models(
   for (Transformer* m : models) caches.push_back(m->new_cache(options.ctx + 1));
   std::vector<ComparisonAccumulator> sums(models.size());
   ThreadPool& pool = reference.pool();
-  const int64_t total = windows.back().start + windows.back().length - 1;
+  const int64_t total = scored_tokens(windows);
   for (const TextWindow& w : windows) {
     const auto window = tokens.subspan(static_cast<size_t>(w.start), static_cast<size_t>(w.length));
     const size_t predicted = window.size() - 1;

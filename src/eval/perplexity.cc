@@ -27,6 +27,10 @@ std::vector<TextWindow> protocol_windows(size_t text_tokens, const PerplexityOpt
   return windows;
 }
 
+int64_t scored_tokens(std::span<const TextWindow> windows) {
+  return windows.back().start + windows.back().length - 1;
+}
+
 void forward_window(Transformer& model, std::span<const int32_t> window, int batch, KVCache& cache,
                     float* logits) {
   // Only the first len-1 positions predict something inside the window.
@@ -47,7 +51,7 @@ void for_each_window(Transformer& model, std::span<const int32_t> tokens,
   const int vocab = model.config().vocab_size;
   KVCache cache = model.new_cache(o.ctx + 1);
   std::vector<float> logits(static_cast<size_t>(o.ctx + 1) * vocab);
-  const int64_t total = windows.back().start + windows.back().length - 1;
+  const int64_t total = scored_tokens(windows);
   for (const TextWindow& w : windows) {
     const auto window = tokens.subspan(static_cast<size_t>(w.start), static_cast<size_t>(w.length));
     forward_window(model, window, o.batch, cache, logits.data());

@@ -35,6 +35,9 @@ struct TextWindow {
 };
 // The protocol's windows over a text of `text_tokens` tokens (options.max_tokens applied).
 std::vector<TextWindow> protocol_windows(size_t text_tokens, const PerplexityOptions& options);
+// How many tokens those windows predict (every token of the text but the first, up to
+// max_tokens): the total of an evaluation's progress.
+int64_t scored_tokens(std::span<const TextWindow> windows);
 
 // Runs one window through `model` from position 0 of `cache`, `batch` tokens per forward call
 // (0: all at once); logits row i (of [window.size() - 1, vocab]) predicts window[i + 1].
