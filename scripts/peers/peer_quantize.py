@@ -74,6 +74,9 @@ def gptqmodel(src, out, rows, group):
     # GPTQModel 7.7 sizes its CPU worker pool as (cores + 1) // 2 = 1 here, and then refuses to
     # start: "Virtual pool 'model_loader:cpu' requests 2 workers but parent 'cpu' only has 1".
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+    # It also writes a logs/ folder into the working directory: keep it beside the output.
+    src, out = os.path.abspath(src), os.path.abspath(out)
+    os.chdir(os.path.dirname(out))
     from gptqmodel import GPTQModel, QuantizeConfig
     cfg = QuantizeConfig(bits=4, group_size=group, sym=True, desc_act=False)
     model = GPTQModel.load(src, cfg, device="cpu", dtype=torch.float32)
