@@ -270,60 +270,83 @@ void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
   // W8A8 / W4A8 when decoding: a group's int8 activations go to the integer kernels as they are
   // (int8 x int -> int32, per-token and per-channel scales); elsewhere (prefill, formats without an
   // integer kernel, calibration hooks) they are simulated in f32 with the same rounding.
+  const bool watched = hooks != nullptr && hooks->on_input;
   auto integer_input = [&](LinearGroup g, std::initializer_list<const Matrix*> linears) {
-    if (!options_.quantizes_input(l, g) || hooks != nullptr || !options_.integer_activations ||
+    if (!options_.quantizes_input(l, g) || watched || !options_.integer_activations ||
         options_.activations != formats::ActivationFormat::Int8)
       return kn::InputQuant::None;
     for (const Matrix* m : linears)
       if (!kn::runs_int8_activations(*m, n)) return kn::InputQuant::None;
     return kn::InputQuant::Int8PerToken;
   };
+  // Calibration resumes a layer where its last partial run stopped (ForwardHooks::start_at):
+  // the steps before that group are skipped, and a stored input replaces the one they made.
+  const int start = hooks != nullptr && hooks->start_at ? static_cast<int>(*hooks->start_at) : 0;
+  auto runs = [&](LinearGroup g) { return start <= static_cast<int>(g); };
+  auto resume_input = [&](LinearGroup g, float* in, int dim) {
+    if (start != static_cast<int>(g)) return false;
+    check(hooks->start_input != nullptr, "run_layer: resuming at a group needs its input");
+    std::copy_n(hooks->start_input, static_cast<size_t>(n) * dim, in);
+    return true;
+  };
 
   // --- attention block
-  for (int t = 0; t < n; ++t) kn::rmsnorm(&x[t * d], lp.attn_norm.data(), eps, d, &xn_[t * d]);
-  const kn::InputQuant attn_in = integer_input(LinearGroup::AttnIn, {&lw.wq, &lw.wk, &lw.wv});
-  if (linear_input(LinearGroup::AttnIn, xn_.data(), d, attn_in)) return;
-  const kn::LinearTarget qkv[] = {{&lw.wq, q_.data(), qd, bias(lp.bq)},
-                                  {&lw.wk, k_.data(), kvd, bias(lp.bk)},
-                                  {&lw.wv, v_.data(), kvd, bias(lp.bv)}};
-  kn::matmul_group(qkv, xn_.data(), n, pool_, attn_in);
-  const bool interleaved = c.rope_layout == RopeLayout::Interleaved;
-  const bool pre_rope = cache.format().keys_pre_rope;
-  for (int t = 0; t < n; ++t) {
-    float* qt = &q_[t * qd];
-    float* kt = &k_[t * kvd];
-    if (c.qk_norm) {  // Qwen3: RMSNorm over each head before RoPE
-      for (int h = 0; h < c.num_heads; ++h)
-        kn::rmsnorm(qt + h * hd, lp.q_norm.data(), eps, hd, qt + h * hd);
-      for (int h = 0; h < c.num_kv_heads; ++h)
-        kn::rmsnorm(kt + h * hd, lp.k_norm.data(), eps, hd, kt + h * hd);
+  if (runs(LinearGroup::AttnIn)) {
+    for (int t = 0; t < n; ++t) kn::rmsnorm(&x[t * d], lp.attn_norm.data(), eps, d, &xn_[t * d]);
+    const kn::InputQuant attn_in = integer_input(LinearGroup::AttnIn, {&lw.wq, &lw.wk, &lw.wv});
+    if (linear_input(LinearGroup::AttnIn, xn_.data(), d, attn_in)) return;
+    const kn::LinearTarget qkv[] = {{&lw.wq, q_.data(), qd, bias(lp.bq)},
+                                    {&lw.wk, k_.data(), kvd, bias(lp.bk)},
+                                    {&lw.wv, v_.data(), kvd, bias(lp.bv)}};
+    kn::matmul_group(qkv, xn_.data(), n, pool_, attn_in);
+    const bool interleaved = c.rope_layout == RopeLayout::Interleaved;
+    const bool pre_rope = cache.format().keys_pre_rope;
+    for (int t = 0; t < n; ++t) {
+      float* qt = &q_[t * qd];
+      float* kt = &k_[t * kvd];
+      if (c.qk_norm) {  // Qwen3: RMSNorm over each head before RoPE
+        for (int h = 0; h < c.num_heads; ++h)
+          kn::rmsnorm(qt + h * hd, lp.q_norm.data(), eps, hd, qt + h * hd);
+        for (int h = 0; h < c.num_kv_heads; ++h)
+          kn::rmsnorm(kt + h * hd, lp.k_norm.data(), eps, hd, kt + h * hd);
+      }
+      const float* cs = &cos_[(pos + t) * half];
+      const float* sn = &sin_[(pos + t) * half];
+      kn::rope(qt, c.num_heads, hd, c.rotary_dim(), cs, sn, interleaved);
+      if (!pre_rope) kn::rope(kt, c.num_kv_heads, hd, c.rotary_dim(), cs, sn, interleaved);
     }
-    const float* cs = &cos_[(pos + t) * half];
-    const float* sn = &sin_[(pos + t) * half];
-    kn::rope(qt, c.num_heads, hd, c.rotary_dim(), cs, sn, interleaved);
-    if (!pre_rope) kn::rope(kt, c.num_kv_heads, hd, c.rotary_dim(), cs, sn, interleaved);
+    cache.store(l, pos, n, k_.data(), v_.data());
+    attention(l, n, pos, cache);
   }
-  cache.store(l, pos, n, k_.data(), v_.data());
-  attention(l, n, pos, cache);
-  const kn::InputQuant attn_out = integer_input(LinearGroup::AttnOut, {&lw.wo});
-  if (linear_input(LinearGroup::AttnOut, attn_out_.data(), qd, attn_out)) return;
-  kn::matmul(lw.wo, attn_out_.data(), n, xn_.data(), d, pool_, bias(lp.bo), attn_out);
-  for (int i = 0; i < n * d; ++i) x[i] += xn_[i];
+  if (runs(LinearGroup::AttnOut)) {
+    kn::InputQuant attn_out = kn::InputQuant::None;
+    if (!resume_input(LinearGroup::AttnOut, attn_out_.data(), qd)) {
+      attn_out = integer_input(LinearGroup::AttnOut, {&lw.wo});
+      if (linear_input(LinearGroup::AttnOut, attn_out_.data(), qd, attn_out)) return;
+    }
+    kn::matmul(lw.wo, attn_out_.data(), n, xn_.data(), d, pool_, bias(lp.bo), attn_out);
+    for (int i = 0; i < n * d; ++i) x[i] += xn_[i];
+  }
 
   // --- MLP block
-  for (int t = 0; t < n; ++t) kn::rmsnorm(&x[t * d], lp.ffn_norm.data(), eps, d, &xn_[t * d]);
-  const kn::InputQuant mlp_in = integer_input(LinearGroup::MlpIn, {&lw.w_gate, &lw.w_up});
-  if (linear_input(LinearGroup::MlpIn, xn_.data(), d, mlp_in)) return;
-  const kn::LinearTarget gate_up[] = {{&lw.w_gate, gate_.data(), ff, bias(lp.b_gate)},
-                                      {&lw.w_up, up_.data(), ff, bias(lp.b_up)}};
-  kn::matmul_group(gate_up, xn_.data(), n, pool_, mlp_in);
-  if (c.activation == Activation::GeluTanh)
-    kn::gelu_tanh_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
-  else
-    kn::silu_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
-  if (down_rotation_) down_rotation_->apply(gate_.data(), n);
-  const kn::InputQuant mlp_act = integer_input(LinearGroup::MlpAct, {&lw.w_down});
-  if (linear_input(LinearGroup::MlpAct, gate_.data(), ff, mlp_act)) return;
+  if (runs(LinearGroup::MlpIn)) {
+    for (int t = 0; t < n; ++t) kn::rmsnorm(&x[t * d], lp.ffn_norm.data(), eps, d, &xn_[t * d]);
+    const kn::InputQuant mlp_in = integer_input(LinearGroup::MlpIn, {&lw.w_gate, &lw.w_up});
+    if (linear_input(LinearGroup::MlpIn, xn_.data(), d, mlp_in)) return;
+    const kn::LinearTarget gate_up[] = {{&lw.w_gate, gate_.data(), ff, bias(lp.b_gate)},
+                                        {&lw.w_up, up_.data(), ff, bias(lp.b_up)}};
+    kn::matmul_group(gate_up, xn_.data(), n, pool_, mlp_in);
+    if (c.activation == Activation::GeluTanh)
+      kn::gelu_tanh_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
+    else
+      kn::silu_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
+    if (down_rotation_) down_rotation_->apply(gate_.data(), n);
+  }
+  kn::InputQuant mlp_act = kn::InputQuant::None;
+  if (!resume_input(LinearGroup::MlpAct, gate_.data(), ff)) {
+    mlp_act = integer_input(LinearGroup::MlpAct, {&lw.w_down});
+    if (linear_input(LinearGroup::MlpAct, gate_.data(), ff, mlp_act)) return;
+  }
   kn::matmul(lw.w_down, gate_.data(), n, xn_.data(), d, pool_, bias(lp.b_down), mlp_act);
   for (int i = 0; i < n * d; ++i) x[i] += xn_[i];
 }

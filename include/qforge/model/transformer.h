@@ -41,6 +41,13 @@ struct ForwardHooks {
   std::function<void(int layer, LinearGroup group, const float* x, int n, int dim)> on_input;
   // Stop the layer right after reporting this group's input (skip the rest of the layer).
   std::optional<LinearGroup> stop_after;
+  // Start the layer at this group's linears instead of at its beginning, where an earlier run
+  // stopped. x then holds the residual stream as it stands there: the layer's input up to
+  // AttnOut, the attention block's output (h) from MlpIn on. AttnOut and MlpAct read their input
+  // from `start_input` (as on_input reported it, activation quantization included; it is not
+  // reported again); AttnIn and MlpIn recompute theirs from x.
+  std::optional<LinearGroup> start_at;
+  const float* start_input = nullptr;
 };
 
 // How the forward pass simulates quantized inference beyond the stored weights (recorded in a
