@@ -189,7 +189,7 @@ std::vector<double> head_hessian(const Transformer& model, const std::vector<std
   std::vector<float> normed(static_cast<size_t>(len) * dim);
   for (const auto& xs : x) {
     model.final_norm(xs.data(), len, normed.data());
-    stats.add(normed.data(), len);
+    stats.add(normed.data(), len, &model.pool());
   }
   return stats.hessian();
 }
@@ -203,7 +203,7 @@ std::array<std::unique_ptr<InputStatistics>, kLinearGroups> layer_statistics(
   hooks.on_input = [&](int, LinearGroup g, const float* in, int n, int dim) {
     auto& s = stats[static_cast<size_t>(g)];
     if (!s) s = std::make_unique<InputStatistics>(dim);
-    s->add(in, n);
+    s->add(in, n, &model.pool());
   };
   std::vector<float> scratch;
   for (const auto& xs : x) {

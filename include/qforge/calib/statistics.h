@@ -8,11 +8,13 @@
 
 namespace qforge {
 
+class ThreadPool;
+
 class InputStatistics {
  public:
   explicit InputStatistics(int dim);
-  // Adds n input rows x [n, dim].
-  void add(const float* x, int n);
+  // Adds n input rows x [n, dim], on `pool`'s threads when given (the same sums either way).
+  void add(const float* x, int n, ThreadPool* pool = nullptr);
 
   int dim() const { return dim_; }
   int64_t tokens() const { return tokens_; }
