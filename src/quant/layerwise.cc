@@ -17,13 +17,72 @@ LayerStatistics collect_layer_statistics(Transformer& model, KVCache& cache, int
   hooks.on_input = [&](int, LinearGroup g, const float* in, int n, int dim) {
     auto& s = stats.group[static_cast<size_t>(g)];
     if (!s) s = std::make_unique<InputStatistics>(dim);
-    s->add(in, n);
+    s->add(in, n, &model.pool());
   };
   for (const auto& xs : x) {
     std::copy(xs.begin(), xs.end(), scratch.begin());
     model.run_layer(layer, scratch.data(), len, 0, cache, &hooks);
   }
   return stats;
+}
+
+// How far the calibration sequences have gone through the current layer, so that each pass
+// starts where the last one stopped instead of at the layer's beginning (each group's linears
+// and the attention then run once per layer, as in inference, instead of once per later group).
+// x[s] holds the residual stream at group `at`; `input[s]` holds that group's input where it
+// cannot be recomputed from x: the attention's output (AttnOut) or down_proj's input (MlpAct).
+struct LayerCheckpoint {
+  LinearGroup at = LinearGroup::AttnIn;
+  std::vector<std::vector<float>> input;
+};
+
+// Runs every calibration sequence from the checkpoint up to group `group`'s input, which
+// `report` sees, and moves the checkpoint there. Every group before `group` must be final: a run
+// past the attention block leaves x[s] at its output for good. down_proj's inputs are kept only
+// when they fit in `cache_bytes` (otherwise the layer's last run computes them again).
+void run_to_group(Transformer& model, KVCache& cache, int layer, LinearGroup group,
+                  std::vector<std::vector<float>>& x, std::vector<float>& scratch, int len,
+                  size_t cache_bytes, LayerCheckpoint& checkpoint,
+                  const std::function<void(const float*, int, int)>& report) {
+  const bool keeps_x = group <= LinearGroup::AttnOut;  // stops before x changes: work on a copy
+  const size_t down_input_bytes =
+      x.size() * len * static_cast<size_t>(model.config().intermediate_size) * sizeof(float);
+  const bool saves_input = group == LinearGroup::AttnOut ||
+                           (group == LinearGroup::MlpAct && down_input_bytes <= cache_bytes);
+  std::vector<std::vector<float>> saved(saves_input ? x.size() : 0);
+  size_t s = 0;  // the sequence being run, for the hook
+  ForwardHooks hooks;
+  hooks.stop_after = group;
+  hooks.start_at = checkpoint.at;
+  hooks.on_input = [&](int, LinearGroup seen, const float* in, int n, int dim) {
+    if (seen != group) return;  // earlier groups of the layer are reported too
+    report(in, n, dim);
+    if (saves_input) saved[s].assign(in, in + static_cast<size_t>(n) * dim);
+  };
+  for (s = 0; s < x.size(); ++s) {
+    float* xs = x[s].data();
+    if (keeps_x) {
+      std::copy(x[s].begin(), x[s].end(), scratch.begin());
+      xs = scratch.data();
+    }
+    hooks.start_input = checkpoint.input.empty() ? nullptr : checkpoint.input[s].data();
+    model.run_layer(layer, xs, len, 0, cache, &hooks);
+  }
+  if (saves_input)
+    checkpoint = {group, std::move(saved)};
+  else if (!keeps_x)
+    checkpoint = {LinearGroup::MlpIn, {}};  // x[s] is the attention block's output now
+}
+
+// Runs every calibration sequence from the checkpoint to the end of the layer (in place).
+void finish_layer(Transformer& model, KVCache& cache, int layer, std::vector<std::vector<float>>& x,
+                  int len, const LayerCheckpoint& checkpoint) {
+  ForwardHooks hooks;
+  hooks.start_at = checkpoint.at;
+  for (size_t s = 0; s < x.size(); ++s) {
+    hooks.start_input = checkpoint.input.empty() ? nullptr : checkpoint.input[s].data();
+    model.run_layer(layer, x[s].data(), len, 0, cache, &hooks);
+  }
 }
 
 }  // namespace
@@ -77,6 +136,7 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
     layer_stats.reset();
     model.refresh_layer(l);
     std::vector<std::shared_ptr<std::vector<float>>> layer_buffers;  // freed after the layer
+    LayerCheckpoint checkpoint;
     for (int gi = 0; gi < kLinearGroups; ++gi) {
       const auto group = static_cast<LinearGroup>(gi);
       std::vector<Matrix*> targets;
@@ -90,17 +150,12 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
       if (targets.empty()) continue;
       // Statistics of this group's input, with the earlier groups of this layer already quantized.
       std::unique_ptr<InputStatistics> stats;
-      ForwardHooks hooks;
-      hooks.stop_after = group;
-      hooks.on_input = [&](int, LinearGroup seen, const float* in, int n, int dim) {
-        if (seen != group) return;  // earlier groups of the layer are reported too
-        if (!stats) stats = std::make_unique<InputStatistics>(dim);
-        stats->add(in, n);
-      };
-      for (size_t s = 0; s < sequences.size(); ++s) {
-        std::copy(x[s].begin(), x[s].end(), scratch.begin());  // partial runs must not touch x
-        model.run_layer(l, scratch.data(), len, 0, cache, &hooks);
-      }
+      if (calibrated)
+        run_to_group(model, cache, l, group, x, scratch, len, options.activation_cache_bytes,
+                     checkpoint, [&](const float* in, int n, int dim) {
+                       if (!stats) stats = std::make_unique<InputStatistics>(dim);
+                       stats->add(in, n, &model.pool());
+                     });
       const int dim = static_cast<int>(targets.front()->cols);
       std::vector<double> h, h_diag;
       if (stats) {
@@ -145,7 +200,7 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
       }
     }
     // The quantized layer's output is the next layer's calibration input.
-    for (size_t s = 0; s < sequences.size(); ++s) model.run_layer(l, x[s].data(), len, 0, cache);
+    finish_layer(model, cache, l, x, len, checkpoint);
     if (options.layer_done) options.layer_done(l, lw);
     lw = original;  // the sink has the quantized values; keep only one layer in f32 at a time
     model.refresh_layer(l);
@@ -158,7 +213,7 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
     InputStatistics head(d);
     for (const auto& xs : x) {
       model.final_norm(xs.data(), len, scratch.data());
-      head.add(scratch.data(), len);
+      head.add(scratch.data(), len, &model.pool());
     }
     options.head_input(head);
   }

@@ -82,6 +82,11 @@ struct LayerwiseOptions {
   std::function<void(int layer, const LayerWeights&)> layer_done;
   // Inference simulated during calibration (activation quantization, KV cache format).
   InferenceOptions inference;
+  // Calibration keeps down_proj's inputs (sequences x tokens x intermediate_size floats) from its
+  // statistics pass to the layer's propagation when they fit in this many bytes; beyond, gate/up
+  // run a second time instead. The attention's outputs are always kept (as large as the hidden
+  // states themselves).
+  size_t activation_cache_bytes = size_t{1} << 30;
   // When set, receives the statistics of the output head's input once the last layer is
   // quantized: the final-normed hidden states of the quantized model on the calibration set.
   std::function<void(const InputStatistics& head_input)> head_input;
