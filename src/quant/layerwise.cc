@@ -85,6 +85,37 @@ void finish_layer(Transformer& model, KVCache& cache, int layer, std::vector<std
   }
 }
 
+// One linear quantized with the Hessian h of its input (empty without calibration).
+struct SolvedLinear {
+  LinearResult result;
+  std::vector<float> values;
+};
+SolvedLinear solve_linear(const Matrix& m, ColumnQuantizer& q, int layer, LinearGroup group,
+                          const std::vector<double>& h, const std::vector<double>& h_diag,
+                          const LayerwiseOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<float> w = m.to_f32();
+  SolvedLinear s{LinearResult{m.name, layer, group, m.rows, m.cols}, {}};
+  LinearResult& r = s.result;
+  const double* importance = h_diag.empty() ? nullptr : h_diag.data();
+  if (options.method == QuantMethod::GPTQ) {
+    if (options.measure_rtn) {
+      const std::vector<float> rtn = rtn_quantize(w.data(), m.rows, m.cols, q, importance);
+      r.objective_rtn = layer_objective(w.data(), rtn.data(), m.rows, m.cols, h);
+    }
+    GptqResult g = gptq_quantize(w.data(), m.rows, m.cols, h, q, options.gptq);
+    r.objective = g.objective;
+    r.dead_columns = g.dead_columns;
+    s.values = std::move(g.q);
+  } else {
+    s.values = rtn_quantize(w.data(), m.rows, m.cols, q, importance);
+    if (!h.empty())
+      r.objective = r.objective_rtn = layer_objective(w.data(), s.values.data(), m.rows, m.cols, h);
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return s;
+}
+
 }  // namespace
 
 std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWeights& weights,
@@ -165,37 +196,22 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
         for (int i = 0; i < dim; ++i) h_diag[i] = h[static_cast<size_t>(i) * dim + i];
       }
 
+      // The group's linears are solved side by side (q/k/v, gate/up: one per thread), then
+      // handed to the sink in order.
+      std::vector<SolvedLinear> solved(targets.size());
+      pool.parallel_for(targets.size(), [&](size_t t0, size_t t1, int) {
+        for (size_t t = t0; t < t1; ++t)
+          solved[t] = solve_linear(*targets[t], *quantizers[t], l, group, h, h_diag, options);
+      });
       for (size_t t = 0; t < targets.size(); ++t) {
         Matrix& m = *targets[t];
-        ColumnQuantizer& q = *quantizers[t];
-        const auto t0 = std::chrono::steady_clock::now();
-        const std::vector<float> w = m.to_f32();
-        LinearResult r{m.name, l, group, m.rows, m.cols};
-        std::vector<float> values;
-        const double* importance = h_diag.empty() ? nullptr : h_diag.data();
-        if (options.method == QuantMethod::GPTQ) {
-          if (options.measure_rtn) {
-            const std::vector<float> rtn = rtn_quantize(w.data(), m.rows, m.cols, q, importance);
-            r.objective_rtn = layer_objective(w.data(), rtn.data(), m.rows, m.cols, h);
-          }
-          GptqResult g = gptq_quantize(w.data(), m.rows, m.cols, h, q, options.gptq);
-          r.objective = g.objective;
-          r.dead_columns = g.dead_columns;
-          values = std::move(g.q);
-        } else {
-          values = rtn_quantize(w.data(), m.rows, m.cols, q, importance);
-          if (!h.empty())
-            r.objective = r.objective_rtn =
-                layer_objective(w.data(), values.data(), m.rows, m.cols, h);
-        }
-        r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (sink) sink(m, values, q, r);
+        if (sink) sink(m, solved[t].values, *quantizers[t], solved[t].result);
         // From now on the model computes with the quantized values.
-        auto owned = std::make_shared<std::vector<float>>(std::move(values));
+        auto owned = std::make_shared<std::vector<float>>(std::move(solved[t].values));
         m = Matrix{m.name, DType::F32, m.rows, m.cols,
                    reinterpret_cast<const std::byte*>(owned->data())};
         layer_buffers.push_back(owned);
-        results.push_back(r);
+        results.push_back(solved[t].result);
         if (progress) progress(++done, total);
       }
     }
