@@ -4,7 +4,8 @@
 # machine. The load average is printed before and after each run: on a shared machine the ratio
 # means something only while it stays well below the core count. Runs at nice 15 like every other
 # long job here. Usage: walltime.sh [MODEL]   (default llama-sp-58m); CALIB_ROWS as compare.sh
-# (default 32 here: the reduced calibration of the last compare run).
+# (default 32 here: the reduced calibration of the last compare run). QFORGE_BEFORE=BINARY also
+# runs an earlier qforge build on the same job after the pair (before and after in one run).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${WORK:-$HOME/.cache/qforge/peers-walltime}
@@ -31,3 +32,8 @@ run() {
 run qforge-gptq "$QFORGE" quantize "$src" -o "$w/qforge-gptq" --format "int4-g$group" \
   --calib "$SHARED/data/calib.txt" --calib-tokens $((CALIB_ROWS * 512)) --seq-len 512 -t 2
 run llmc-gptq "$LLMC" "$HERE/peer_quantize.py" llmc-gptq "$src" "$w/llmc-gptq" "$ids" $group
+if [[ -n ${QFORGE_BEFORE:-} ]]; then
+  run qforge-before-gptq "$QFORGE_BEFORE" quantize "$src" -o "$w/qforge-before-gptq" \
+    --format "int4-g$group" --calib "$SHARED/data/calib.txt" --calib-tokens $((CALIB_ROWS * 512)) \
+    --seq-len 512 -t 2
+fi
