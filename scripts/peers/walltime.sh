@@ -29,11 +29,11 @@ run() {
   tail -n 1 "$w/$name.err"
   echo "$name: after: $(uptime)"
 }
-run qforge-gptq "$QFORGE" quantize "$src" -o "$w/qforge-gptq" --format "int4-g$group" \
-  --calib "$SHARED/data/calib.txt" --calib-tokens $((CALIB_ROWS * 512)) --seq-len 512 -t 2
+# qforge_gptq NAME BINARY: that qforge build's GPTQ on the job, as compare.sh runs it
+qforge_gptq() {
+  run "$1" "$2" quantize "$src" -o "$w/$1" --format "int4-g$group" \
+    --calib "$SHARED/data/calib.txt" --calib-tokens $((CALIB_ROWS * 512)) --seq-len 512 -t 2
+}
+qforge_gptq qforge-gptq "$QFORGE"
 run llmc-gptq "$LLMC" "$HERE/peer_quantize.py" llmc-gptq "$src" "$w/llmc-gptq" "$ids" $group
-if [[ -n ${QFORGE_BEFORE:-} ]]; then
-  run qforge-before-gptq "$QFORGE_BEFORE" quantize "$src" -o "$w/qforge-before-gptq" \
-    --format "int4-g$group" --calib "$SHARED/data/calib.txt" --calib-tokens $((CALIB_ROWS * 512)) \
-    --seq-len 512 -t 2
-fi
+if [[ -n ${QFORGE_BEFORE:-} ]]; then qforge_gptq qforge-before-gptq "$QFORGE_BEFORE"; fi
