@@ -93,7 +93,7 @@ TEST(Gguf, GroupQuantizerRoundMatchesPackedBytes) {
     auto q = fmt.make_quantizer(w.data(), rows, cols);
     std::vector<float> vals(w.size());
     for (int64_t c0 = 0, g = 0; c0 < cols; c0 += q->group_size(), ++g) {
-      q->choose_scales(g, w.data() + c0, rows, q->group_size(), cols, nullptr);
+      q->choose_scales(g, 0, w.data() + c0, rows, q->group_size(), cols, nullptr);
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = c0; c < c0 + q->group_size(); ++c)
           vals[r * cols + c] = q->round(r, c, w[r * cols + c]);
@@ -181,7 +181,7 @@ TEST(GgufImportance, GroupQuantizerChoosesWeightedScalesAndRoundStillMatchesPack
       auto q = fmt.make_quantizer(w.data(), rows, cols);
       std::vector<float> vals(w.size());
       for (int64_t c0 = 0, g = 0; c0 < cols; c0 += q->group_size(), ++g) {
-        q->choose_scales(g, w.data() + c0, rows, q->group_size(), cols,
+        q->choose_scales(g, 0, w.data() + c0, rows, q->group_size(), cols,
                          weighted ? imp.data() + c0 : nullptr);
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t c = c0; c < c0 + q->group_size(); ++c)
@@ -222,7 +222,7 @@ TEST(GgufSubBlockScales, ChosenAgainWithoutTouchingTheRestAndPackedBytesAgree) {
     const int64_t sb = q->sub_group_size(), gs = q->group_size();
     ASSERT_EQ(sb, n == "q4_k" || n == "q5_k" ? 32 : 16) << name;
     for (int64_t g = 0; g < cols / gs; ++g)
-      q->choose_scales(g, w.data() + g * gs, rows, gs, cols, imp.data() + g * gs);
+      q->choose_scales(g, 0, w.data() + g * gs, rows, gs, cols, imp.data() + g * gs);
     // Super-block 1, sub-block 3 moves: larger and shifted.
     std::vector<float> moved = w;
     const int64_t c0 = gs + sub * sb;
@@ -243,7 +243,7 @@ TEST(GgufSubBlockScales, ChosenAgainWithoutTouchingTheRestAndPackedBytesAgree) {
       for (int64_t c = 0; c < cols; ++c)
         untouched[r * cols + c] = q->round(r, c, moved[r * cols + c]);
     }
-    q->choose_sub_scales(1, sub, moved.data() + c0, rows, cols, imp.data() + c0);
+    q->choose_sub_scales(1, sub, 0, moved.data() + c0, rows, cols, imp.data() + c0);
     int better = 0;
     std::vector<float> vals(w.size());
     for (int64_t r = 0; r < rows; ++r) {

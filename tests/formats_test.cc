@@ -163,7 +163,7 @@ TEST(AllFormats, QuantizerRoundingAgreesWithPackedBytesAndDefaultEncode) {
     auto q = f->make_quantizer(w.data(), rows, cols);
     std::vector<float> vals(w.size());
     for (int64_t c0 = 0, g = 0; c0 < cols; c0 += q->group_size(), ++g) {
-      q->choose_scales(g, w.data() + c0, rows, q->group_size(), cols, nullptr);
+      q->choose_scales(g, 0, w.data() + c0, rows, q->group_size(), cols, nullptr);
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = c0; c < c0 + q->group_size(); ++c)
           vals[r * cols + c] = q->round(r, c, w[r * cols + c]);

@@ -11,6 +11,8 @@
 #include <random>
 
 #include "gptq_problem.h"
+#include "qforge/core/thread_pool.h"
+#include "qforge/quant/format_quantizer.h"
 
 namespace qforge {
 namespace {
@@ -27,12 +29,12 @@ class SymmetricIntQuantizer : public ColumnQuantizer {
         cols_(cols),
         scales_(static_cast<size_t>(rows * ((cols + group - 1) / group)), 1.0f) {}
   int64_t group_size() const override { return group_; }
-  void choose_scales(int64_t g, const float* w, int64_t rows, int64_t width, int64_t ld,
-                     const float*) override {
+  void choose_scales(int64_t g, int64_t first_row, const float* w, int64_t rows, int64_t width,
+                     int64_t ld, const float*) override {
     for (int64_t r = 0; r < rows; ++r) {
       float amax = 0;
       for (int64_t c = 0; c < width; ++c) amax = std::max(amax, std::fabs(w[r * ld + c]));
-      scale(r, g) = amax > 0 ? amax / qmax_ : 1.0f;
+      scale(first_row + r, g) = amax > 0 ? amax / qmax_ : 1.0f;
     }
   }
   float round(int64_t row, int64_t col, float v) const override {
@@ -106,7 +108,7 @@ std::vector<double> reference_gptq(const Problem& p, SymmetricIntQuantizer& quan
       for (int64_t c = 0; c < gs; ++c)
         blk[r * gs + c] =
             static_cast<float>(permuted_cols ? src[r * n + g * gs + c] : src[r * n + g * gs + c]);
-    quant.choose_scales(g, blk.data(), rows, gs, gs, nullptr);
+    quant.choose_scales(g, 0, blk.data(), rows, gs, gs, nullptr);
   };
   if (act_order) {
     std::vector<double> orig(p.w.begin(), p.w.end());
@@ -253,6 +255,50 @@ TEST(Gptq, AFactorSharedByManyFormatsGivesEachItsOwnCallsResult) {
       EXPECT_EQ(via.damp_used, own.damp_used);
     }
   }
+}
+
+// Tiles of rows run GPTQ side by side on a pool. Rows never exchange error, and the tiles are fixed
+// (not cut per thread), so every thread count must give exactly the single-threaded result, in
+// every kind of format: per-group scales, k-quant sub-blocks with scale refits, a per-tensor
+// global scale (nvfp4), one scale per row (int8-channel); with and without act-order; and a row
+// count that leaves a short last tile.
+TEST(Gptq, TilesOfRowsOnAPoolGiveTheSingleThreadedResultForAnyThreadCount) {
+  const Problem p = random_problem(100, 512, 31);
+  ThreadPool two(2), three(3);
+  for (const char* name : {"int4-g64", "q4_k", "nvfp4", "int8-channel"})
+    for (const bool act_order : {false, true}) {
+      GptqOptions o;
+      o.act_order = act_order;
+      const formats::Format& f = formats::find_format(name);
+      const auto make = [&] { return quantizer_maker(f)(p.w.data(), p.rows, p.cols); };
+      const auto alone_q = make();
+      const GptqResult alone = gptq_quantize(p.w.data(), p.rows, p.cols, p.h, *alone_q, o);
+      for (ThreadPool* pool : {&two, &three}) {
+        const auto q = make();
+        const GptqResult tiled = gptq_quantize(p.w.data(), p.rows, p.cols, p.h, *q, o, pool);
+        ASSERT_EQ(tiled.q, alone.q)
+            << name << " act_order " << act_order << " on " << pool->size() << " threads";
+        EXPECT_EQ(tiled.objective, alone.objective) << name;
+        EXPECT_EQ(dynamic_cast<const FormatColumnQuantizer&>(*q).pack(tiled.q.data()),
+                  dynamic_cast<const FormatColumnQuantizer&>(*alone_q).pack(alone.q.data()))
+            << name;
+      }
+    }
+}
+
+TEST(Gptq, RtnAndTheObjectiveOnAPoolEqualTheirSingleThreadedResults) {
+  const Problem p = random_problem(100, 512, 32);
+  std::vector<double> diag(static_cast<size_t>(p.cols));
+  for (int64_t i = 0; i < p.cols; ++i) diag[i] = p.h[i * p.cols + i];
+  ThreadPool pool(3);
+  const formats::Format& f = formats::find_format("q4_k");
+  const auto a = quantizer_maker(f)(p.w.data(), p.rows, p.cols);
+  const auto b = quantizer_maker(f)(p.w.data(), p.rows, p.cols);
+  const std::vector<float> alone = rtn_quantize(p.w.data(), p.rows, p.cols, *a, diag.data());
+  const std::vector<float> tiled = rtn_quantize(p.w.data(), p.rows, p.cols, *b, diag.data(), &pool);
+  ASSERT_EQ(tiled, alone);
+  EXPECT_EQ(layer_objective(p.w.data(), tiled.data(), p.rows, p.cols, p.h, &pool),
+            layer_objective(p.w.data(), alone.data(), p.rows, p.cols, p.h));
 }
 
 TEST(Gptq, RefusesAHessianOfTheWrongSize) {

@@ -380,8 +380,8 @@ class BlockQuantizer final : public GroupQuantizer {
 
   int64_t group_size() const override { return width_; }
 
-  void choose_scales(int64_t group, const float* w, int64_t rows, int64_t width, int64_t ld,
-                     const float* importance) override {
+  void choose_scales(int64_t group, int64_t first_row, const float* w, int64_t rows, int64_t width,
+                     int64_t ld, const float* importance) override {
     if (f_.per_tensor()) return;  // fixed up front from the whole tensor
     for (int64_t r = 0; r < rows; ++r) {
       const float* x = w + r * ld;
@@ -404,7 +404,7 @@ class BlockQuantizer final : public GroupQuantizer {
           }
         }
       }
-      scales_[r * groups_ + group] = best;
+      scales_[(first_row + r) * groups_ + group] = best;
     }
   }
 
@@ -662,7 +662,7 @@ std::vector<std::byte> Format::encode(const float* w, int64_t rows, int64_t cols
   std::vector<float> values(static_cast<size_t>(rows * cols));
   for (int64_t c0 = 0, gi = 0; c0 < cols; c0 += g, ++gi) {
     const int64_t width = std::min(g, cols - c0);
-    q->choose_scales(gi, w + c0, rows, width, cols, importance ? importance + c0 : nullptr);
+    q->choose_scales(gi, 0, w + c0, rows, width, cols, importance ? importance + c0 : nullptr);
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = c0; c < c0 + width; ++c)
         values[r * cols + c] = q->round(r, c, w[r * cols + c]);

@@ -67,15 +67,16 @@ class GgufQuantizer final : public GroupQuantizer {
 
   int64_t group_size() const override { return c_.block_weights; }
 
-  void choose_scales(int64_t group, const float* w, int64_t rows, int64_t width, int64_t ld,
-                     const float* importance) override {
+  void choose_scales(int64_t group, int64_t first_row, const float* w, int64_t rows, int64_t width,
+                     int64_t ld, const float* importance) override {
     // importance: GPTQ's diag(H), the mean x² of each input channel, exactly what llama.cpp's
     // imatrix holds. Columns with zero importance (dead inputs) get a tiny weight so that a block
     // is never weightless.
     std::vector<float> x(static_cast<size_t>(c_.block_weights), 0.0f), qw;
     if (importance && width == c_.block_weights) qw = floored_importance(importance, width);
-    for (int64_t r = 0; r < rows; ++r) {
-      std::copy(w + r * ld, w + r * ld + width, x.begin());
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t r = first_row + i;
+      std::copy(w + i * ld, w + i * ld + width, x.begin());
       encode_block(c_, x.data(), qw.empty() ? nullptr : qw.data(), block(r, group));
       const size_t s = static_cast<size_t>((r * groups_ + group) * subs_);
       c_.sub_scales(block(r, group), &a_[s], &m_[s]);
@@ -136,20 +137,21 @@ class GgufQuantizer final : public GroupQuantizer {
   // searched near the ones the group's scale search chose (d and dmin fixed): within 8 levels, or
   // 1/16 of the level range for Q6_K's finer int8 levels (on tiny-llama-bpe-7m's q4_k_m, 8
   // levels lower the objective 0.7% more than 4, and 12 no more than 8).
-  void choose_sub_scales(int64_t group, int64_t sub, const float* w, int64_t rows, int64_t ld,
-                         const float* importance) override {
+  void choose_sub_scales(int64_t group, int64_t sub, int64_t first_row, const float* w,
+                         int64_t rows, int64_t ld, const float* importance) override {
     if (!c_.set_sub_levels) return;
     const int reach = std::max(8, (c_.level_hi - c_.level_lo + 1) / 16);
     const int n = c_.sub_block;
     std::vector<float> qw = importance ? floored_importance(importance, n)
                                        : std::vector<float>(static_cast<size_t>(n), 1.0f);
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t r = first_row + i;
       uint8_t* b = block(r, group);
       float d = 0, dmin = 0;
       c_.scale_steps(b, &d, &dmin);
       int ls0 = 0, lm0 = 0;
       c_.sub_levels(b, static_cast<int>(sub), &ls0, &lm0);
-      const float* x = w + r * ld;
+      const float* x = w + i * ld;
       const auto error = [&](int ls, int lm) {
         const float a = d * static_cast<float>(ls), m = dmin * static_cast<float>(lm);
         double e = 0;

@@ -33,13 +33,13 @@ constexpr int64_t kDecodeBufferFloats = 16384;
 
 std::atomic<PrefillKernel> g_prefill_kernel{PrefillKernel::Exact};
 
-void init_blas_once() {
+}  // namespace
+
+void use_single_threaded_blas() {
   static std::once_flag once;
   // We parallelise across tiles ourselves; OpenBLAS threads would oversubscribe the cores.
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
-
-}  // namespace
 
 std::string blas_core_name() {
   return openblas_get_corename();
@@ -66,7 +66,7 @@ void prefer_avx512_blas(char** argv) {
 
 void sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  init_blas_once();
+  use_single_threaded_blas();
   if (m == 1) {  // one query (decode): sgemm would pack both operands for a matrix-vector product
     cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<blasint>(n), static_cast<blasint>(k),
                 alpha, b, static_cast<blasint>(ldb), a, 1, beta, c, 1);
@@ -79,7 +79,7 @@ void sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int6
 
 void sgemm_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
               int64_t ldb, float* c, int64_t ldc) {
-  init_blas_once();
+  use_single_threaded_blas();
   if (m == 1) {
     cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<blasint>(k), static_cast<blasint>(n), 1.0f,
                 b, static_cast<blasint>(ldb), a, 1, 0.0f, c, 1);

@@ -142,7 +142,7 @@ std::vector<float> awq_search_clip(const AwqLinear& l, const std::vector<double>
           for (int64_t c = 0; c < width; ++c)
             block[row * width + c] = std::clamp(w[c], -r * mx, r * mx);
         }
-        q->choose_scales(g, block.data(), rows, width, width, diag.data() + c0);
+        q->choose_scales(g, 0, block.data(), rows, width, width, diag.data() + c0);
         for (int64_t row = 0; row < rows; ++row)
           for (int64_t c = 0; c < width; ++c) {
             const float w = l.w[row * cols + c0 + c];
@@ -171,20 +171,21 @@ ClippedQuantizer::ClippedQuantizer(std::unique_ptr<ColumnQuantizer> inner,
                                    std::vector<float> ratios, int64_t groups)
     : inner_(std::move(inner)), ratios_(std::move(ratios)), groups_(groups) {}
 
-void ClippedQuantizer::choose_scales(int64_t group, const float* w, int64_t rows, int64_t width,
-                                     int64_t ld, const float* h_diag) {
-  check(static_cast<int64_t>(ratios_.size()) == rows * groups_ && group < groups_,
-        "internal: clip ratios for {} x {} groups, asked for row count {} group {}",
-        ratios_.size() / std::max<int64_t>(groups_, 1), groups_, rows, group);
+void ClippedQuantizer::choose_scales(int64_t group, int64_t first_row, const float* w, int64_t rows,
+                                     int64_t width, int64_t ld, const float* h_diag) {
+  check(static_cast<int64_t>(ratios_.size()) >= (first_row + rows) * groups_ && group < groups_,
+        "internal: clip ratios for {} x {} groups, asked for rows {}..{} group {}",
+        ratios_.size() / std::max<int64_t>(groups_, 1), groups_, first_row, first_row + rows,
+        group);
   std::vector<float> clipped(static_cast<size_t>(rows * width));
   for (int64_t r = 0; r < rows; ++r) {
     float mx = 0;
     for (int64_t c = 0; c < width; ++c) mx = std::max(mx, std::fabs(w[r * ld + c]));
-    const float lim = ratios_[r * groups_ + group] * mx;
+    const float lim = ratios_[(first_row + r) * groups_ + group] * mx;
     for (int64_t c = 0; c < width; ++c)
       clipped[r * width + c] = std::clamp(w[r * ld + c], -lim, lim);
   }
-  inner_->choose_scales(group, clipped.data(), rows, width, width, h_diag);
+  inner_->choose_scales(group, first_row, clipped.data(), rows, width, width, h_diag);
 }
 
 }  // namespace qforge

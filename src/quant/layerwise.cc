@@ -1,6 +1,7 @@
 #include "qforge/quant/layerwise.h"
 
 #include <chrono>
+#include <optional>
 
 #include "qforge/core/error.h"
 
@@ -85,14 +86,16 @@ void finish_layer(Transformer& model, KVCache& cache, int layer, std::vector<std
   }
 }
 
-// One linear quantized with the Hessian h of its input (empty without calibration).
+// One linear quantized with the Hessian h of its input (empty without calibration) and, for GPTQ,
+// the factor of h that its group shares; tiles of its rows run side by side on the pool.
 struct SolvedLinear {
   LinearResult result;
   std::vector<float> values;
 };
 SolvedLinear solve_linear(const Matrix& m, ColumnQuantizer& q, int layer, LinearGroup group,
                           const std::vector<double>& h, const std::vector<double>& h_diag,
-                          const LayerwiseOptions& options) {
+                          const GptqFactor* factor, const LayerwiseOptions& options,
+                          ThreadPool& pool) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<float> w = m.to_f32();
   SolvedLinear s{LinearResult{m.name, layer, group, m.rows, m.cols}, {}};
@@ -100,17 +103,18 @@ SolvedLinear solve_linear(const Matrix& m, ColumnQuantizer& q, int layer, Linear
   const double* importance = h_diag.empty() ? nullptr : h_diag.data();
   if (options.method == QuantMethod::GPTQ) {
     if (options.measure_rtn) {
-      const std::vector<float> rtn = rtn_quantize(w.data(), m.rows, m.cols, q, importance);
-      r.objective_rtn = layer_objective(w.data(), rtn.data(), m.rows, m.cols, h);
+      const std::vector<float> rtn = rtn_quantize(w.data(), m.rows, m.cols, q, importance, &pool);
+      r.objective_rtn = layer_objective(w.data(), rtn.data(), m.rows, m.cols, h, &pool);
     }
-    GptqResult g = gptq_quantize(w.data(), m.rows, m.cols, h, q, options.gptq);
+    GptqResult g = gptq_quantize(w.data(), m.rows, h, *factor, q, &pool);
     r.objective = g.objective;
     r.dead_columns = g.dead_columns;
     s.values = std::move(g.q);
   } else {
-    s.values = rtn_quantize(w.data(), m.rows, m.cols, q, importance);
+    s.values = rtn_quantize(w.data(), m.rows, m.cols, q, importance, &pool);
     if (!h.empty())
-      r.objective = r.objective_rtn = layer_objective(w.data(), s.values.data(), m.rows, m.cols, h);
+      r.objective = r.objective_rtn =
+          layer_objective(w.data(), s.values.data(), m.rows, m.cols, h, &pool);
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return s;
@@ -196,22 +200,20 @@ std::vector<LinearResult> quantize_layerwise(const ModelConfig& config, ModelWei
         for (int i = 0; i < dim; ++i) h_diag[i] = h[static_cast<size_t>(i) * dim + i];
       }
 
-      // The group's linears are solved side by side (q/k/v, gate/up: one per thread), then
-      // handed to the sink in order.
-      std::vector<SolvedLinear> solved(targets.size());
-      pool.parallel_for(targets.size(), [&](size_t t0, size_t t1, int) {
-        for (size_t t = t0; t < t1; ++t)
-          solved[t] = solve_linear(*targets[t], *quantizers[t], l, group, h, h_diag, options);
-      });
+      // GPTQ's factor of H, made once for the group's linears (q/k/v, gate/up).
+      std::optional<GptqFactor> factor;
+      if (options.method == QuantMethod::GPTQ) factor = gptq_factor(h, dim, options.gptq);
       for (size_t t = 0; t < targets.size(); ++t) {
         Matrix& m = *targets[t];
-        if (sink) sink(m, solved[t].values, *quantizers[t], solved[t].result);
+        SolvedLinear solved = solve_linear(m, *quantizers[t], l, group, h, h_diag,
+                                           factor ? &*factor : nullptr, options, pool);
+        if (sink) sink(m, solved.values, *quantizers[t], solved.result);
         // From now on the model computes with the quantized values.
-        auto owned = std::make_shared<std::vector<float>>(std::move(solved[t].values));
+        auto owned = std::make_shared<std::vector<float>>(std::move(solved.values));
         m = Matrix{m.name, DType::F32, m.rows, m.cols,
                    reinterpret_cast<const std::byte*>(owned->data())};
         layer_buffers.push_back(owned);
-        results.push_back(solved[t].result);
+        results.push_back(solved.result);
         if (progress) progress(++done, total);
       }
     }

@@ -687,7 +687,8 @@ void quantize_head(const LoadedModel& m, const OutputLayout& layout, const GptqO
     writer.write(name + ".packed", bytes.data(), bytes.size(),
                  static_cast<size_t>(r0) * f.row_bytes(src.cols));
   };
-  const GptqChunkedResult g = gptq_quantize_chunked(c, h, gptq, /*measure_rtn=*/true);
+  const GptqChunkedResult g =
+      gptq_quantize_chunked(c, h, gptq, /*measure_rtn=*/true, &ThreadPool::global());
   m.weights.release(src);
   // In the record only: the head's objective (squared logit error) is on another scale than the
   // decoder linears' totals that report.linears sums.

@@ -47,10 +47,12 @@ class GroupQuantizer {
   virtual ~GroupQuantizer() = default;
   // Columns sharing scales along a row (the format's block; whole row for per-row/tensor scales).
   virtual int64_t group_size() const = 0;
-  // Chooses group `group`'s scales for every row from w [rows, width] (row stride ld).
-  // importance: per-column weights for a weighted-error search (may be null).
-  virtual void choose_scales(int64_t group, const float* w, int64_t rows, int64_t width, int64_t ld,
-                             const float* importance) = 0;
+  // Chooses group `group`'s scales for rows [first_row, first_row + rows) of the tensor from w
+  // [rows, width] (row stride ld). Rows never share scales, so disjoint row ranges may be chosen
+  // from different threads at once. importance: per-column weights for a weighted-error search
+  // (may be null).
+  virtual void choose_scales(int64_t group, int64_t first_row, const float* w, int64_t rows,
+                             int64_t width, int64_t ld, const float* importance) = 0;
   // Nearest representable value of v at (row, col) under the chosen scales of col's group.
   virtual float round(int64_t row, int64_t col, float v) const = 0;
   // Packs values (rows x cols, on the grid under the chosen scales) into the format's bytes.
@@ -72,12 +74,13 @@ class GroupQuantizer {
 
   // Optional, for formats whose groups hold sub-blocks with their own scale levels under the
   // group's shared scale (k-quants): the sub-block width (0: none), and re-choosing sub-block
-  // `sub` of `group` for every row from w [rows, sub_group_size()] (row stride ld), the group's
-  // shared scales kept. GPTQ calls it when it reaches the sub-block, so that its scale sees the
-  // error feedback from the group's earlier columns.
+  // `sub` of `group` for rows [first_row, first_row + rows) from w [rows, sub_group_size()] (row
+  // stride ld), the group's shared scales kept. GPTQ calls it when it reaches the sub-block, so
+  // that its scale sees the error feedback from the group's earlier columns.
   virtual int64_t sub_group_size() const { return 0; }
-  virtual void choose_sub_scales(int64_t /*group*/, int64_t /*sub*/, const float* /*w*/,
-                                 int64_t /*rows*/, int64_t /*ld*/, const float* /*importance*/) {}
+  virtual void choose_sub_scales(int64_t /*group*/, int64_t /*sub*/, int64_t /*first_row*/,
+                                 const float* /*w*/, int64_t /*rows*/, int64_t /*ld*/,
+                                 const float* /*importance*/) {}
 };
 
 class Format {

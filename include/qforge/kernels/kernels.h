@@ -119,6 +119,9 @@ void narrow_to_bf16(const float* in, uint16_t* out, int64_t n);
 void prefer_avx512_blas(char** argv);
 // OpenBLAS's kernel family in use (e.g. "SkylakeX").
 std::string blas_core_name();
+// Makes every OpenBLAS call single-threaded, once per process: qforge cuts work into tiles on
+// its own pool, and OpenBLAS threads inside each tile would oversubscribe the cores.
+void use_single_threaded_blas();
 
 // Name of the SIMD target chosen at runtime (e.g. "AVX3_ZEN4").
 std::string simd_target_name();

@@ -76,8 +76,8 @@ class ClippedQuantizer final : public ColumnQuantizer {
   ClippedQuantizer(std::unique_ptr<ColumnQuantizer> inner, std::vector<float> ratios,
                    int64_t groups);
   int64_t group_size() const override { return inner_->group_size(); }
-  void choose_scales(int64_t group, const float* w, int64_t rows, int64_t width, int64_t ld,
-                     const float* h_diag) override;
+  void choose_scales(int64_t group, int64_t first_row, const float* w, int64_t rows, int64_t width,
+                     int64_t ld, const float* h_diag) override;
   float round(int64_t row, int64_t col, float value) const override {
     return inner_->round(row, col, value);
   }

@@ -15,9 +15,9 @@ class FormatColumnQuantizer final : public ColumnQuantizer {
  public:
   explicit FormatColumnQuantizer(std::unique_ptr<formats::GroupQuantizer> q) : q_(std::move(q)) {}
   int64_t group_size() const override { return q_->group_size(); }
-  void choose_scales(int64_t group, const float* w, int64_t rows, int64_t width, int64_t ld,
-                     const float* h_diag) override {
-    q_->choose_scales(group, w, rows, width, ld, h_diag);
+  void choose_scales(int64_t group, int64_t first_row, const float* w, int64_t rows, int64_t width,
+                     int64_t ld, const float* h_diag) override {
+    q_->choose_scales(group, first_row, w, rows, width, ld, h_diag);
   }
   float round(int64_t row, int64_t col, float value) const override {
     return q_->round(row, col, value);
@@ -32,9 +32,9 @@ class FormatColumnQuantizer final : public ColumnQuantizer {
   }
   void keep_candidate(int64_t row, int64_t group) override { q_->keep_candidate(row, group); }
   int64_t sub_group_size() const override { return q_->sub_group_size(); }
-  void choose_sub_scales(int64_t group, int64_t sub, const float* w, int64_t rows, int64_t ld,
-                         const float* h_diag) override {
-    q_->choose_sub_scales(group, sub, w, rows, ld, h_diag);
+  void choose_sub_scales(int64_t group, int64_t sub, int64_t first_row, const float* w,
+                         int64_t rows, int64_t ld, const float* h_diag) override {
+    q_->choose_sub_scales(group, sub, first_row, w, rows, ld, h_diag);
   }
   std::vector<std::byte> pack(const float* values) const { return q_->pack(values); }
 

@@ -13,6 +13,8 @@
 
 namespace qforge {
 
+class ThreadPool;
+
 // What GPTQ needs from a numeric format, independent of how it is stored: which columns share a
 // scale, how to choose those scales from (already error-compensated) weights, and how to round
 // one value to the format's grid under the chosen scales.
@@ -22,11 +24,12 @@ class ColumnQuantizer {
   // Columns that share one set of scales along a row (e.g. 128 for int4-g128, 256 for a k-quant
   // super-block); 0 means the whole row.
   virtual int64_t group_size() const = 0;
-  // Chooses the scales of group `group` for every row from w (row-major [rows, width], stride ld;
-  // width = group_size except for a short last group). `h_diag` (width entries, may be null) is the
-  // diagonal of H for these columns: per-column importance for weighted scale searches.
-  virtual void choose_scales(int64_t group, const float* w, int64_t rows, int64_t width, int64_t ld,
-                             const float* h_diag) = 0;
+  // Chooses the scales of group `group` for rows [first_row, first_row + rows) from w (row-major
+  // [rows, width], stride ld; width = group_size except for a short last group). `h_diag` (width
+  // entries, may be null) is the diagonal of H for these columns: per-column importance for
+  // weighted scale searches. Disjoint row ranges may be chosen from different threads at once.
+  virtual void choose_scales(int64_t group, int64_t first_row, const float* w, int64_t rows,
+                             int64_t width, int64_t ld, const float* h_diag) = 0;
   // Nearest representable value of `value` at (row, col) under the scales of col's group.
   virtual float round(int64_t row, int64_t col, float value) const = 0;
   // Optional: refitting a group's scales to its codes (see formats::GroupQuantizer).
@@ -39,8 +42,9 @@ class ColumnQuantizer {
   virtual void keep_candidate(int64_t /*row*/, int64_t /*group*/) {}
   // Optional: re-choosing a sub-block's scales inside a group (see formats::GroupQuantizer).
   virtual int64_t sub_group_size() const { return 0; }
-  virtual void choose_sub_scales(int64_t /*group*/, int64_t /*sub*/, const float* /*w*/,
-                                 int64_t /*rows*/, int64_t /*ld*/, const float* /*h_diag*/) {}
+  virtual void choose_sub_scales(int64_t /*group*/, int64_t /*sub*/, int64_t /*first_row*/,
+                                 const float* /*w*/, int64_t /*rows*/, int64_t /*ld*/,
+                                 const float* /*h_diag*/) {}
 };
 
 struct GptqOptions {
@@ -68,9 +72,12 @@ struct GptqResult {
 // With act_order, group scales are fixed up front from the (dead-column-cleaned) weights, in the
 // original column order ("static groups"), so no permutation is needed at inference. Without it,
 // each group's scales are chosen when GPTQ reaches its first column, from the weights as updated
-// so far.
+// so far. With a pool, tiles of rows run side by side (GPTQ never moves error between rows); the
+// tiles are fixed, so the result is the same for any number of threads. Not from inside one of
+// the pool's own jobs (ThreadPool is not re-entrant).
 GptqResult gptq_quantize(const float* w, int64_t rows, int64_t cols, const std::vector<double>& h,
-                         ColumnQuantizer& quantizer, const GptqOptions& options = {});
+                         ColumnQuantizer& quantizer, const GptqOptions& options = {},
+                         ThreadPool* pool = nullptr);
 
 // What GPTQ derives from H alone, before it sees a weight: the dead inputs, the column order and
 // the upper Cholesky factor U of the damped (H + λI)⁻¹. Every matrix and every format quantized
@@ -94,7 +101,8 @@ GptqFactor gptq_factor(const std::vector<double>& h, int64_t cols, const GptqOpt
 
 // gptq_quantize with a factor made from the same h and options (h still gives the objective).
 GptqResult gptq_quantize(const float* w, int64_t rows, const std::vector<double>& h,
-                         const GptqFactor& factor, ColumnQuantizer& quantizer);
+                         const GptqFactor& factor, ColumnQuantizer& quantizer,
+                         ThreadPool* pool = nullptr);
 
 // GPTQ of a tall matrix a chunk of rows at a time, so that only `chunk_rows` rows live in f32/f64
 // at once: an output head has vocab rows but its Hessian is only cols x cols. GPTQ never moves
@@ -119,15 +127,18 @@ struct GptqChunkedResult {
 };
 
 GptqChunkedResult gptq_quantize_chunked(const GptqChunks& chunks, const std::vector<double>& h,
-                                        const GptqOptions& options = {}, bool measure_rtn = false);
+                                        const GptqOptions& options = {}, bool measure_rtn = false,
+                                        ThreadPool* pool = nullptr);
 
 // Round-to-nearest with the same quantizer (the baseline): each group's scales from the original
-// weights, every value rounded independently.
+// weights, every value rounded independently (tiles of rows on the pool, when given).
 std::vector<float> rtn_quantize(const float* w, int64_t rows, int64_t cols,
-                                ColumnQuantizer& quantizer, const double* h_diag = nullptr);
+                                ColumnQuantizer& quantizer, const double* h_diag = nullptr,
+                                ThreadPool* pool = nullptr);
 
-// tr((W−Q) H (W−Q)ᵀ): the layer's output reconstruction error on the calibration inputs.
+// tr((W−Q) H (W−Q)ᵀ): the layer's output reconstruction error on the calibration inputs (tiles of
+// rows on the pool, when given, summed in a fixed order).
 double layer_objective(const float* w, const float* q, int64_t rows, int64_t cols,
-                       const std::vector<double>& h);
+                       const std::vector<double>& h, ThreadPool* pool = nullptr);
 
 }  // namespace qforge
