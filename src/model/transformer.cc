@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "qforge/core/error.h"
@@ -12,6 +13,15 @@ namespace qforge {
 namespace kn = kernels;
 
 namespace {
+
+// Query rows per attention task in prefill: a block's scores ([64, ctx] f32, 128 KiB at 512
+// positions) stay in L2 between its two products, and a block stops at the keys its last row
+// sees (causal), which halves the products of a long prompt.
+constexpr int kQueryBlock = 64;
+// Prompts of at least this many tokens run their per-token work on the pool, kTokenGrain tokens
+// a chunk (a token's norm or residual add is ~100 ns: fewer would not pay for the fork-join).
+constexpr int kParallelTokens = 32;
+constexpr size_t kTokenGrain = 8;
 
 // The members behind both overloads of linears_of_group (Layer: LayerWeights, const or not).
 template <class Layer>
@@ -161,56 +171,91 @@ void Transformer::attention(int layer, int n, int pos, KVCache& cache) {
   const int group = c.num_heads / c.num_kv_heads;
   const int ctx = pos + n;
   const bool pre_rope = cache.format().keys_pre_rope;
+  // Quantized or pre-RoPE keys and values are decoded into scratch, a KV head at a time.
+  const bool decoded = cache.format().quantized() || pre_rope;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  auto attend_heads = [&](size_t h0, size_t h1, int) {
-    thread_local std::vector<float> scores, kbuf, vbuf, rbuf;
-    scores.resize(static_cast<size_t>(n) * ctx);
-    if (cache.format().quantized() || pre_rope) {
+  const int blocks = (n + kQueryBlock - 1) / kQueryBlock;
+
+  // The keys and values of one KV head as the products read them: in place, or decoded into the
+  // calling thread's buffers. recent >= 0: per-channel keys, rbuf holds the f32 keys of
+  // [recent, ctx).
+  struct KvHead {
+    const float *keys = nullptr, *values = nullptr;
+    int recent = -1;
+  };
+  thread_local std::vector<float> kbuf, vbuf, rbuf, scores;
+  auto load_kv_head = [&](int kvh) {
+    if (decoded) {
       kbuf.resize(static_cast<size_t>(ctx) * hd);
       vbuf.resize(static_cast<size_t>(ctx) * hd);
       rbuf.resize(static_cast<size_t>(ctx) * hd);
     }
-    const float *keys = nullptr, *values = nullptr;
-    int loaded_kvh = -1;  // query heads of one KV head are adjacent: decode its cache once
-    int recent = -1;      // per-channel keys: rbuf holds the f32 keys of [recent, ctx)
-    for (size_t h = h0; h < h1; ++h) {
-      const int kvh = static_cast<int>(h) / group;
-      if (kvh != loaded_kvh) {
-        keys = cache.keys(layer, kvh, ctx, kbuf.data());
-        recent = cache.recent_keys(layer, kvh, ctx, rbuf.data());
-        if (pre_rope) {  // stored before RoPE: rotate now, at each key's own position
-          if (keys != kbuf.data()) std::copy_n(keys, static_cast<size_t>(ctx) * hd, kbuf.data());
-          rope_keys(kbuf.data(), 0, ctx);
-          keys = kbuf.data();
-          if (recent >= 0) rope_keys(rbuf.data(), recent, ctx - recent);
-        }
-        values = cache.values(layer, kvh, ctx, vbuf.data());
-        loaded_kvh = kvh;
-      }
-      const float* qh = &q_[h * hd];
-      // scores = scale * Q_h K_hᵀ, [n, ctx]
-      kn::sgemm_nt(n, ctx, hd, scale, qh, qd, keys, hd, 0.0f, scores.data(), ctx);
-      for (int t = 0; t < n; ++t) {
-        float* row = &scores[static_cast<size_t>(t) * ctx];
-        const int visible = pos + t + 1;  // causal: positions [0, pos + t]
-        if (recent >= 0) {                // per-channel keys: this query's own group, unquantized
-          const int start = (pos + t) / cache.format().group * cache.format().group;
-          check(start >= recent, "internal: the keys of position {} are not in f32", start);
-          for (int j = start; j < visible; ++j)
-            row[j] = scale * kn::dot_row(DType::F32,
-                                         reinterpret_cast<const std::byte*>(
-                                             &rbuf[static_cast<size_t>(j - recent) * hd]),
-                                         &qh[static_cast<size_t>(t) * qd], hd);
-        }
-        kn::softmax(row, visible);
-        std::fill(row + visible, row + ctx, 0.0f);
-      }
-      // out_h = P V_h, [n, hd], written into its head's slice of attn_out
-      kn::sgemm_nn(n, hd, ctx, scores.data(), ctx, values, hd, &attn_out_[h * hd], qd);
+    KvHead kv;
+    kv.keys = cache.keys(layer, kvh, ctx, kbuf.data());
+    kv.recent = cache.recent_keys(layer, kvh, ctx, rbuf.data());
+    if (pre_rope) {  // stored before RoPE: rotate now, at each key's own position
+      if (kv.keys != kbuf.data()) std::copy_n(kv.keys, static_cast<size_t>(ctx) * hd, kbuf.data());
+      rope_keys(kbuf.data(), 0, ctx);
+      kv.keys = kbuf.data();
+      if (kv.recent >= 0) rope_keys(rbuf.data(), kv.recent, ctx - kv.recent);
     }
+    kv.values = cache.values(layer, kvh, ctx, vbuf.data());
+    return kv;
   };
-  // Chunks of whole KV groups, so each KV head's cache is decoded by one thread only.
-  pool_.parallel_for(c.num_heads, attend_heads, static_cast<size_t>(group));
+  // Query rows [t0, t1) of head h. Causal: the block's last row sees positions [0, pos + t1), so
+  // the products stop there.
+  auto attend_rows = [&](int h, int t0, int t1, const KvHead& kv) {
+    const int rows = t1 - t0, width = pos + t1;
+    const float* qh = &q_[static_cast<size_t>(t0) * qd + static_cast<size_t>(h) * hd];
+    scores.resize(static_cast<size_t>(rows) * width);
+    // scores = scale * Q_h K_hᵀ, [rows, width]
+    kn::sgemm_nt(rows, width, hd, scale, qh, qd, kv.keys, hd, 0.0f, scores.data(), width);
+    for (int t = 0; t < rows; ++t) {
+      float* row = &scores[static_cast<size_t>(t) * width];
+      const int visible = pos + t0 + t + 1;  // causal: positions [0, pos + t0 + t]
+      if (kv.recent >= 0) {  // per-channel keys: this query's own group, unquantized
+        const int start = (visible - 1) / cache.format().group * cache.format().group;
+        check(start >= kv.recent, "internal: the keys of position {} are not in f32", start);
+        for (int j = start; j < visible; ++j)
+          row[j] = scale * kn::dot_row(DType::F32,
+                                       reinterpret_cast<const std::byte*>(
+                                           &rbuf[static_cast<size_t>(j - kv.recent) * hd]),
+                                       &qh[static_cast<size_t>(t) * qd], hd);
+      }
+      kn::softmax(row, visible);
+      std::fill(row + visible, row + width, 0.0f);
+    }
+    // out_h = P V_h, [rows, hd], written into its head's slice of attn_out
+    kn::sgemm_nn(rows, hd, width, scores.data(), width, kv.values, hd,
+                 &attn_out_[static_cast<size_t>(t0) * qd + static_cast<size_t>(h) * hd], qd);
+  };
+
+  if (decoded) {
+    // Chunks of whole KV groups, so that each KV head's cache is decoded by one thread, once.
+    pool_.parallel_for(
+        c.num_heads,
+        [&](size_t h0, size_t h1, int) {
+          int loaded = -1;  // query heads of one KV head are adjacent
+          KvHead kv;
+          for (size_t h = h0; h < h1; ++h) {
+            const int kvh = static_cast<int>(h) / group;
+            if (kvh != loaded) kv = load_kv_head(kvh), loaded = kvh;
+            for (int b = 0; b < blocks; ++b)
+              attend_rows(static_cast<int>(h), b * kQueryBlock, std::min(n, (b + 1) * kQueryBlock),
+                          kv);
+          }
+        },
+        static_cast<size_t>(group));
+    return;
+  }
+  // Read in place: every (head, query block) is a task of its own, which balances the threads
+  // better than whole KV groups (qwen-bpe-31m has 3 for 2 threads).
+  pool_.parallel_for(static_cast<size_t>(c.num_heads) * blocks, [&](size_t i0, size_t i1, int) {
+    for (size_t i = i0; i < i1; ++i) {
+      const int h = static_cast<int>(i) / blocks, b = static_cast<int>(i) % blocks;
+      attend_rows(h, b * kQueryBlock, std::min(n, (b + 1) * kQueryBlock), load_kv_head(h / group));
+    }
+  });
 }
 
 void Transformer::forward(std::span<const int32_t> tokens, int pos, KVCache& cache, float* logits,
@@ -257,6 +302,15 @@ void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
   const LayerWeights& lw = w_.layers[l];
   const LayerParams& lp = layer_params_[l];
   auto bias = [](const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); };
+  // Per-token work between the products (norms, RoPE, residual adds, the gated activation) runs on
+  // the pool in prefill. Each token is computed on its own, so the split changes no result.
+  auto per_token = [&](const std::function<void(int, int)>& fn) {
+    if (n < kParallelTokens) return fn(0, n);
+    pool_.parallel_for(
+        static_cast<size_t>(n),
+        [&](size_t t0, size_t t1, int) { fn(static_cast<int>(t0), static_cast<int>(t1)); },
+        kTokenGrain);
+  };
   // A group's input as its linears see it (activation-quantized when asked), reported to the
   // hooks; returns true when the hooks ask to stop after it.
   auto linear_input = [&](LinearGroup g, float* in, int dim, kn::InputQuant integer) {
@@ -292,7 +346,10 @@ void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
 
   // --- attention block
   if (runs(LinearGroup::AttnIn)) {
-    for (int t = 0; t < n; ++t) kn::rmsnorm(&x[t * d], lp.attn_norm.data(), eps, d, &xn_[t * d]);
+    per_token([&](int t0, int t1) {
+      for (int t = t0; t < t1; ++t)
+        kn::rmsnorm(&x[t * d], lp.attn_norm.data(), eps, d, &xn_[t * d]);
+    });
     const kn::InputQuant attn_in = integer_input(LinearGroup::AttnIn, {&lw.wq, &lw.wk, &lw.wv});
     if (linear_input(LinearGroup::AttnIn, xn_.data(), d, attn_in)) return;
     const kn::LinearTarget qkv[] = {{&lw.wq, q_.data(), qd, bias(lp.bq)},
@@ -301,20 +358,22 @@ void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
     kn::matmul_group(qkv, xn_.data(), n, pool_, attn_in);
     const bool interleaved = c.rope_layout == RopeLayout::Interleaved;
     const bool pre_rope = cache.format().keys_pre_rope;
-    for (int t = 0; t < n; ++t) {
-      float* qt = &q_[t * qd];
-      float* kt = &k_[t * kvd];
-      if (c.qk_norm) {  // Qwen3: RMSNorm over each head before RoPE
-        for (int h = 0; h < c.num_heads; ++h)
-          kn::rmsnorm(qt + h * hd, lp.q_norm.data(), eps, hd, qt + h * hd);
-        for (int h = 0; h < c.num_kv_heads; ++h)
-          kn::rmsnorm(kt + h * hd, lp.k_norm.data(), eps, hd, kt + h * hd);
+    per_token([&](int t0, int t1) {
+      for (int t = t0; t < t1; ++t) {
+        float* qt = &q_[t * qd];
+        float* kt = &k_[t * kvd];
+        if (c.qk_norm) {  // Qwen3: RMSNorm over each head before RoPE
+          for (int h = 0; h < c.num_heads; ++h)
+            kn::rmsnorm(qt + h * hd, lp.q_norm.data(), eps, hd, qt + h * hd);
+          for (int h = 0; h < c.num_kv_heads; ++h)
+            kn::rmsnorm(kt + h * hd, lp.k_norm.data(), eps, hd, kt + h * hd);
+        }
+        const float* cs = &cos_[(pos + t) * half];
+        const float* sn = &sin_[(pos + t) * half];
+        kn::rope(qt, c.num_heads, hd, c.rotary_dim(), cs, sn, interleaved);
+        if (!pre_rope) kn::rope(kt, c.num_kv_heads, hd, c.rotary_dim(), cs, sn, interleaved);
       }
-      const float* cs = &cos_[(pos + t) * half];
-      const float* sn = &sin_[(pos + t) * half];
-      kn::rope(qt, c.num_heads, hd, c.rotary_dim(), cs, sn, interleaved);
-      if (!pre_rope) kn::rope(kt, c.num_kv_heads, hd, c.rotary_dim(), cs, sn, interleaved);
-    }
+    });
     cache.store(l, pos, n, k_.data(), v_.data());
     attention(l, n, pos, cache);
   }
@@ -325,21 +384,29 @@ void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
       if (linear_input(LinearGroup::AttnOut, attn_out_.data(), qd, attn_out)) return;
     }
     kn::matmul(lw.wo, attn_out_.data(), n, xn_.data(), d, pool_, bias(lp.bo), attn_out);
-    for (int i = 0; i < n * d; ++i) x[i] += xn_[i];
+    per_token([&](int t0, int t1) {
+      for (int i = t0 * d; i < t1 * d; ++i) x[i] += xn_[i];
+    });
   }
 
   // --- MLP block
   if (runs(LinearGroup::MlpIn)) {
-    for (int t = 0; t < n; ++t) kn::rmsnorm(&x[t * d], lp.ffn_norm.data(), eps, d, &xn_[t * d]);
+    per_token([&](int t0, int t1) {
+      for (int t = t0; t < t1; ++t) kn::rmsnorm(&x[t * d], lp.ffn_norm.data(), eps, d, &xn_[t * d]);
+    });
     const kn::InputQuant mlp_in = integer_input(LinearGroup::MlpIn, {&lw.w_gate, &lw.w_up});
     if (linear_input(LinearGroup::MlpIn, xn_.data(), d, mlp_in)) return;
     const kn::LinearTarget gate_up[] = {{&lw.w_gate, gate_.data(), ff, bias(lp.b_gate)},
                                         {&lw.w_up, up_.data(), ff, bias(lp.b_up)}};
     kn::matmul_group(gate_up, xn_.data(), n, pool_, mlp_in);
-    if (c.activation == Activation::GeluTanh)
-      kn::gelu_tanh_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
-    else
-      kn::silu_mul(gate_.data(), up_.data(), static_cast<int64_t>(n) * ff);
+    per_token([&](int t0, int t1) {
+      const size_t at = static_cast<size_t>(t0) * ff;
+      const int64_t count = static_cast<int64_t>(t1 - t0) * ff;
+      if (c.activation == Activation::GeluTanh)
+        kn::gelu_tanh_mul(gate_.data() + at, up_.data() + at, count);
+      else
+        kn::silu_mul(gate_.data() + at, up_.data() + at, count);
+    });
     if (down_rotation_) down_rotation_->apply(gate_.data(), n);
   }
   kn::InputQuant mlp_act = kn::InputQuant::None;
@@ -348,7 +415,9 @@ void Transformer::run_layer(int l, float* x, int n, int pos, KVCache& cache,
     if (linear_input(LinearGroup::MlpAct, gate_.data(), ff, mlp_act)) return;
   }
   kn::matmul(lw.w_down, gate_.data(), n, xn_.data(), d, pool_, bias(lp.b_down), mlp_act);
-  for (int i = 0; i < n * d; ++i) x[i] += xn_[i];
+  per_token([&](int t0, int t1) {
+    for (int i = t0 * d; i < t1 * d; ++i) x[i] += xn_[i];
+  });
 }
 
 void Transformer::output(const float* x, int n, float* logits) {
