@@ -15,15 +15,24 @@
 namespace qforge {
 namespace {
 
-// Upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), in place on a row-major n×n matrix.
-// Returns false when H (or H⁻¹) is not numerically positive definite.
-bool inverse_cholesky_upper(std::vector<double>& a, int64_t n) {
+// Upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU) into u, from r = J H J: H with its rows and columns
+// in reverse order (row-major n×n, symmetric; overwritten). Returns false when H is not
+// numerically positive definite.
+//
+// With J H J = L Lᵀ (lower Cholesky), H⁻¹ = (J L⁻¹ J)ᵀ (J L⁻¹ J), and J L⁻¹ J is upper triangular
+// with a positive diagonal: it is U. One Cholesky and one triangular inverse (2n³/3 flops) instead
+// of Cholesky, inverse, Cholesky again (4n³/3). A row-major lower triangle is a column-major upper
+// one, so LAPACK runs on the buffer as it is, without its row-major interface's transposes.
+bool inverse_cholesky_upper(std::vector<double>& r, int64_t n, std::vector<double>& u) {
   const auto N = static_cast<lapack_int>(n);
-  if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', N, a.data(), N) != 0) return false;
-  if (LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'U', N, a.data(), N) != 0) return false;
-  if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', N, a.data(), N) != 0) return false;
+  if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', N, r.data(), N) != 0) return false;
+  if (LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'U', 'N', N, r.data(), N) != 0) return false;
+  // r's row-major lower triangle is now L⁻¹; U = J L⁻¹ J.
+  u.assign(static_cast<size_t>(n * n), 0.0);
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < i; ++j) a[i * n + j] = 0.0;
+    for (int64_t j = i; j < n; ++j) u[i * n + j] = r[(n - 1 - i) * n + (n - 1 - j)];
+  for (int64_t i = 0; i < n; ++i)
+    if (!(u[i * n + i] > 0) || !std::isfinite(u[i * n + i])) return false;
   return true;
 }
 
@@ -241,20 +250,24 @@ GptqFactor gptq_factor(const std::vector<double>& h_in, int64_t cols, const Gptq
   if (o.act_order)
     std::stable_sort(f.perm.begin(), f.perm.end(),
                      [&](int64_t a, int64_t b) { return f.diag[a] > f.diag[b]; });
-  // P H Pᵀ with dead inputs' diagonal set to 1 (their rows and columns of H are zero).
-  std::vector<double> hp(static_cast<size_t>(cols * cols));
-  for (int64_t i = 0; i < cols; ++i)
-    for (int64_t j = 0; j < cols; ++j)
-      hp[i * cols + j] = i == j ? f.diag[f.perm[i]] : h_in[f.perm[i] * cols + f.perm[j]];
-
+  // J P H Pᵀ J + λI: H in reverse processing order (what inverse_cholesky_upper takes), dead
+  // inputs' diagonal set to 1 (their rows and columns of H are zero), dampened by λ.
+  std::vector<double> reversed(static_cast<size_t>(cols * cols));
+  auto reverse_and_damp = [&](double lambda) {
+    for (int64_t i = 0; i < cols; ++i) {
+      const int64_t pi = f.perm[cols - 1 - i];
+      for (int64_t j = 0; j < cols; ++j)
+        reversed[i * cols + j] = h_in[pi * cols + f.perm[cols - 1 - j]];
+      reversed[i * cols + i] = f.diag[pi] + lambda;
+    }
+  };
   // Dampening λ = damp · mean(diag H); raised tenfold until the factorisation succeeds.
   const double mean_diag =
       std::accumulate(f.diag.begin(), f.diag.end(), 0.0) / static_cast<double>(cols);
   double damp = o.damp * mean_diag;
   for (int attempt = 0;; ++attempt) {
-    f.u = hp;
-    for (int64_t i = 0; i < cols; ++i) f.u[i * cols + i] += damp;
-    if (inverse_cholesky_upper(f.u, cols)) break;
+    reverse_and_damp(damp);
+    if (inverse_cholesky_upper(reversed, cols, f.u)) break;
     check(attempt < 6, "GPTQ: Hessian is not positive definite even with dampening {}", damp);
     damp = std::max(damp * 10, 1e-8 * std::max(mean_diag, 1.0));
   }
