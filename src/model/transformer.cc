@@ -18,6 +18,17 @@ namespace {
 // positions) stay in L2 between its two products, and a block stops at the keys its last row
 // sees (causal), which halves the products of a long prompt.
 constexpr int kQueryBlock = 64;
+
+// Per-thread attention buffers: decoded keys and values, per-channel keys still in f32, and a
+// block's scores. Reached through a function so that every thread constructs (and at its exit
+// frees) its own; attention's tasks run on whichever thread claims them.
+struct AttentionScratch {
+  std::vector<float> kbuf, vbuf, rbuf, scores;
+};
+AttentionScratch& attention_scratch() {
+  thread_local AttentionScratch scratch;
+  return scratch;
+}
 // Prompts of at least this many tokens run their per-token work on the pool, kTokenGrain tokens
 // a chunk (a token's norm or residual add is ~100 ns: fewer would not pay for the fork-join).
 constexpr int kParallelTokens = 32;
@@ -183,8 +194,11 @@ void Transformer::attention(int layer, int n, int pos, KVCache& cache) {
     const float *keys = nullptr, *values = nullptr;
     int recent = -1;
   };
-  thread_local std::vector<float> kbuf, vbuf, rbuf, scores;
   auto load_kv_head = [&](int kvh) {
+    AttentionScratch& scratch = attention_scratch();  // the running thread's
+    std::vector<float>& kbuf = scratch.kbuf;
+    std::vector<float>& vbuf = scratch.vbuf;
+    std::vector<float>& rbuf = scratch.rbuf;
     if (decoded) {
       kbuf.resize(static_cast<size_t>(ctx) * hd);
       vbuf.resize(static_cast<size_t>(ctx) * hd);
@@ -207,6 +221,8 @@ void Transformer::attention(int layer, int n, int pos, KVCache& cache) {
   auto attend_rows = [&](int h, int t0, int t1, const KvHead& kv) {
     const int rows = t1 - t0, width = pos + t1;
     const float* qh = &q_[static_cast<size_t>(t0) * qd + static_cast<size_t>(h) * hd];
+    AttentionScratch& scratch = attention_scratch();  // the running thread's
+    std::vector<float>& scores = scratch.scores;
     scores.resize(static_cast<size_t>(rows) * width);
     // scores = scale * Q_h K_hᵀ, [rows, width]
     kn::sgemm_nt(rows, width, hd, scale, qh, qd, kv.keys, hd, 0.0f, scores.data(), width);
@@ -219,7 +235,7 @@ void Transformer::attention(int layer, int n, int pos, KVCache& cache) {
         for (int j = start; j < visible; ++j)
           row[j] = scale * kn::dot_row(DType::F32,
                                        reinterpret_cast<const std::byte*>(
-                                           &rbuf[static_cast<size_t>(j - kv.recent) * hd]),
+                                           &scratch.rbuf[static_cast<size_t>(j - kv.recent) * hd]),
                                        &qh[static_cast<size_t>(t) * qd], hd);
       }
       kn::softmax(row, visible);
