@@ -188,8 +188,8 @@ void Transformer::attention(int layer, int n, int pos, KVCache& cache) {
   const int blocks = (n + kQueryBlock - 1) / kQueryBlock;
 
   // The keys and values of one KV head as the products read them: in place, or decoded into the
-  // calling thread's buffers. recent >= 0: per-channel keys, rbuf holds the f32 keys of
-  // [recent, ctx).
+  // running thread's buffers (attention_scratch). recent >= 0: per-channel keys, rbuf holds the f32
+  // keys of [recent, ctx).
   struct KvHead {
     const float *keys = nullptr, *values = nullptr;
     int recent = -1;
